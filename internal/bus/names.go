@@ -1,0 +1,61 @@
+// Package bus is vigil's use of NATS JetStream: the streams, consumers and
+// key-value buckets, the embedded server, and connection options.
+package bus
+
+import "strings"
+
+// Streams, subjects, consumers and buckets. These names are part of the
+// deployment contract: processes of different versions share them.
+const (
+	StreamAudit  = "AUDIT"
+	StreamAlerts = "ALERTS"
+	StreamDead   = "DEAD"
+
+	// SubjectAuditPrefix + "<cluster>.events" carries audit events.
+	SubjectAuditPrefix = "audit."
+	// SubjectAlertsPrefix + "<severity>.<ruleID>" carries alerts.
+	SubjectAlertsPrefix = "alerts"
+	// Dead letters: "dead.ingest.<cluster>", "dead.engine", "dead.notify.<destination>".
+	SubjectDeadPrefix = "dead."
+
+	// ConsumerEngine is the durable pull consumer all workers share.
+	ConsumerEngine = "engine"
+	// ConsumerNotifyPrefix + destination name is each destination's consumer.
+	ConsumerNotifyPrefix = "notify-"
+
+	BucketThresholds = "vigil_thresholds"
+	BucketNotify     = "vigil_notify"
+
+	// Headers on published messages.
+	HeaderCluster = "Vigil-Cluster"
+	HeaderSource  = "Vigil-Source"
+	HeaderReason  = "Vigil-Reason"
+)
+
+// AuditSubject is the subject of a cluster's audit events.
+func AuditSubject(cluster string) string {
+	return SubjectAuditPrefix + Token(cluster) + ".events"
+}
+
+// DeadSubject is a dead-letter subject, e.g. DeadSubject("ingest", "prod").
+func DeadSubject(parts ...string) string {
+	for i := range parts {
+		parts[i] = Token(parts[i])
+	}
+	return SubjectDeadPrefix + strings.Join(parts, ".")
+}
+
+// Token makes s safe as one NATS subject token: no dots, wildcards or
+// spaces.
+func Token(s string) string {
+	if s == "" {
+		return "_"
+	}
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.', '*', '>', ' ', '\t', '\r', '\n':
+			return '_'
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,206 @@
+// Package config is vigil's configuration file: its schema, defaults and
+// validation. Secrets are never in the file itself; it names environment
+// variables or files that hold them.
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Cluster is stamped on every event and alert.
+	Cluster string `yaml:"cluster"`
+	// DataDir holds the embedded NATS store and the file checkpoints.
+	DataDir string `yaml:"data_dir"`
+	NATS    NATS   `yaml:"nats"`
+	Ingest  Ingest `yaml:"ingest"`
+	Engine  Engine `yaml:"engine"`
+	Notify  Notify `yaml:"notify"`
+	// DefaultRules loads the embedded default pack; nil means true.
+	DefaultRules *bool `yaml:"default_rules"`
+	// Rules are more rule files or folders, loaded together with the pack.
+	Rules        []string      `yaml:"rules"`
+	Destinations []Destination `yaml:"destinations"`
+	Routes       []Route       `yaml:"routes"`
+	Metrics      Metrics       `yaml:"metrics"`
+	Log          Log           `yaml:"log"`
+
+	// Path is the file this configuration was read from ("" when built in code).
+	Path string `yaml:"-"`
+}
+
+// UseDefaultRules reports whether the embedded rule pack is loaded.
+func (c *Config) UseDefaultRules() bool { return c.DefaultRules == nil || *c.DefaultRules }
+
+// NATS says where JetStream is: an external cluster (URL) or the embedded
+// server (URL empty).
+type NATS struct {
+	URL string `yaml:"url"`
+	// Listen, with the embedded server, also serves it to other vigil
+	// processes (e.g. "0.0.0.0:4222"). Empty: in-process clients only.
+	Listen    string `yaml:"listen"`
+	CredsFile string `yaml:"creds_file"`
+	NKeyFile  string `yaml:"nkey_file"`
+	User      string `yaml:"user"`
+	// PasswordEnv / PasswordFile hold the password for User.
+	PasswordEnv  string `yaml:"password_env"`
+	PasswordFile string `yaml:"password_file"`
+	TLS          TLS    `yaml:"tls"`
+	// Replicas of the streams: 1 embedded, 3 on a cluster.
+	Replicas int `yaml:"replicas"`
+	// MaxAge and MaxBytes bound the AUDIT stream.
+	MaxAge   time.Duration `yaml:"max_age"`
+	MaxBytes int64         `yaml:"max_bytes"`
+	// DuplicateWindow is JetStream's MsgID de-duplication window; it must
+	// outlast any redelivery.
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+}
+
+// TLS is a certificate set. For clients: CA verifies the server, Cert/Key
+// are the client identity. For servers: Cert/Key are the server identity and
+// ClientCA, when set, requires and verifies client certificates.
+type TLS struct {
+	CA       string `yaml:"ca"`
+	Cert     string `yaml:"cert"`
+	Key      string `yaml:"key"`
+	ClientCA string `yaml:"client_ca"`
+}
+
+// Enabled reports whether any TLS material is configured.
+func (t TLS) Enabled() bool { return t.CA != "" || t.Cert != "" || t.Key != "" || t.ClientCA != "" }
+
+// Ingest lists the sources.
+type Ingest struct {
+	Files   []FileSource `yaml:"files"`
+	Webhook *Webhook     `yaml:"webhook"`
+}
+
+// StartAt values for a file without checkpoint.
+const (
+	StartBeginning = "beginning"
+	StartEnd       = "end"
+)
+
+// FileSource is an audit log written by kube-apiserver's --audit-log-path.
+type FileSource struct {
+	// Path is a file or a glob (one log per apiserver).
+	Path string `yaml:"path"`
+	// Cluster overrides the top-level cluster for this source.
+	Cluster string `yaml:"cluster"`
+	// StartAt is where a file with no checkpoint is read from.
+	StartAt string `yaml:"start_at"`
+	// MaxLineBytes is the longest line accepted; longer ones are dead-lettered.
+	MaxLineBytes int `yaml:"max_line_bytes"`
+	// PollInterval is how often the file is checked when idle.
+	PollInterval time.Duration `yaml:"poll_interval"`
+}
+
+// Webhook is the receiver for kube-apiserver's audit webhook backend.
+type Webhook struct {
+	Listen string `yaml:"listen"`
+	TLS    TLS    `yaml:"tls"`
+	// BearerTokenFile, when set, requires "Authorization: Bearer <token>".
+	BearerTokenFile string `yaml:"bearer_token_file"`
+	// Insecure allows plain HTTP without TLS (local use only).
+	Insecure      bool   `yaml:"insecure"`
+	Cluster       string `yaml:"cluster"`
+	MaxBodyBytes  int64  `yaml:"max_body_bytes"`
+	MaxEvents     int    `yaml:"max_events"`
+	MaxConcurrent int    `yaml:"max_concurrent"`
+	// Timeouts of the HTTP server.
+	ReadTimeout  time.Duration `yaml:"read_timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	IdleTimeout  time.Duration `yaml:"idle_timeout"`
+}
+
+// Engine tunes the workers and their JetStream consumer.
+type Engine struct {
+	// Workers is the number of evaluation goroutines in one process.
+	Workers       int           `yaml:"workers"`
+	AckWait       time.Duration `yaml:"ack_wait"`
+	MaxDeliver    int           `yaml:"max_deliver"`
+	MaxAckPending int           `yaml:"max_ack_pending"`
+	// FetchBatch is how many events one pull fetches.
+	FetchBatch int `yaml:"fetch_batch"`
+}
+
+// Notify tunes delivery.
+type Notify struct {
+	AckWait    time.Duration `yaml:"ack_wait"`
+	MaxDeliver int           `yaml:"max_deliver"`
+	// MaxAge bounds how long an alert is retried before it is dead-lettered.
+	MaxAge time.Duration `yaml:"max_age"`
+}
+
+// Destination types.
+const (
+	DestinationSlack   = "slack"
+	DestinationWebhook = "webhook"
+	DestinationStdout  = "stdout"
+)
+
+// Destination is where alerts are delivered.
+type Destination struct {
+	Name string `yaml:"name"`
+	Type string `yaml:"type"`
+
+	// Slack: an incoming webhook URL, or a bot token and a channel.
+	WebhookURLEnv  string `yaml:"webhook_url_env"`
+	WebhookURLFile string `yaml:"webhook_url_file"`
+	TokenEnv       string `yaml:"token_env"`
+	TokenFile      string `yaml:"token_file"`
+	Channel        string `yaml:"channel"`
+	// APIURL overrides Slack's API base URL (proxies, tests).
+	APIURL string `yaml:"api_url"`
+
+	// Webhook: the URL (or an env/file holding it when it carries a token).
+	URL            string            `yaml:"url"`
+	URLEnv         string            `yaml:"url_env"`
+	URLFile        string            `yaml:"url_file"`
+	Headers        map[string]string `yaml:"headers"`
+	HMACSecretEnv  string            `yaml:"hmac_secret_env"`
+	HMACSecretFile string            `yaml:"hmac_secret_file"`
+	TLS            TLS               `yaml:"tls"`
+
+	// Stdout: "text" (default) or "json".
+	Format string `yaml:"format"`
+
+	Timeout time.Duration `yaml:"timeout"`
+	// RateLimit is messages per second; 0 means the type's default.
+	RateLimit float64 `yaml:"rate_limit"`
+	// MaxAttempts bounds retries before the alert is dead-lettered.
+	MaxAttempts int `yaml:"max_attempts"`
+}
+
+// Route sends matching alerts to destinations. The first matching route
+// wins unless it says Continue.
+type Route struct {
+	Match          Match         `yaml:"match"`
+	To             []string      `yaml:"to"`
+	GroupBy        []string      `yaml:"group_by"`
+	GroupWait      time.Duration `yaml:"group_wait"`
+	GroupInterval  time.Duration `yaml:"group_interval"`
+	RepeatInterval time.Duration `yaml:"repeat_interval"`
+	Continue       bool          `yaml:"continue"`
+}
+
+// Match selects alerts; empty lists match everything, and an alert must
+// satisfy every non-empty list.
+type Match struct {
+	Severity []string `yaml:"severity"`
+	Rules    []string `yaml:"rules"`
+	Tags     []string `yaml:"tags"`
+	Cluster  []string `yaml:"cluster"`
+}
+
+// Metrics is the Prometheus and health endpoint.
+type Metrics struct {
+	Listen string `yaml:"listen"`
+}
+
+// Log configures log/slog.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text, json
+}

@@ -1,0 +1,365 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/vigil-k8s/vigil/internal/alert"
+)
+
+// Defaults.
+const (
+	DefaultCluster          = "default"
+	DefaultDataDir          = "./data"
+	DefaultMaxLineBytes     = 16 << 20
+	DefaultMaxBodyBytes     = 32 << 20
+	DefaultMaxEvents        = 100_000
+	DefaultMaxConcurrent    = 64
+	DefaultPollInterval     = 250 * time.Millisecond
+	DefaultAckWait          = 30 * time.Second
+	DefaultMaxDeliver       = 10
+	DefaultMaxAckPending    = 10_000
+	DefaultFetchBatch       = 256
+	DefaultDuplicateWindow  = 2 * time.Hour
+	DefaultStreamMaxAge     = 7 * 24 * time.Hour
+	DefaultNotifyMaxDeliver = 20
+	DefaultNotifyMaxAge     = 24 * time.Hour
+	DefaultDestTimeout      = 10 * time.Second
+)
+
+// Load reads, defaults and validates a configuration file. Relative paths
+// in it are taken relative to the file's folder, as kubeconfig does, so
+// that a config works from any working directory.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	cfg.resolvePaths(filepath.Dir(path))
+	return cfg, nil
+}
+
+// Parse decodes, defaults and validates configuration text; name is used
+// in error messages. Paths are left as written.
+func Parse(name string, data []byte) (*Config, error) {
+	cfg := &Config{Path: name}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	var root yaml.Node
+	_ = yaml.Unmarshal(data, &root)
+	cfg.setDefaults()
+	if errs := cfg.validate(&root); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+func (c *Config) setDefaults() {
+	if c.Cluster == "" {
+		c.Cluster = DefaultCluster
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	n := &c.NATS
+	if n.Replicas == 0 {
+		n.Replicas = 1
+	}
+	if n.MaxAge == 0 {
+		n.MaxAge = DefaultStreamMaxAge
+	}
+	if n.DuplicateWindow == 0 {
+		n.DuplicateWindow = DefaultDuplicateWindow
+	}
+	for i := range c.Ingest.Files {
+		f := &c.Ingest.Files[i]
+		if f.StartAt == "" {
+			f.StartAt = StartBeginning
+		}
+		if f.MaxLineBytes == 0 {
+			f.MaxLineBytes = DefaultMaxLineBytes
+		}
+		if f.PollInterval == 0 {
+			f.PollInterval = DefaultPollInterval
+		}
+		if f.Cluster == "" {
+			f.Cluster = c.Cluster
+		}
+	}
+	if w := c.Ingest.Webhook; w != nil {
+		if w.MaxBodyBytes == 0 {
+			w.MaxBodyBytes = DefaultMaxBodyBytes
+		}
+		if w.MaxEvents == 0 {
+			w.MaxEvents = DefaultMaxEvents
+		}
+		if w.MaxConcurrent == 0 {
+			w.MaxConcurrent = DefaultMaxConcurrent
+		}
+		if w.ReadTimeout == 0 {
+			w.ReadTimeout = 30 * time.Second
+		}
+		if w.WriteTimeout == 0 {
+			w.WriteTimeout = 60 * time.Second
+		}
+		if w.IdleTimeout == 0 {
+			w.IdleTimeout = 120 * time.Second
+		}
+		if w.Cluster == "" {
+			w.Cluster = c.Cluster
+		}
+	}
+	e := &c.Engine
+	if e.Workers == 0 {
+		e.Workers = 1
+	}
+	if e.AckWait == 0 {
+		e.AckWait = DefaultAckWait
+	}
+	if e.MaxDeliver == 0 {
+		e.MaxDeliver = DefaultMaxDeliver
+	}
+	if e.MaxAckPending == 0 {
+		e.MaxAckPending = DefaultMaxAckPending
+	}
+	if e.FetchBatch == 0 {
+		e.FetchBatch = DefaultFetchBatch
+	}
+	if c.Notify.AckWait == 0 {
+		c.Notify.AckWait = DefaultAckWait
+	}
+	if c.Notify.MaxDeliver == 0 {
+		c.Notify.MaxDeliver = DefaultNotifyMaxDeliver
+	}
+	if c.Notify.MaxAge == 0 {
+		c.Notify.MaxAge = DefaultNotifyMaxAge
+	}
+	for i := range c.Destinations {
+		d := &c.Destinations[i]
+		if d.Timeout == 0 {
+			d.Timeout = DefaultDestTimeout
+		}
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+}
+
+// validate checks the decoded config; root gives line numbers.
+func (c *Config) validate(root *yaml.Node) []error {
+	var errs []error
+	bad := func(path []any, format string, args ...any) {
+		loc := c.Path
+		if line := lineOf(root, path...); line > 0 {
+			loc = fmt.Sprintf("%s:%d", c.Path, line)
+		}
+		errs = append(errs, fmt.Errorf("%s: %s: %s", loc, pathString(path), fmt.Sprintf(format, args...)))
+	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		bad([]any{"nats", "replicas"}, "must be between 1 and 5, got %d", c.NATS.Replicas)
+	}
+	if c.NATS.URL != "" && c.NATS.Listen != "" {
+		bad([]any{"nats", "listen"}, "only applies to the embedded server; remove it or nats.url")
+	}
+	for i, f := range c.Ingest.Files {
+		if f.Path == "" {
+			bad([]any{"ingest", "files", i}, "path is required")
+		}
+		if f.StartAt != StartBeginning && f.StartAt != StartEnd {
+			bad([]any{"ingest", "files", i, "start_at"}, "must be %q or %q, got %q", StartBeginning, StartEnd, f.StartAt)
+		}
+		if f.MaxLineBytes < 0 {
+			bad([]any{"ingest", "files", i, "max_line_bytes"}, "must be positive")
+		}
+	}
+	if w := c.Ingest.Webhook; w != nil {
+		if w.Listen == "" {
+			bad([]any{"ingest", "webhook"}, "listen is required")
+		}
+		if !w.Insecure && (w.TLS.Cert == "" || w.TLS.Key == "") {
+			bad([]any{"ingest", "webhook"}, "tls.cert and tls.key are required (or insecure: true for plain HTTP on a trusted network)")
+		}
+		if w.MaxBodyBytes < 0 || w.MaxEvents < 0 || w.MaxConcurrent < 0 {
+			bad([]any{"ingest", "webhook"}, "limits must be positive")
+		}
+	}
+	names := map[string]bool{}
+	for i, d := range c.Destinations {
+		p := []any{"destinations", i}
+		if d.Name == "" {
+			bad(p, "name is required")
+		} else if names[d.Name] {
+			bad(append(p, "name"), "duplicate destination name %q", d.Name)
+		}
+		names[d.Name] = true
+		switch d.Type {
+		case DestinationSlack:
+			hasURL := d.WebhookURLEnv != "" || d.WebhookURLFile != ""
+			hasToken := d.TokenEnv != "" || d.TokenFile != ""
+			if hasURL == hasToken {
+				bad(p, "slack needs either webhook_url_env/webhook_url_file or token_env/token_file with channel")
+			}
+			if hasToken && d.Channel == "" {
+				bad(p, "slack with a bot token needs channel")
+			}
+		case DestinationWebhook:
+			if (d.URL != "") == (d.URLEnv != "" || d.URLFile != "") {
+				bad(p, "webhook needs exactly one of url, url_env, url_file")
+			}
+			if d.URL != "" && !strings.HasPrefix(d.URL, "http://") && !strings.HasPrefix(d.URL, "https://") {
+				bad(append(p, "url"), "must be an http:// or https:// URL")
+			}
+		case DestinationStdout:
+			if d.Format != "" && d.Format != "text" && d.Format != "json" {
+				bad(append(p, "format"), "must be text or json, got %q", d.Format)
+			}
+		case "":
+			bad(p, "type is required (slack, webhook or stdout)")
+		default:
+			bad(append(p, "type"), "unknown type %q (want slack, webhook or stdout)", d.Type)
+		}
+		if d.RateLimit < 0 || d.MaxAttempts < 0 {
+			bad(p, "rate_limit and max_attempts must not be negative")
+		}
+	}
+	for i, r := range c.Routes {
+		p := []any{"routes", i}
+		if len(r.To) == 0 {
+			bad(p, "to: names no destination")
+		}
+		for j, to := range r.To {
+			if !names[to] {
+				bad(append(p, "to", j), "unknown destination %q", to)
+			}
+		}
+		for j, s := range r.Match.Severity {
+			if !alert.ValidSeverity(s) {
+				bad(append(p, "match", "severity", j), "unknown severity %q (want info, low, medium, high or critical)", s)
+			}
+		}
+		for j, g := range r.GroupBy {
+			if !validGroupBy[g] && !strings.HasPrefix(g, "...") {
+				bad(append(p, "group_by", j), "cannot group by %q (want one of rule, severity, cluster, user, namespace, resource, verb)", g)
+			}
+		}
+		if r.GroupWait < 0 || r.GroupInterval < 0 || r.RepeatInterval < 0 {
+			bad(p, "durations must not be negative")
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad([]any{"log", "level"}, "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad([]any{"log", "format"}, "must be text or json, got %q", c.Log.Format)
+	}
+	return errs
+}
+
+var validGroupBy = map[string]bool{
+	"rule": true, "severity": true, "cluster": true, "user": true,
+	"namespace": true, "resource": true, "verb": true,
+}
+
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.DataDir)
+	abs(&c.NATS.CredsFile)
+	abs(&c.NATS.NKeyFile)
+	abs(&c.NATS.PasswordFile)
+	absTLS := func(t *TLS) { abs(&t.CA); abs(&t.Cert); abs(&t.Key); abs(&t.ClientCA) }
+	absTLS(&c.NATS.TLS)
+	for i := range c.Rules {
+		abs(&c.Rules[i])
+	}
+	for i := range c.Ingest.Files {
+		abs(&c.Ingest.Files[i].Path)
+	}
+	if w := c.Ingest.Webhook; w != nil {
+		absTLS(&w.TLS)
+		abs(&w.BearerTokenFile)
+	}
+	for i := range c.Destinations {
+		d := &c.Destinations[i]
+		abs(&d.WebhookURLFile)
+		abs(&d.TokenFile)
+		abs(&d.URLFile)
+		abs(&d.HMACSecretFile)
+		absTLS(&d.TLS)
+	}
+}
+
+// lineOf finds the line of a node by its path of mapping keys and sequence
+// indexes; 0 when not found.
+func lineOf(n *yaml.Node, path ...any) int {
+	if n == nil {
+		return 0
+	}
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := n.Line
+	for _, p := range path {
+		var next *yaml.Node
+		switch k := p.(type) {
+		case string:
+			if n.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					if n.Content[i].Value == k {
+						next = n.Content[i+1]
+						line = n.Content[i].Line
+					}
+				}
+			}
+		case int:
+			if n.Kind == yaml.SequenceNode && k < len(n.Content) {
+				next = n.Content[k]
+				line = next.Line
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+	}
+	return line
+}
+
+func pathString(path []any) string {
+	var b strings.Builder
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(k)
+		case int:
+			fmt.Fprintf(&b, "[%d]", k)
+		}
+	}
+	return b.String()
+}
