@@ -1,0 +1,104 @@
+package bus_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/internal/bus"
+	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/natstest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestEnsureStreamsConcurrentlyCreatesEachOnce(t *testing.T) {
+	srv := natstest.RunServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 5)
+	for range 5 {
+		_, js := natstest.Connect(t, srv.ClientURL())
+		wg.Go(func() { errs <- bus.EnsureStreams(ctx, js, config.NATS{Replicas: 1}) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("EnsureStreams: %v", err)
+		}
+	}
+	_, js := natstest.Connect(t, srv.ClientURL())
+	var names []string
+	for n := range js.StreamNames(ctx).Name() {
+		names = append(names, n)
+	}
+	// 3 streams + 2 KV buckets (KV_vigil_*).
+	if len(names) != 5 {
+		t.Fatalf("streams = %v, want AUDIT, ALERTS, DEAD and two KV buckets", names)
+	}
+}
+
+func TestPublisherDeduplicatesByAuditIDAndStage(t *testing.T) {
+	srv := natstest.RunServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, js := natstest.Connect(t, srv.ClientURL())
+	if err := bus.EnsureStreams(ctx, js, config.NATS{}); err != nil {
+		t.Fatal(err)
+	}
+	pub := bus.NewPublisher(js, "prod.eu")
+	var batch []audit.Raw
+	for i := range 100 {
+		for _, stage := range []string{"ResponseStarted", "ResponseComplete"} {
+			line := fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"id-%d","stage":%q,"verb":"get"}`, i, stage)
+			r, err := audit.ParseRaw([]byte(line))
+			if err != nil {
+				t.Fatal(err)
+			}
+			batch = append(batch, r)
+		}
+	}
+	// The same batch twice: a retry after a lost ack must not duplicate.
+	for range 2 {
+		if err := pub.Publish(ctx, batch); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+	}
+	if err := pub.DeadLetter(ctx, ingest.DeadLetter{Source: "file:x:1", Reason: "bad", Data: []byte("{")}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, bus.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 200 {
+		t.Fatalf("AUDIT holds %d messages, want 200", info.State.Msgs)
+	}
+	if got := info.State.Subjects["audit.prod_eu.events"]; got != 200 {
+		t.Fatalf("subject audit.prod_eu.events holds %d, want 200 (subjects %v)", got, info.State.Subjects)
+	}
+	dead, err := js.Stream(ctx, bus.StreamDead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := dead.GetLastMsgForSubject(ctx, "dead.ingest.prod_eu")
+	if err != nil {
+		t.Fatalf("dead letter not stored: %v", err)
+	}
+	if m.Header.Get(bus.HeaderSource) != "file:x:1" || m.Header.Get(bus.HeaderReason) != "bad" {
+		t.Fatalf("dead letter headers = %v", m.Header)
+	}
+}
