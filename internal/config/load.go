@@ -58,7 +58,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, yamlError(name, err)
 	}
 	var root yaml.Node
 	_ = yaml.Unmarshal(data, &root)
@@ -362,4 +362,30 @@ func pathString(path []any) string {
 		}
 	}
 	return b.String()
+}
+
+// yamlError renders a YAML decoding error as "file:line: message", one
+// line per problem, the form editors and CI annotate.
+func yamlError(name string, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if rest, ok := strings.CutPrefix(msg, "line "); ok {
+			if n, m, ok := strings.Cut(rest, ":"); ok {
+				return fmt.Errorf("%s:%s:%s", name, n, m)
+			}
+		}
+		return fmt.Errorf("%s: %s", name, msg)
+	}
+	errs := make([]error, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		if rest, ok := strings.CutPrefix(e, "line "); ok {
+			if n, m, ok := strings.Cut(rest, ":"); ok {
+				errs = append(errs, fmt.Errorf("%s:%s:%s", name, n, m))
+				continue
+			}
+		}
+		errs = append(errs, fmt.Errorf("%s: %s", name, e))
+	}
+	return errors.Join(errs...)
 }

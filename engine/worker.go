@@ -1,0 +1,210 @@
+// Package engine evaluates rules over audit events: the worker loop that
+// consumes the AUDIT stream and publishes alerts, and the offline evaluator
+// used by replay.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/internal/bus"
+	"github.com/vigil-k8s/vigil/internal/config"
+)
+
+// AlertEvaluator turns one event into the alerts it raises.
+type AlertEvaluator interface {
+	Evaluate(ctx context.Context, ev *audit.Event) ([]*alert.Alert, error)
+}
+
+// Timing of the worker loop.
+const (
+	// retryDelay is how long a message waits before redelivery when its
+	// alerts could not be stored.
+	retryDelay = 2 * time.Second
+	// drainTimeout bounds how long a stopping worker spends finishing
+	// messages it already holds.
+	drainTimeout = 30 * time.Second
+)
+
+// WorkerStats are counters of one worker.
+type WorkerStats struct {
+	Events    atomic.Int64 // events evaluated
+	Alerts    atomic.Int64 // alerts stored on ALERTS
+	Malformed atomic.Int64 // messages that were not audit events
+	Retried   atomic.Int64 // messages handed back for redelivery
+}
+
+// Worker consumes the AUDIT stream through the durable consumer shared by
+// every worker, evaluates each event and stores its alerts on ALERTS before
+// acknowledging the event: a crash at any point means redelivery, and alert
+// MsgIDs make the redelivery harmless.
+type Worker struct {
+	js     jetstream.JetStream
+	eval   AlertEvaluator
+	cfg    config.Engine
+	logger *slog.Logger
+	stats  WorkerStats
+}
+
+// NewWorker builds a worker; Run starts it.
+func NewWorker(js jetstream.JetStream, eval AlertEvaluator, cfg config.Engine, logger *slog.Logger) *Worker {
+	if cfg.FetchBatch <= 0 {
+		cfg.FetchBatch = config.DefaultFetchBatch
+	}
+	return &Worker{js: js, eval: eval, cfg: cfg, logger: logger}
+}
+
+// Stats returns the worker's live counters.
+func (w *Worker) Stats() *WorkerStats { return &w.stats }
+
+// ConsumerConfig is the engine's durable consumer.
+func ConsumerConfig(cfg config.Engine) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       bus.ConsumerEngine,
+		Description:   "rule evaluation, shared by all workers",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+		MaxAckPending: cfg.MaxAckPending,
+		FilterSubject: bus.SubjectAuditPrefix + ">",
+	}
+}
+
+// Run consumes until ctx is done, then finishes the messages it holds and
+// returns nil.
+func (w *Worker) Run(ctx context.Context) error {
+	cons, err := bus.EnsureConsumer(ctx, w.js, bus.StreamAudit, ConsumerConfig(w.cfg))
+	if err != nil {
+		return err
+	}
+	// The callback only hands messages over; the bounded channel and
+	// PullMaxMessages together bound what a worker holds.
+	msgs := make(chan jetstream.Msg, w.cfg.FetchBatch)
+	cc, err := cons.Consume(func(m jetstream.Msg) { msgs <- m },
+		jetstream.PullMaxMessages(w.cfg.FetchBatch),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !errors.Is(err, jetstream.ErrNoHeartbeat) && !errors.Is(err, nats.ErrTimeout) {
+				w.logger.Debug("consume", "err", err)
+			}
+		}))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", bus.StreamAudit, err)
+	}
+	batch := make([]jetstream.Msg, 0, w.cfg.FetchBatch)
+	for {
+		select {
+		case m := <-msgs:
+			batch = append(batch[:0], m)
+			batch = fill(batch, msgs)
+			w.process(ctx, batch)
+		case <-ctx.Done():
+			return w.drain(cc, msgs)
+		}
+	}
+}
+
+// drain stops pulling and finishes every message already delivered to this
+// worker, so a stop does not wait for AckWait redelivery.
+func (w *Worker) drain(cc jetstream.ConsumeContext, msgs chan jetstream.Msg) error {
+	cc.Drain()
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	batch := make([]jetstream.Msg, 0, w.cfg.FetchBatch)
+	for {
+		select {
+		case m := <-msgs:
+			batch = append(batch[:0], m)
+			batch = fill(batch, msgs)
+			w.process(ctx, batch)
+		case <-cc.Closed():
+			for {
+				batch = fill(batch[:0], msgs)
+				if len(batch) == 0 {
+					return nil
+				}
+				w.process(ctx, batch)
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// fill adds what is already waiting, up to the batch capacity.
+func fill(batch []jetstream.Msg, msgs chan jetstream.Msg) []jetstream.Msg {
+	for len(batch) < cap(batch) {
+		select {
+		case m := <-msgs:
+			batch = append(batch, m)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// process evaluates a batch, stores all its alerts, then acknowledges it.
+func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
+	var alerts []*alert.Alert
+	done := make([]jetstream.Msg, 0, len(batch))
+	for _, m := range batch {
+		ev, err := audit.Decode(m.Data())
+		if err != nil {
+			w.deadLetter(ctx, m, err)
+			continue
+		}
+		ev.Cluster = m.Headers().Get(bus.HeaderCluster)
+		as, err := w.eval.Evaluate(ctx, ev)
+		if err != nil {
+			w.logger.Warn("evaluation failed; will retry", "auditID", ev.AuditID, "stage", ev.Stage, "err", err)
+			w.stats.Retried.Add(1)
+			_ = m.NakWithDelay(retryDelay)
+			continue
+		}
+		w.stats.Events.Add(1)
+		alerts = append(alerts, as...)
+		done = append(done, m)
+	}
+	if len(alerts) > 0 {
+		if err := bus.PublishAlerts(ctx, w.js, alerts); err != nil {
+			w.logger.Warn("storing alerts failed; events will be redelivered", "alerts", len(alerts), "err", err)
+			for _, m := range done {
+				_ = m.NakWithDelay(retryDelay)
+			}
+			w.stats.Retried.Add(int64(len(done)))
+			return
+		}
+		w.stats.Alerts.Add(int64(len(alerts)))
+	}
+	for _, m := range done {
+		if err := m.Ack(); err != nil {
+			w.logger.Debug("ack", "err", err)
+		}
+	}
+}
+
+// deadLetter moves a message that is not an audit event out of the way
+// with the reason; redelivering it could never succeed.
+func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, reason error) {
+	w.stats.Malformed.Add(1)
+	w.logger.Warn("not an audit event; dead-lettered", "subject", m.Subject(), "err", reason)
+	dl := &nats.Msg{Subject: bus.DeadSubject("engine"), Data: m.Data(), Header: nats.Header{}}
+	dl.Header.Set(bus.HeaderReason, reason.Error())
+	dl.Header.Set(bus.HeaderSource, m.Subject())
+	if _, err := w.js.PublishMsg(ctx, dl); err != nil {
+		w.logger.Warn("dead-letter failed; will retry", "err", err)
+		_ = m.NakWithDelay(retryDelay)
+		return
+	}
+	_ = m.Term()
+}
