@@ -1,0 +1,82 @@
+// Package metrics defines vigil's Prometheus metrics. One Metrics value is
+// built per process on a registry and handed to each role; nothing is
+// registered globally.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+const namespace = "vigil"
+
+// Metrics are vigil's metrics but for notification delivery, which the
+// notify package registers itself (vigil_notify_*). The names are documented in
+// docs/operations.md and used by deploy/grafana-dashboard.json.
+type Metrics struct {
+	// Ingest.
+	IngestEvents     *prometheus.CounterVec   // source, cluster
+	IngestMalformed  *prometheus.CounterVec   // source
+	DeadLetters      *prometheus.CounterVec   // stage: ingest, engine, notify
+	PublishDuration  *prometheus.HistogramVec // source
+	CheckpointOffset *prometheus.GaugeVec     // path
+	WebhookRequests  *prometheus.CounterVec   // code
+	LimitExceeded    *prometheus.CounterVec   // limit
+
+	// Engine.
+	EventsEvaluated    prometheus.Counter
+	RuleMatches        *prometheus.CounterVec // rule
+	RuleErrors         *prometheus.CounterVec // rule
+	RuleEvalSeconds    *prometheus.CounterVec // rule
+	AlertsPublished    *prometheus.CounterVec // rule, severity
+	ThresholdEvicted   prometheus.Counter
+	RulesInfo          *prometheus.GaugeVec // version
+	ConsumerPending    *prometheus.GaugeVec // consumer
+	ConsumerAckPending *prometheus.GaugeVec // consumer
+}
+
+// New creates the metrics and registers them, with the Go and process
+// collectors, on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		IngestEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "ingest_events_total",
+			Help: "Audit events stored on the AUDIT stream, by source and cluster."}, []string{"source", "cluster"}),
+		IngestMalformed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "ingest_malformed_total",
+			Help: "Input lines or items that were not valid audit events, by source."}, []string{"source"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "dead_letters_total",
+			Help: "Messages moved to the DEAD stream, by pipeline stage."}, []string{"stage"}),
+		PublishDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "publish_duration_seconds",
+			Help: "Time from publishing a batch of events to its JetStream acknowledgement.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"source"}),
+		CheckpointOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "file_checkpoint_offset_bytes",
+			Help: "Offset of the durable checkpoint in each tailed file."}, []string{"path"}),
+		WebhookRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "webhook_requests_total",
+			Help: "Audit webhook requests, by HTTP status code."}, []string{"code"}),
+		LimitExceeded: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "limit_exceeded_total",
+			Help: "Inputs refused or cut because a configured limit was reached, by limit."}, []string{"limit"}),
+		EventsEvaluated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "engine_events_total",
+			Help: "Audit events evaluated by the rule engine."}),
+		RuleMatches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "rule_matches_total",
+			Help: "Rule condition matches, by rule."}, []string{"rule"}),
+		RuleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "rule_errors_total",
+			Help: "Rule evaluation errors (counted as no match), by rule."}, []string{"rule"}),
+		RuleEvalSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "rule_eval_seconds_total",
+			Help: "Time spent evaluating each rule."}, []string{"rule"}),
+		AlertsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "alerts_published_total",
+			Help: "Alerts stored on the ALERTS stream, by rule and severity."}, []string{"rule", "severity"}),
+		ThresholdEvicted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "threshold_groups_evicted_total",
+			Help: "Threshold groups dropped because the group limit was reached."}),
+		RulesInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "rules_info",
+			Help: "The rule set this process runs (1 for the current version hash)."}, []string{"version"}),
+		ConsumerPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "consumer_pending_messages",
+			Help: "Messages not yet delivered to a durable consumer (its lag)."}, []string{"consumer"}),
+		ConsumerAckPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "consumer_ack_pending_messages",
+			Help: "Messages delivered to a durable consumer and not yet acknowledged."}, []string{"consumer"}),
+	}
+	reg.MustRegister(
+		m.IngestEvents, m.IngestMalformed, m.DeadLetters, m.PublishDuration, m.CheckpointOffset, m.WebhookRequests, m.LimitExceeded,
+		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.RulesInfo,
+		m.ConsumerPending, m.ConsumerAckPending,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}

@@ -1,0 +1,564 @@
+package notify
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+
+	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/internal/bus"
+	"github.com/vigil-k8s/vigil/internal/config"
+)
+
+// DefaultMaxAckPending bounds how many alerts one destination holds
+// unacknowledged, grouped ones included: the memory bound of a notifier.
+const DefaultMaxAckPending = 10_000
+
+// maxReasonLen caps the dead-letter reason header.
+const maxReasonLen = 1024
+
+// Dispatcher reads the ALERTS stream with one durable consumer per
+// destination and delivers to each independently, so a slow or failing
+// destination never delays another.
+type Dispatcher struct {
+	cfg     *config.Config
+	js      jetstream.JetStream
+	logger  *slog.Logger
+	opts    options
+	dests   []*destination
+	metrics *metrics
+}
+
+type destination struct {
+	name        string
+	typ         string
+	n           Notifier
+	limiter     *rate.Limiter
+	maxAttempts int
+	timeout     time.Duration
+	// batch: the receiver takes many alerts in one request (webhook,
+	// stdout); Slack gets one message per alert unless grouped.
+	batch      bool
+	fetchBatch int
+}
+
+// NewDispatcher builds the notifiers of every destination in cfg; with
+// none configured it prints to stdout.
+func NewDispatcher(cfg *config.Config, js jetstream.JetStream, logger *slog.Logger, opts ...Option) (*Dispatcher, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	o := defaultOptions()
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.backoffMin <= 0 || o.backoffMax < o.backoffMin {
+		return nil, fmt.Errorf("notify: backoff must satisfy 0 < initial <= max, got %s and %s", o.backoffMin, o.backoffMax)
+	}
+	if o.fetchBatch < 1 || o.maxWait <= 0 {
+		return nil, fmt.Errorf("notify: fetch batch and wait must be positive, got %d and %s", o.fetchBatch, o.maxWait)
+	}
+	m, err := newMetrics(o.reg)
+	if err != nil {
+		return nil, err
+	}
+	d := &Dispatcher{cfg: cfg, js: js, logger: logger, opts: o, metrics: m}
+	dests := cfg.Destinations
+	names := map[string]bool{}
+	consumers := map[string]string{}
+	for _, dc := range dests {
+		names[dc.Name] = true
+		c := ConsumerName(dc.Name)
+		if other, dup := consumers[c]; dup {
+			return nil, fmt.Errorf("notify: destinations %q and %q would share the consumer %s; rename one", other, dc.Name, c)
+		}
+		consumers[c] = dc.Name
+	}
+	for i, r := range cfg.Routes {
+		for _, to := range r.To {
+			if !names[to] {
+				return nil, fmt.Errorf("notify: routes[%d]: unknown destination %q", i, to)
+			}
+		}
+	}
+	if len(dests) == 0 {
+		dests = []config.Destination{{Name: ImplicitStdout, Type: config.DestinationStdout, Timeout: config.DefaultDestTimeout}}
+	}
+	for _, dc := range dests {
+		n, err := NewNotifier(dc, logger, opts...)
+		if err != nil {
+			return nil, err
+		}
+		dst := &destination{
+			name:        dc.Name,
+			typ:         dc.Type,
+			n:           n,
+			maxAttempts: dc.MaxAttempts,
+			timeout:     dc.Timeout,
+			batch:       dc.Type != config.DestinationSlack,
+			fetchBatch:  o.fetchBatch,
+		}
+		if dst.maxAttempts == 0 {
+			dst.maxAttempts = cfg.Notify.MaxDeliver
+		}
+		if dst.maxAttempts <= 0 {
+			dst.maxAttempts = config.DefaultNotifyMaxDeliver
+		}
+		if dst.timeout <= 0 {
+			dst.timeout = config.DefaultDestTimeout
+		}
+		r := dc.RateLimit
+		if r == 0 {
+			switch dc.Type {
+			case config.DestinationSlack:
+				r = DefaultSlackRate
+			case config.DestinationWebhook:
+				r = DefaultWebhookRate
+			}
+		}
+		if r > 0 {
+			dst.limiter = rate.NewLimiter(rate.Limit(r), 1)
+			// Fetch no more than can be sent well within the ack wait, so
+			// alerts queued behind the rate limit are not redelivered.
+			if perWait := int(r * d.ackWait().Seconds() / 2); perWait < dst.fetchBatch {
+				dst.fetchBatch = max(perWait, 1)
+			}
+		} else {
+			dst.limiter = rate.NewLimiter(rate.Inf, 1)
+		}
+		d.dests = append(d.dests, dst)
+	}
+	return d, nil
+}
+
+func (d *Dispatcher) ackWait() time.Duration {
+	if d.cfg.Notify.AckWait > 0 {
+		return d.cfg.Notify.AckWait
+	}
+	return config.DefaultAckWait
+}
+
+func (d *Dispatcher) maxAge() time.Duration {
+	if d.cfg.Notify.MaxAge > 0 {
+		return d.cfg.Notify.MaxAge
+	}
+	return config.DefaultNotifyMaxAge
+}
+
+// ConsumerName is the durable consumer of a destination.
+func ConsumerName(dest string) string {
+	return bus.ConsumerNotifyPrefix + strings.Map(func(r rune) rune {
+		switch r {
+		case '.', '*', '>', ' ', '\t', '\r', '\n', '/', '\\':
+			return '_'
+		}
+		return r
+	}, dest)
+}
+
+// Run delivers until ctx is done, then hands back what it holds (so another
+// replica can take it at once) and returns nil. It fails only when the
+// stream or bucket it needs is missing.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	kv, err := d.js.KeyValue(ctx, bus.BucketNotify)
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("notify: key-value bucket %s: %w", bus.BucketNotify, err)
+	}
+	workers := make([]*worker, 0, len(d.dests))
+	for _, dst := range d.dests {
+		cons, err := bus.EnsureConsumer(ctx, d.js, bus.StreamAlerts, jetstream.ConsumerConfig{
+			Durable:       ConsumerName(dst.name),
+			Description:   "vigil notifications to " + dst.name,
+			FilterSubject: bus.SubjectAlertsPrefix + ".>",
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       d.ackWait(),
+			// Attempts are counted and bounded here, so that the last one
+			// ends in the dead-letter stream instead of silently stopping.
+			MaxDeliver:    -1,
+			MaxAckPending: DefaultMaxAckPending,
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("notify: destination %q: %w", dst.name, err)
+		}
+		workers = append(workers, &worker{
+			d: d, dst: dst, cons: cons, kv: kv,
+			logger: d.logger.With("destination", dst.name),
+			groups: map[string]*group{},
+		})
+	}
+	defer func() {
+		for _, dst := range d.dests {
+			if c, ok := dst.n.(interface{ Close() }); ok {
+				c.Close()
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// worker delivers to one destination. It is a single goroutine: fetching,
+// grouping timers and delivery all happen in its loop, so its state needs
+// no locks.
+type worker struct {
+	d      *Dispatcher
+	dst    *destination
+	cons   jetstream.Consumer
+	kv     jetstream.KeyValue
+	logger *slog.Logger
+
+	groups     map[string]*group
+	pauseUntil time.Time
+	lastKeep   time.Time
+}
+
+// item is one alert and the message that carried it.
+type item struct {
+	msg jetstream.Msg
+	a   *alert.Alert
+}
+
+func (w *worker) run(ctx context.Context) {
+	defer w.release()
+	for ctx.Err() == nil {
+		wait := w.d.opts.maxWait
+		now := w.d.opts.now()
+		for _, g := range w.groups {
+			if u := g.flushAt.Sub(now); u < wait {
+				wait = u
+			}
+		}
+		if u := w.pauseUntil.Sub(now); u > wait {
+			// A receiver asked us to back off: fetching more now would
+			// only hold alerts in memory. Held alerts still need their
+			// keep-alive, hence the cap.
+			wait = min(u, w.d.ackWait()/3)
+		}
+		if wait < 20*time.Millisecond {
+			wait = 20 * time.Millisecond
+		}
+		items := w.fetch(ctx, wait)
+		w.handle(ctx, items)
+		w.flushDue(ctx)
+		w.keepAlive()
+	}
+}
+
+// fetch pulls up to a batch, waiting at most wait for the first message.
+func (w *worker) fetch(ctx context.Context, wait time.Duration) []item {
+	if !w.pauseUntil.IsZero() && w.d.opts.now().Before(w.pauseUntil) {
+		w.sleep(ctx, wait)
+		return nil
+	}
+	fctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	batch, err := w.cons.Fetch(w.dst.fetchBatch, jetstream.FetchContext(fctx))
+	if err != nil {
+		if ctx.Err() == nil {
+			w.logger.Warn("fetching alerts failed", "err", err)
+			w.sleep(ctx, wait)
+		}
+		return nil
+	}
+	var items []item
+	for msg := range batch.Messages() {
+		a := new(alert.Alert)
+		if err := json.Unmarshal(msg.Data(), a); err != nil || a.ID == "" {
+			reason := "undecodable alert"
+			if err != nil {
+				reason += ": " + err.Error()
+			}
+			w.deadLetter(ctx, item{msg: msg, a: &alert.Alert{ID: "seq-" + seqOf(msg)}}, reason)
+			continue
+		}
+		items = append(items, item{msg: msg, a: a})
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+		w.logger.Debug("fetch ended early", "err", err)
+	}
+	return items
+}
+
+func (w *worker) sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// handle routes fetched alerts: not ours or already delivered ones are
+// acknowledged, grouped ones are held, the rest are delivered now.
+func (w *worker) handle(ctx context.Context, items []item) {
+	var now []item
+	seen := map[string]bool{}
+	for _, it := range items {
+		ri, ok := RouteFor(w.d.cfg.Routes, w.dst.name, it.a)
+		if !ok {
+			w.ack(it.msg)
+			continue
+		}
+		if seen[it.a.ID] || w.delivered(ctx, it.a) {
+			w.d.metrics.duplicates.WithLabelValues(w.dst.name).Inc()
+			w.ack(it.msg)
+			continue
+		}
+		seen[it.a.ID] = true
+		var g grouping
+		if ri >= 0 {
+			g = groupingOf(w.d.cfg.Routes[ri])
+		}
+		if g.enabled() {
+			w.hold(ctx, ri, g, it)
+			continue
+		}
+		now = append(now, it)
+	}
+	if len(now) == 0 {
+		return
+	}
+	if w.dst.batch {
+		w.deliver(ctx, now)
+		return
+	}
+	for _, it := range now {
+		if ctx.Err() != nil {
+			w.nak(it.msg, 0)
+			continue
+		}
+		w.deliver(ctx, []item{it})
+	}
+}
+
+// deliver sends items as one notification and settles their messages.
+// It reports whether the notification was delivered.
+func (w *worker) deliver(ctx context.Context, items []item) bool {
+	if err := w.waitTurn(ctx); err != nil {
+		for _, it := range items {
+			w.nak(it.msg, 0)
+		}
+		return false
+	}
+	alerts := make([]*alert.Alert, len(items))
+	for i, it := range items {
+		alerts[i] = it.a
+	}
+	sctx, cancel := context.WithTimeout(ctx, w.dst.timeout)
+	retry, err := w.dst.n.Notify(sctx, alerts...)
+	cancel()
+	if err == nil {
+		for _, it := range items {
+			w.markDelivered(ctx, it.a)
+			w.ack(it.msg)
+		}
+		w.d.metrics.delivered.WithLabelValues(w.dst.name).Add(float64(len(items)))
+		w.logger.Debug("delivered", "alerts", len(items))
+		return true
+	}
+	if ctx.Err() != nil {
+		// Shutting down: not the receiver's fault, so no attempt is spent.
+		for _, it := range items {
+			w.nak(it.msg, 0)
+		}
+		return false
+	}
+	w.d.metrics.failures.WithLabelValues(w.dst.name).Inc()
+	w.failed(ctx, items, retry, err)
+	return false
+}
+
+// waitTurn blocks for the rate limit and any Retry-After pause.
+func (w *worker) waitTurn(ctx context.Context) error {
+	if d := w.pauseUntil.Sub(w.d.opts.now()); d > 0 {
+		w.sleep(ctx, d)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return w.dst.limiter.Wait(ctx)
+}
+
+// failed retries or dead-letters the items of a failed notification.
+func (w *worker) failed(ctx context.Context, items []item, retry bool, err error) {
+	after, hasAfter := RetryAfter(err)
+	if hasAfter {
+		w.pauseUntil = w.d.opts.now().Add(after)
+	}
+	w.logger.Warn("delivery failed", "alerts", len(items), "retry", retry, "err", err)
+	for _, it := range items {
+		attempts := uint64(1)
+		age := time.Duration(0)
+		if md, merr := it.msg.Metadata(); merr == nil {
+			attempts = md.NumDelivered
+			age = w.d.opts.now().Sub(md.Timestamp)
+		}
+		switch {
+		case !retry:
+			w.deadLetter(ctx, it, "not retryable: "+err.Error())
+		case attempts >= uint64(w.dst.maxAttempts):
+			w.deadLetter(ctx, it, fmt.Sprintf("gave up after %d attempts: %s", attempts, err))
+		default:
+			delay := w.backoff(attempts)
+			if hasAfter && after > delay {
+				delay = after
+			}
+			if age+delay > w.d.maxAge() {
+				w.deadLetter(ctx, it, fmt.Sprintf("older than max_age %s after %d attempts: %s", w.d.maxAge(), attempts, err))
+				continue
+			}
+			w.nak(it.msg, delay)
+		}
+	}
+}
+
+// backoff is the wait before attempt n+1: exponential, capped, with full
+// jitter in its upper half so that replicas do not retry in lockstep.
+func (w *worker) backoff(n uint64) time.Duration {
+	lo, hi := w.d.opts.backoffMin, w.d.opts.backoffMax
+	d := lo
+	for i := uint64(1); i < n && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+// deadLetter publishes the alert to the destination's dead-letter subject
+// and acknowledges the original. If the publish fails the message is
+// returned for redelivery rather than lost.
+func (w *worker) deadLetter(ctx context.Context, it item, reason string) {
+	if len(reason) > maxReasonLen {
+		reason = reason[:maxReasonLen]
+	}
+	msg := nats.NewMsg(bus.DeadSubject("notify", w.dst.name))
+	msg.Data = it.msg.Data()
+	msg.Header.Set(bus.HeaderReason, strings.ToValidUTF8(strings.ReplaceAll(reason, "\n", " "), "?"))
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, err := w.d.js.PublishMsg(pctx, msg, jetstream.WithMsgID("notify/"+w.dst.name+"/"+it.a.ID))
+	if err != nil {
+		w.logger.Error("dead-lettering failed; alert will be redelivered", "alert", it.a.ID, "err", err)
+		w.nak(it.msg, w.d.opts.backoffMax)
+		return
+	}
+	w.d.metrics.dead.WithLabelValues(w.dst.name).Inc()
+	w.logger.Error("alert dead-lettered", "alert", it.a.ID, "reason", reason)
+	w.ack(it.msg)
+}
+
+func (w *worker) ack(m jetstream.Msg) {
+	if err := m.Ack(); err != nil {
+		w.logger.Warn("ack failed; the alert will be redelivered and deduplicated", "err", err)
+	}
+}
+
+func (w *worker) nak(m jetstream.Msg, delay time.Duration) {
+	var err error
+	if delay > 0 {
+		err = m.NakWithDelay(delay)
+	} else {
+		err = m.Nak()
+	}
+	if err != nil {
+		w.logger.Warn("nak failed; the alert will be redelivered after the ack wait", "err", err)
+	}
+}
+
+// keepAlive stops JetStream redelivering alerts held for grouping.
+func (w *worker) keepAlive() {
+	now := w.d.opts.now()
+	if now.Sub(w.lastKeep) < w.d.ackWait()/3 {
+		return
+	}
+	w.lastKeep = now
+	for _, g := range w.groups {
+		for _, it := range g.items {
+			if err := it.msg.InProgress(); err != nil {
+				w.logger.Debug("in-progress failed", "err", err)
+			}
+		}
+	}
+}
+
+// release hands held alerts back on shutdown so that another replica can
+// deliver them without waiting for the ack wait.
+func (w *worker) release() {
+	for k, g := range w.groups {
+		for _, it := range g.items {
+			w.nak(it.msg, 0)
+		}
+		delete(w.groups, k)
+	}
+}
+
+// Delivery dedupe: a key per destination and alert ID, written after a
+// successful delivery, so that a redelivered alert (after a crash between
+// delivery and ack, or on another replica) is not sent twice.
+func sentKey(dest, id string) string { return "sent." + hashHex(dest, id) }
+
+func hashHex(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func (w *worker) delivered(ctx context.Context, a *alert.Alert) bool {
+	_, err := w.kv.Get(ctx, sentKey(w.dst.name, a.ID))
+	if err == nil {
+		return true
+	}
+	if !errors.Is(err, jetstream.ErrKeyNotFound) && ctx.Err() == nil {
+		// Unknown is treated as not delivered: a rare duplicate beats a
+		// lost alert.
+		w.logger.Warn("dedupe lookup failed", "err", err)
+	}
+	return false
+}
+
+func (w *worker) markDelivered(ctx context.Context, a *alert.Alert) {
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := w.kv.Put(kctx, sentKey(w.dst.name, a.ID), []byte(w.d.opts.now().UTC().Format(time.RFC3339))); err != nil {
+		w.logger.Warn("recording delivery failed; a redelivery may repeat it", "alert", a.ID, "err", err)
+	}
+}
+
+func seqOf(m jetstream.Msg) string {
+	if md, err := m.Metadata(); err == nil {
+		return fmt.Sprint(md.Sequence.Stream)
+	}
+	return "unknown"
+}

@@ -1,0 +1,124 @@
+package notify
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/internal/config"
+)
+
+// Grouping defaults, Alertmanager's, used when a route configures some
+// grouping but not every interval.
+const (
+	DefaultGroupWait      = 30 * time.Second
+	DefaultGroupInterval  = 5 * time.Minute
+	DefaultRepeatInterval = 4 * time.Hour
+)
+
+// Matches reports whether a satisfies m: every non-empty list must contain
+// the alert's value (for tags, any of its tags).
+func Matches(m config.Match, a *alert.Alert) bool {
+	if len(m.Severity) > 0 && !slices.Contains(m.Severity, a.Severity) {
+		return false
+	}
+	if len(m.Rules) > 0 && !slices.Contains(m.Rules, a.Rule) {
+		return false
+	}
+	if len(m.Cluster) > 0 && !slices.Contains(m.Cluster, a.Cluster) {
+		return false
+	}
+	if len(m.Tags) > 0 && !slices.ContainsFunc(a.Tags, func(t string) bool { return slices.Contains(m.Tags, t) }) {
+		return false
+	}
+	return true
+}
+
+// RouteFor returns the index of the route that sends a to destination
+// dest: routes are tried in order, the first match wins and ends the
+// search unless it says continue. With no routes every alert goes
+// everywhere, ungrouped, and the index is -1.
+func RouteFor(routes []config.Route, dest string, a *alert.Alert) (int, bool) {
+	if len(routes) == 0 {
+		return -1, true
+	}
+	for i, r := range routes {
+		if !Matches(r.Match, a) {
+			continue
+		}
+		if slices.Contains(r.To, dest) {
+			return i, true
+		}
+		if !r.Continue {
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+// grouping is a route's effective grouping; zero means deliver each alert
+// as it arrives.
+type grouping struct {
+	by             []string
+	wait, interval time.Duration
+	repeat         time.Duration
+}
+
+func (g grouping) enabled() bool { return g.wait > 0 || g.interval > 0 || g.repeat > 0 }
+
+func groupingOf(r config.Route) grouping {
+	if len(r.GroupBy) == 0 && r.GroupWait == 0 && r.GroupInterval == 0 && r.RepeatInterval == 0 {
+		return grouping{}
+	}
+	g := grouping{by: r.GroupBy, wait: r.GroupWait, interval: r.GroupInterval, repeat: r.RepeatInterval}
+	if g.wait == 0 {
+		g.wait = DefaultGroupWait
+	}
+	if g.interval == 0 {
+		g.interval = DefaultGroupInterval
+	}
+	if g.repeat == 0 {
+		g.repeat = DefaultRepeatInterval
+	}
+	if g.repeat < g.interval {
+		g.repeat = g.interval
+	}
+	return g
+}
+
+// allLabels is what group_by "..." expands to.
+var allLabels = []string{"rule", "severity", "cluster", "user", "namespace", "resource", "verb"}
+
+// GroupKey is the identity of a's group under group_by labels: alerts with
+// equal values for every label share a notification.
+func GroupKey(by []string, a *alert.Alert) string {
+	if slices.Contains(by, "...") {
+		by = allLabels
+	}
+	var b strings.Builder
+	for _, l := range by {
+		var v string
+		switch l {
+		case "rule":
+			v = a.Rule
+		case "severity":
+			v = a.Severity
+		case "cluster":
+			v = a.Cluster
+		case "user":
+			v = a.User
+		case "namespace":
+			v = a.Namespace
+		case "resource":
+			v = a.Resource
+		case "verb":
+			v = a.Verb
+		}
+		b.WriteString(l)
+		b.WriteByte('=')
+		b.WriteString(v)
+		b.WriteByte(0)
+	}
+	return b.String()
+}

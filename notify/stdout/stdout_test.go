@@ -1,0 +1,120 @@
+package stdout
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/notify/internal/alerttest"
+)
+
+func TestTextLine(t *testing.T) {
+	var buf bytes.Buffer
+	n, err := New(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := alerttest.Sample()
+	b := alerttest.Sample()
+	b.ImpersonatedUser, b.Resource, b.Subresource, b.Namespace, b.Name = "system:admin", "nodes", "proxy", "", "node-1"
+	b.Count, b.Window = 20, "5m0s"
+	if _, err := n.Notify(context.Background(), a, b); err != nil {
+		t.Fatal(err)
+	}
+	want := "2024-02-19T01:13:32Z high     secret-read-by-non-node: system:serviceaccount:default:app get secrets default/db (system:serviceaccount:default:app get secrets default/db)\n" +
+		"2024-02-19T01:13:32Z high     secret-read-by-non-node: system:serviceaccount:default:app get secrets default/db (system:serviceaccount:default:app as system:admin get nodes/proxy node-1) x20 in 5m0s\n"
+	if got := buf.String(); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// A value with a newline or an escape sequence must not start a second
+// line or drive the terminal.
+func TestTextEscapesControlCharacters(t *testing.T) {
+	var buf bytes.Buffer
+	n, _ := New(&buf)
+	a := alerttest.Sample()
+	a.Output = "ok\n2024-01-01T00:00:00Z critical forged: \x1b[2Jcleared\u2028"
+	a.User = "bad\xffutf8\r"
+	if _, err := n.Notify(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") {
+		t.Errorf("one alert became %d lines: %q", strings.Count(out, "\n"), out)
+	}
+	if strings.ContainsAny(out[:len(out)-1], "\n\r\x1b\u2028") {
+		t.Errorf("control characters left in %q", out)
+	}
+	for _, want := range []string{`ok\n2024`, `\x1b[2J`, `\u2028`, `bad\xffutf8\r`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output %q lacks escaped %q", out, want)
+		}
+	}
+}
+
+func TestColorOnlyWhenAsked(t *testing.T) {
+	var plain, colored bytes.Buffer
+	p, _ := New(&plain) // a buffer is not a terminal
+	c, _ := New(&colored, WithColor(true))
+	a := alerttest.Sample()
+	a.Severity = alert.SeverityCritical
+	_, _ = p.Notify(context.Background(), a)
+	_, _ = c.Notify(context.Background(), a)
+	if strings.Contains(plain.String(), "\x1b[") {
+		t.Errorf("colour written to a non-terminal: %q", plain.String())
+	}
+	if !strings.Contains(colored.String(), "\x1b[1;35mcritical") {
+		t.Errorf("no severity colour: %q", colored.String())
+	}
+}
+
+func TestJSONLines(t *testing.T) {
+	var buf bytes.Buffer
+	n, err := New(&buf, WithFormat(FormatJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := alerttest.Many(3)
+	in[1].Output = "line\nbreak"
+	if _, err := n.Notify(context.Background(), in...); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d lines for 3 alerts: %q", len(lines), buf.String())
+	}
+	for i, l := range lines {
+		var a alert.Alert
+		if err := json.Unmarshal([]byte(l), &a); err != nil {
+			t.Fatalf("line %d: %v", i, err)
+		}
+		if a.ID != in[i].ID || a.Output != in[i].Output {
+			t.Errorf("line %d: got %s %q", i, a.ID, a.Output)
+		}
+	}
+}
+
+func TestUnknownFormat(t *testing.T) {
+	if _, err := New(&bytes.Buffer{}, WithFormat("yaml")); err == nil || !strings.Contains(err.Error(), `"yaml"`) {
+		t.Errorf("got %v, want an error naming the format", err)
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errFull }
+
+var errFull = errors.New("disk full")
+
+func TestWriteErrorIsRetryable(t *testing.T) {
+	n, _ := New(failingWriter{})
+	retry, err := n.Notify(context.Background(), alerttest.Sample())
+	if err == nil || !retry {
+		t.Errorf("got retry=%v err=%v, want a retryable error", retry, err)
+	}
+}
