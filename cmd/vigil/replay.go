@@ -1,0 +1,106 @@
+package main
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vigil-k8s/vigil/engine"
+	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/rules"
+)
+
+func newReplayCmd() *cobra.Command {
+	var (
+		rulePaths []string
+		output    string
+	)
+	cmd := &cobra.Command{
+		Use:   "replay [--rules PATH]... [--output text|json] FILE...",
+		Short: "Evaluate rules over audit log files offline",
+		Long: "Replay evaluates rules over audit log files (JSON lines, as kube-apiserver writes them;\n" +
+			"\"-\" reads stdin) without NATS. Without --rules it uses the embedded default pack.\n" +
+			"Malformed lines are reported on stderr and skipped.",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("--output %q: want text or json", output)
+			}
+			set, err := loadForCheck(cmd, rulePaths, len(rulePaths) == 0)
+			if err != nil {
+				return err
+			}
+			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			enc := json.NewEncoder(out)
+			onAlert := func(a *alert.Alert) error { return enc.Encode(a) }
+			if output == "text" {
+				onAlert = func(a *alert.Alert) error {
+					_, err := fmt.Fprintln(out, textLine(a))
+					return err
+				}
+			}
+			st, err := engine.Replay(cmd.Context(), set, args, engine.ReplayOptions{
+				Stdin:   cmd.InOrStdin(),
+				OnAlert: onAlert,
+				OnMalformed: func(file string, line int, err error) {
+					fmt.Fprintf(errOut, "%s:%d: skipped: %v\n", file, line, err)
+				},
+			})
+			if err != nil {
+				return err
+			}
+			if output == "text" {
+				printSummary(cmd, set, st)
+			}
+			ids := make([]string, 0, len(st.RuleErrors))
+			for id := range st.RuleErrors {
+				ids = append(ids, id)
+			}
+			slices.Sort(ids)
+			for _, id := range ids {
+				fmt.Fprintf(errOut, "rule %s failed to evaluate on %d events (counted as no match)\n", id, st.RuleErrors[id])
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVar(&rulePaths, "rules", nil, "rule file or folder (repeatable); without it, the embedded default pack")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json (one alert object per line)")
+	return cmd
+}
+
+func textLine(a *alert.Alert) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %-8s %s: %s", a.Time.Format(time.RFC3339), strings.ToUpper(a.Severity), a.Rule, a.Output)
+	if a.Window != "" {
+		fmt.Fprintf(&b, " [%d in %s]", a.Count, a.Window)
+	}
+	fmt.Fprintf(&b, " (auditID %s)", a.AuditID)
+	return b.String()
+}
+
+func printSummary(cmd *cobra.Command, set *rules.Set, st engine.ReplayStats) {
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "\n%d events, %d alerts, %d malformed lines skipped\n", st.Events, st.Alerts, st.Malformed)
+	ids := make([]string, 0, len(st.PerRule))
+	for id := range st.PerRule {
+		ids = append(ids, id)
+	}
+	sev := func(id string) int {
+		if r, ok := set.Rule(id); ok {
+			return alert.SeverityRank(r.Severity)
+		}
+		return -1
+	}
+	slices.SortFunc(ids, func(a, b string) int {
+		return cmp.Or(cmp.Compare(sev(b), sev(a)), cmp.Compare(st.PerRule[b], st.PerRule[a]), cmp.Compare(a, b))
+	})
+	for _, id := range ids {
+		r, _ := set.Rule(id)
+		fmt.Fprintf(out, "%6d  %-8s %s\n", st.PerRule[id], r.Severity, id)
+	}
+}

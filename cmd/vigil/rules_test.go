@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+)
+
+func run(t *testing.T, cmd *cobra.Command, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetIn(strings.NewReader(stdin))
+	cmd.SilenceUsage = true
+	cmd.SilenceErrors = true
+	err := cmd.Execute()
+	return out.String(), errOut.String(), err
+}
+
+func exitCodeOf(err error) int {
+	var e *exitError
+	if errors.As(err, &e) {
+		return e.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+func TestRulesLintPrintsEachProblemAndExits1(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(path, []byte("rules:\n  - id: r\n    severity: loud\n    condition: event.verbb == \"get\"\n"), 0o600)
+	out, _, err := run(t, newRulesCmd(), "", "lint", path)
+	if exitCodeOf(err) != 1 {
+		t.Fatalf("exit %d (%v), want 1", exitCodeOf(err), err)
+	}
+	want := []string{
+		path + `:3:15: r: severity "loud" is not one of info, low, medium, high, critical`,
+		path + `:4:22: r: condition: unknown field "verbb", did you mean "verb"?`,
+	}
+	if got := strings.Split(strings.TrimSpace(out), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("lint printed\n%s\nwant\n%s", out, strings.Join(want, "\n"))
+	}
+}
+
+func TestRulesLintAndTestPassOnTheDefaultPack(t *testing.T) {
+	out, _, err := run(t, newRulesCmd(), "", "lint", "../../rules/default")
+	if err != nil || !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("lint: %v\n%s", err, out)
+	}
+	out, _, err = run(t, newRulesCmd(), "", "test", "../../rules/default")
+	if err != nil {
+		t.Fatalf("test: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "FAIL") || !strings.Contains(out, " 0 failed") {
+		t.Errorf("rule tests of the default pack failed:\n%s", out)
+	}
+}
+
+func TestRulesTestPrintsWhyACaseFailed(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "r.yaml")
+	os.WriteFile(path, []byte(`rules:
+  - id: get-seen
+    severity: low
+    condition: event.verb == "get"
+tests:
+  - name: list is not get
+    rule: get-seen
+    match: false
+    event: {verb: list}
+  - name: wrongly expects a match
+    rule: get-seen
+    match: true
+    event: {verb: watch}
+`), 0o600)
+	out, _, err := run(t, newRulesCmd(), "", "test", path)
+	if exitCodeOf(err) != 1 {
+		t.Fatalf("exit %d, want 1", exitCodeOf(err))
+	}
+	for _, want := range []string{
+		"pass " + path + ":6: get-seen: list is not get",
+		"FAIL " + path + ":10: get-seen: wrongly expects a match: expected a match, the rule did not match",
+		"1 passed, 1 failed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestReplayJSONPrintsOneAlertPerLine(t *testing.T) {
+	out, errOut, err := run(t, newReplayCmd(), "", "--output", "json",
+		"../../../shared/corpus/falco-trace-files/delete_deployment.json",
+		"../../../shared/corpus/falco-trace-files/fal_01_003.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("got %d lines, want 1:\n%s", len(lines), out)
+	}
+	var a map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &a); err != nil {
+		t.Fatal(err)
+	}
+	if a["rule"] != "deployment-deleted-in-default" || a["id"] != "deployment-deleted-in-default/"+a["auditID"].(string) {
+		t.Errorf("alert %v", a)
+	}
+	if !strings.Contains(errOut, "fal_01_003.json:1: skipped: ") {
+		t.Errorf("malformed line not reported on stderr: %q", errOut)
+	}
+}
+
+func TestReplayTextWithRulesFromStdin(t *testing.T) {
+	dir := t.TempDir()
+	rulesPath := filepath.Join(dir, "r.yaml")
+	os.WriteFile(rulesPath, []byte("rules:\n  - id: any-delete\n    severity: low\n    condition: event.verb == \"delete\"\n"), 0o600)
+	data, err := os.ReadFile("../../../shared/corpus/falco-trace-files/delete_secret.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, newReplayCmd(), string(data), "--rules", rulesPath, "-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "LOW      any-delete: any-delete: minikube-user delete secrets default/example-secret (200)") ||
+		!strings.Contains(out, "1 events, 1 alerts, 0 malformed lines skipped") ||
+		!strings.Contains(out, "     1  low      any-delete") {
+		t.Errorf("text output:\n%s", out)
+	}
+	if strings.Contains(out, "deployment") {
+		t.Errorf("--rules must replace the default pack:\n%s", out)
+	}
+}
+
+func TestReplaySummarisesRuleErrorsOnStderr(t *testing.T) {
+	dir := t.TempDir()
+	rulesPath := filepath.Join(dir, "r.yaml")
+	os.WriteFile(rulesPath, []byte("rules:\n  - id: reads-missing-key\n    severity: low\n    condition: event.requestObject.spec.replicas == 1\n"), 0o600)
+	out, errOut, err := run(t, newReplayCmd(), "", "--rules", rulesPath, "-o", "json",
+		"../../../shared/corpus/falco-trace-files/delete_secret.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != "" || !strings.Contains(errOut, "rule reads-missing-key failed to evaluate on 1 events (counted as no match)") {
+		t.Errorf("stdout %q stderr %q", out, errOut)
+	}
+}

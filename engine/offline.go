@@ -1,0 +1,180 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/rules"
+)
+
+// maxReplayLine bounds one line of an audit log read by Replay. kube-apiserver
+// writes RequestResponse events with whole objects; anything larger than this
+// is not an audit event worth holding in memory.
+const maxReplayLine = 64 << 20
+
+// ReplayOptions configures Replay. Only OnAlert is required.
+type ReplayOptions struct {
+	// Stdin is read for the file name "-"; nil means os.Stdin.
+	Stdin io.Reader
+	// OnAlert receives each alert once, in log order.
+	OnAlert func(*alert.Alert) error
+	// OnMalformed receives lines that are not audit events; they are skipped.
+	OnMalformed func(file string, line int, err error)
+	// OnRuleError receives rules that failed to evaluate on an event.
+	OnRuleError func(ruleID string, err error)
+}
+
+// ReplayStats summarises a replay.
+type ReplayStats struct {
+	Events    int
+	Malformed int
+	Alerts    int
+	// PerRule counts alerts by rule id.
+	PerRule map[string]int
+	// RuleErrors counts evaluation errors by rule id.
+	RuleErrors map[string]int
+}
+
+// Replay evaluates set over audit log files (JSON lines; a line may also be
+// an EventList) without NATS, with thresholds kept in memory. An alert seen
+// again (a later stage of the same request) is reported once.
+func Replay(ctx context.Context, set *rules.Set, files []string, opts ReplayOptions) (ReplayStats, error) {
+	st := ReplayStats{PerRule: map[string]int{}, RuleErrors: map[string]int{}}
+	if opts.OnAlert == nil {
+		return st, errors.New("replay needs an alert handler")
+	}
+	stdin := opts.Stdin
+	if stdin == nil {
+		stdin = os.Stdin
+	}
+	ev := NewEvaluator(set, NewMemoryThresholds(), WithErrorHandler(func(id string, err error) {
+		st.RuleErrors[id]++
+		if opts.OnRuleError != nil {
+			opts.OnRuleError(id, err)
+		}
+	}))
+	r := &replayer{ev: ev, opts: opts, st: &st, seen: map[string]bool{}}
+	for _, name := range files {
+		if name == "-" {
+			if err := r.file(ctx, name, stdin); err != nil {
+				return st, err
+			}
+			continue
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			return st, fmt.Errorf("replay: %w", err)
+		}
+		err = r.file(ctx, name, f)
+		f.Close()
+		if err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+type replayer struct {
+	ev   *Evaluator
+	opts ReplayOptions
+	st   *ReplayStats
+	seen map[string]bool
+}
+
+func (r *replayer) malformed(file string, line int, err error) {
+	r.st.Malformed++
+	if r.opts.OnMalformed != nil {
+		r.opts.OnMalformed(file, line, err)
+	}
+}
+
+func (r *replayer) file(ctx context.Context, name string, in io.Reader) error {
+	br := bufio.NewReaderSize(in, 1<<20)
+	var event audit.Event
+	for line := 1; ; line++ {
+		data, tooLong, err := readLine(br)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("replay %s:%d: %w", name, line, err)
+		}
+		if tooLong {
+			r.malformed(name, line, fmt.Errorf("line longer than %d bytes", maxReplayLine))
+		} else if data = bytes.TrimSpace(data); len(data) > 0 {
+			if err := r.line(ctx, name, line, data, &event); err != nil {
+				return err
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+	}
+}
+
+func readLine(br *bufio.Reader) (data []byte, tooLong bool, err error) {
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if !tooLong {
+			if len(data)+len(chunk) > maxReplayLine {
+				tooLong, data = true, nil
+			} else {
+				data = append(data, chunk...)
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return data, tooLong, err
+	}
+}
+
+func (r *replayer) line(ctx context.Context, name string, n int, data []byte, event *audit.Event) error {
+	err := audit.DecodeInto(data, event)
+	if errors.Is(err, audit.ErrWrongKind) && bytes.Contains(data, []byte(`"EventList"`)) {
+		raws, lerr := audit.ParseBody(data)
+		if lerr != nil {
+			r.malformed(name, n, lerr)
+			return nil
+		}
+		for i, raw := range raws {
+			if err := audit.DecodeInto(raw.Data, event); err != nil {
+				r.malformed(name, n, fmt.Errorf("items[%d]: %w", i, err))
+				continue
+			}
+			if err := r.event(ctx, event); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err != nil {
+		r.malformed(name, n, err)
+		return nil
+	}
+	return r.event(ctx, event)
+}
+
+func (r *replayer) event(ctx context.Context, event *audit.Event) error {
+	r.st.Events++
+	alerts, err := r.ev.Evaluate(ctx, event)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	for _, a := range alerts {
+		if r.seen[a.ID] {
+			continue
+		}
+		r.seen[a.ID] = true
+		r.st.Alerts++
+		r.st.PerRule[a.Rule]++
+		if err := r.opts.OnAlert(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}

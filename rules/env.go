@@ -1,0 +1,113 @@
+package rules
+
+import (
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/ext"
+	"k8s.io/apiserver/pkg/cel/library"
+)
+
+// newEnv builds the one CEL environment a rule set is compiled in: the typed
+// event, the set's lists and macros, Kubernetes' CEL libraries and cel-go's
+// string extensions.
+func newEnv(objs map[string]*objType) (*cel.Env, error) {
+	return cel.NewEnv(
+		cel.OptionalTypes(),
+		ext.Strings(),
+		ext.Bindings(),
+		library.Lists(),
+		library.Regex(),
+		library.URLs(),
+		library.IP(),
+		library.CIDR(),
+		library.Quantity(),
+		withObjects(objs),
+		cel.Variable("event", objs[typeEvent].typ),
+		cel.Variable("macros", objs[typeMacros].typ),
+		cel.Variable("lists", objs[typeLists].typ),
+	)
+}
+
+func withObjects(objs map[string]*objType) cel.EnvOption {
+	return func(env *cel.Env) (*cel.Env, error) {
+		return cel.CustomTypeProvider(&provider{Provider: env.CELTypeProvider(), objs: objs})(env)
+	}
+}
+
+// optimize precomputes constant parts of expressions: regex patterns of
+// matches, find and findAll, and membership in literal lists.
+func optimizeOptions() []cel.ProgramOption {
+	return []cel.ProgramOption{
+		cel.EvalOptions(cel.OptOptimize),
+		cel.OptimizeRegex(library.FindRegexOptimization, library.FindAllRegexOptimization),
+	}
+}
+
+func programOptions(limit uint64) []cel.ProgramOption {
+	return []cel.ProgramOption{
+		cel.CostLimit(limit),
+		cel.CostTracking(&library.CostEstimator{}),
+	}
+}
+
+// listsType exposes each named list as a typed field, so that a reference
+// to an undefined list fails type-checking like any misspelt field.
+func listsType(lists map[string][]string) *objType {
+	o := newObjType(typeLists)
+	for name, vals := range lists {
+		v := types.NewStringList(types.DefaultTypeAdapter, vals)
+		o.add(name, stringListType, func(any) ref.Val { return v }, func(any) bool { return true })
+	}
+	return o
+}
+
+// macrosType exposes each macro as a boolean field whose getter evaluates
+// the macro at most once per event.
+func macrosType(names []string) *objType {
+	o := newObjType(typeMacros)
+	for i, name := range names {
+		o.add(name, types.BoolType,
+			func(obj any) ref.Val {
+				a, ok := obj.(*activation)
+				if !ok {
+					return types.NewErr("macro %s evaluated outside an event", name)
+				}
+				return a.macro(i)
+			},
+			func(any) bool { return true })
+	}
+	return o
+}
+
+// listSizes tells the cost estimator the exact size of each named list and
+// the longest of its strings, which are known at load time.
+type listSizes map[string][]string
+
+func (l listSizes) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
+	p := n.Path()
+	if len(p) < 2 || p[0] != "lists" {
+		return nil
+	}
+	vals, ok := l[p[1]]
+	if !ok {
+		return nil
+	}
+	switch {
+	case len(p) == 2:
+		size := uint64(len(vals))
+		return &checker.SizeEstimate{Min: size, Max: size}
+	case len(p) == 3 && p[2] == "@items":
+		var longest uint64
+		for _, v := range vals {
+			longest = max(longest, uint64(len([]rune(v))))
+		}
+		return &checker.SizeEstimate{Min: 0, Max: longest}
+	}
+	return nil
+}
+
+func (l listSizes) EstimateCallCost(function, overloadID string, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+	return nil
+}

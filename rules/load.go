@@ -1,0 +1,627 @@
+// Package rules is vigil's rule language: YAML rule files with CEL
+// conditions over Kubernetes audit events, their loading, type-checking and
+// linting, rule tests, and the embedded default detection pack.
+package rules
+
+import (
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common"
+	celast "github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/types"
+	"gopkg.in/yaml.v3"
+	"k8s.io/apiserver/pkg/cel/library"
+
+	"github.com/vigil-k8s/vigil/internal/audit"
+)
+
+//go:embed default/*.yaml default/testdata
+var defaultPack embed.FS
+
+// LoadOptions says which rule files to load together.
+type LoadOptions struct {
+	// Paths are rule files or folders; folders are searched recursively for
+	// *.yaml and *.yml files.
+	Paths []string
+	// Default adds the embedded default rule pack.
+	Default bool
+}
+
+// Rule is one compiled detection rule.
+type Rule struct {
+	ID          string
+	Title       string
+	Description string
+	Severity    string
+	Tags        []string
+	Stages      []string
+	Enabled     bool
+	Threshold   *Threshold
+	// File and Line locate the rule's definition.
+	File string
+	Line int
+
+	cond   cel.Program
+	output cel.Program // nil: the default output
+	// resources and verbs are what the condition demands of the event
+	// (nil: anything), for the prefilter.
+	resources []string
+	verbs     []string
+	by        []cel.Program
+	distinct  cel.Program
+}
+
+// Threshold turns a rule into a count over a sliding window of event time.
+type Threshold struct {
+	Count    int
+	Window   time.Duration
+	By       []string // CEL expressions forming the group key
+	Distinct string   // CEL expression; empty counts requests
+}
+
+// TestCase is one `tests:` entry of a rule file.
+type TestCase struct {
+	Name   string
+	Rule   string
+	Match  bool
+	Output *string
+	Events []*audit.Event
+	File   string
+	Line   int
+	Col    int
+}
+
+// Set is a loaded, compiled rule set. It is immutable and safe for
+// concurrent use.
+type Set struct {
+	rules  []*Rule
+	index  *index
+	tests  []*TestCase
+	macros []cel.Program
+	objs   map[string]*objType
+	hash   string
+	pool   sync.Pool // of *activation
+}
+
+// Rules returns every rule, enabled and disabled, in file order.
+func (s *Set) Rules() []*Rule { return slices.Clone(s.rules) }
+
+// Rule returns the rule with the given id.
+func (s *Set) Rule(id string) (*Rule, bool) {
+	for _, r := range s.rules {
+		if r.ID == id {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// Tests returns the rule tests of every loaded file.
+func (s *Set) Tests() []*TestCase { return slices.Clone(s.tests) }
+
+// Hash is a stable version of the rule set: the same rule files, in any
+// order and from any place, give the same hash.
+func (s *Set) Hash() string { return s.hash }
+
+// Load reads, parses and compiles rule files. Any problem in any file
+// rejects the whole load with a *Problems listing all of them.
+func Load(opts LoadOptions) (*Set, error) {
+	var probs Problems
+	var srcs []*source
+	if opts.Default {
+		d, err := defaultSources()
+		if err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, d...)
+	}
+	for _, p := range opts.Paths {
+		s, err := diskSources(p)
+		if err != nil {
+			probs.add(Problem{File: p, Message: err.Error()})
+			continue
+		}
+		srcs = append(srcs, s...)
+	}
+	if err := probs.errOrNil(); err != nil {
+		return nil, err
+	}
+	return Compile(srcsToFiles(srcs))
+}
+
+// File is one rule file's name and content.
+type File struct {
+	Name string
+	Data []byte
+	// ReadFile resolves paths a test names (events_file); nil forbids them.
+	ReadFile func(rel string) ([]byte, error)
+}
+
+func srcsToFiles(srcs []*source) []File {
+	out := make([]File, len(srcs))
+	for i, s := range srcs {
+		out[i] = File{Name: s.name, Data: s.data, ReadFile: s.readFile}
+	}
+	return out
+}
+
+func defaultSources() ([]*source, error) {
+	names, err := fs.Glob(defaultPack, "default/*.yaml")
+	if err != nil {
+		return nil, fmt.Errorf("default rule pack: %w", err)
+	}
+	var out []*source
+	for _, n := range names {
+		data, err := defaultPack.ReadFile(n)
+		if err != nil {
+			return nil, fmt.Errorf("default rule pack: %w", err)
+		}
+		out = append(out, &source{
+			name: "rules/" + n,
+			data: data,
+			readFile: func(rel string) ([]byte, error) {
+				return defaultPack.ReadFile(path.Join("default", rel))
+			},
+		})
+	}
+	return out, nil
+}
+
+func diskSources(p string) ([]*source, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read rules: %w", err)
+	}
+	var files []string
+	if !st.IsDir() {
+		files = []string{p}
+	} else {
+		err = filepath.WalkDir(p, func(fp string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if ext := filepath.Ext(fp); !d.IsDir() && (ext == ".yaml" || ext == ".yml") {
+				files = append(files, fp)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cannot read rules folder: %w", err)
+		}
+		if len(files) == 0 {
+			return nil, fmt.Errorf("no *.yaml or *.yml rule files in folder")
+		}
+	}
+	sort.Strings(files)
+	out := make([]*source, 0, len(files))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read rules: %w", err)
+		}
+		dir := filepath.Dir(f)
+		out = append(out, &source{
+			name: f,
+			data: data,
+			readFile: func(rel string) ([]byte, error) {
+				if !filepath.IsAbs(rel) {
+					rel = filepath.Join(dir, rel)
+				}
+				return os.ReadFile(rel)
+			},
+		})
+	}
+	return out, nil
+}
+
+// Compile parses and compiles rule files loaded together: their lists and
+// macros are shared, rule ids must be unique across them.
+func Compile(files []File) (*Set, error) {
+	var probs Problems
+	parsed := make([]*parsedFile, 0, len(files))
+	for _, f := range files {
+		rf := f.ReadFile
+		if rf == nil {
+			name := f.Name
+			rf = func(string) ([]byte, error) {
+				return nil, fmt.Errorf("%s cannot refer to other files", name)
+			}
+		}
+		parsed = append(parsed, parseFile(&source{name: f.Name, data: f.Data, readFile: rf}, &probs))
+	}
+	c := &compiler{probs: &probs}
+	set := c.compile(parsed)
+	if err := probs.errOrNil(); err != nil {
+		return nil, err
+	}
+	set.hash = hashFiles(files)
+	return set, nil
+}
+
+func hashFiles(files []File) string {
+	sums := make([]string, len(files))
+	for i, f := range files {
+		s := sha256.Sum256(f.Data)
+		sums[i] = hex.EncodeToString(s[:])
+	}
+	sort.Strings(sums)
+	h := sha256.New()
+	for _, s := range sums {
+		h.Write([]byte(s))
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+type compiler struct {
+	probs *Problems
+	env   *cel.Env
+	costs checker.CostEstimator
+	// Names the rules may use, for suggestions.
+	fieldNames, macroNames, listNames []string
+}
+
+func (c *compiler) problemAt(e expr, ruleID string, line, col int, format string, args ...any) {
+	c.probs.add(Problem{File: e.src.src.name, Line: line, Col: col, RuleID: ruleID, Message: fmt.Sprintf(format, args...)})
+}
+
+func (c *compiler) problemNode(f *parsedFile, n *yaml.Node, ruleID, format string, args ...any) {
+	c.probs.add(Problem{File: f.src.name, Line: n.Line, Col: n.Column, RuleID: ruleID, Message: fmt.Sprintf(format, args...)})
+}
+
+func (c *compiler) compile(files []*parsedFile) *Set {
+	set := &Set{}
+
+	lists := map[string][]string{}
+	listAt := map[string]listDef{}
+	var macroDefs []macroDef
+	macroAt := map[string]macroDef{}
+	for _, f := range files {
+		for _, l := range f.lists {
+			if prev, dup := listAt[l.name]; dup {
+				c.problemNode(f, l.node, "", "list %q is already defined at %s:%d", l.name, prev.file.src.name, prev.node.Line)
+				continue
+			}
+			listAt[l.name] = l
+			lists[l.name] = l.values
+		}
+		for _, m := range f.macros {
+			if prev, dup := macroAt[m.name]; dup {
+				c.problemNode(f, m.expr.node, "", "macro %q is already defined at %s:%d", m.name, prev.expr.src.src.name, prev.expr.node.Line)
+				continue
+			}
+			macroAt[m.name] = m
+			macroDefs = append(macroDefs, m)
+		}
+	}
+	macroNames := make([]string, len(macroDefs))
+	for i, m := range macroDefs {
+		macroNames[i] = m.name
+	}
+	objs := eventTypes()
+	c.fieldNames = objFieldNames(objs)
+	c.macroNames = macroNames
+	c.listNames = mapsKeys(lists)
+	objs[typeLists] = listsType(lists)
+	objs[typeMacros] = macrosType(macroNames)
+	set.objs = objs
+	env, err := newEnv(objs)
+	if err != nil {
+		// The environment does not depend on rule text beyond names, so
+		// this is a defect, not a rule problem; report it all the same.
+		c.probs.add(Problem{File: "(rules)", Message: fmt.Sprintf("cannot build the CEL environment: %v", err)})
+		return set
+	}
+	c.env = env
+	c.costs = &library.CostEstimator{SizeEstimator: listSizes(lists)}
+
+	set.macros = make([]cel.Program, len(macroDefs))
+	refs := make([][]string, len(macroDefs))
+	macroASTs := map[string]celast.Expr{}
+	for i, m := range macroDefs {
+		ast := c.check(m.expr, "", types.BoolType, "macro "+m.name)
+		if ast == nil {
+			continue
+		}
+		macroASTs[m.name] = ast.NativeRep().Expr()
+		refs[i] = macroRefs(ast)
+		set.macros[i] = c.program(m.expr, "", ast, PerMacroCostLimit)
+	}
+	c.checkCycles(macroDefs, refs)
+	resourceOf := newAnalyzer([]string{"objectRef", "resource"}, lists, macroASTs)
+	verbOf := newAnalyzer([]string{"verb"}, lists, macroASTs)
+
+	ids := map[string]*Rule{}
+	for _, f := range files {
+		for _, d := range f.rules {
+			r := d.rule
+			if r.ID != "" {
+				if prev, dup := ids[r.ID]; dup {
+					c.problemNode(f, d.node, r.ID, "duplicate rule id, first defined at %s:%d", prev.File, prev.Line)
+				} else {
+					ids[r.ID] = r
+				}
+			}
+			if d.condition.node != nil {
+				if ast := c.check(d.condition, r.ID, types.BoolType, "condition"); ast != nil {
+					r.cond = c.program(d.condition, r.ID, ast, PerRuleCostLimit)
+					r.resources = resourceOf.expr(ast.NativeRep().Expr())
+					r.verbs = verbOf.expr(ast.NativeRep().Expr())
+				}
+			}
+			if d.output != nil {
+				if ast := c.check(*d.output, r.ID, types.StringType, "output"); ast != nil {
+					r.output = c.program(*d.output, r.ID, ast, PerRuleCostLimit)
+				}
+			}
+			for _, b := range d.by {
+				if ast := c.check(b, r.ID, nil, "threshold by"); ast != nil {
+					r.by = append(r.by, c.program(b, r.ID, ast, PerRuleCostLimit))
+				}
+			}
+			if d.distinct != nil {
+				if ast := c.check(*d.distinct, r.ID, nil, "threshold distinct"); ast != nil {
+					r.distinct = c.program(*d.distinct, r.ID, ast, PerRuleCostLimit)
+				}
+			}
+			set.rules = append(set.rules, r)
+		}
+	}
+	set.index = buildIndex(set.rules)
+	for _, f := range files {
+		for _, t := range f.tests {
+			if t.tc.Rule != "" {
+				if _, ok := ids[t.tc.Rule]; !ok {
+					msg := fmt.Sprintf("test %q names unknown rule %q", t.tc.Name, t.tc.Rule)
+					if s := suggest(t.tc.Rule, mapsKeys(ids)); s != "" {
+						msg += fmt.Sprintf(", did you mean %q?", s)
+					}
+					c.problemNode(f, t.node, "", "%s", msg)
+				}
+			}
+			set.tests = append(set.tests, t.tc)
+		}
+	}
+	return set
+}
+
+func mapsKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// check parses and type-checks one expression, reporting problems at their
+// place in the file. want nil accepts any type.
+func (c *compiler) check(e expr, ruleID string, want *types.Type, what string) *cel.Ast {
+	if strings.TrimSpace(e.text) == "" {
+		c.problemAt(e, ruleID, e.node.Line, e.node.Column, "%s is empty", what)
+		return nil
+	}
+	if len(e.text) > MaxExpressionLength {
+		c.problemAt(e, ruleID, e.node.Line, e.node.Column, "%s is longer than %d bytes", what, MaxExpressionLength)
+		return nil
+	}
+	ast, iss := c.env.Compile(e.text)
+	if iss.Err() != nil {
+		for _, ce := range iss.Errors() {
+			loc := ce.Location
+			// CEL places a bad selection at its dot; the name after it is
+			// what the author has to fix.
+			if loc != nil && loc.Line() > 0 && strings.HasPrefix(ce.Message, "undefined field") {
+				if off := offsetOf(e.text, loc.Line(), loc.Column()); off < len(e.text) && e.text[off] == '.' {
+					loc = common.NewLocation(loc.Line(), loc.Column()+1)
+				}
+			}
+			line, col := exprPos(e, loc)
+			c.problemAt(e, ruleID, line, col, "%s: %s", what, c.explain(e.text, ce))
+		}
+		return nil
+	}
+	if want != nil && !ast.OutputType().IsExactType(want) && !ast.OutputType().IsExactType(types.DynType) {
+		c.problemAt(e, ruleID, e.node.Line, e.node.Column, "%s must be a %s expression, but this one gives %s",
+			what, typeWord(want), typeWord(ast.OutputType()))
+		return nil
+	}
+	return ast
+}
+
+func typeWord(t *types.Type) string {
+	switch {
+	case t.IsExactType(types.BoolType):
+		return "boolean"
+	case t.IsExactType(types.StringType):
+		return "string"
+	}
+	return t.String()
+}
+
+// explain rewrites CEL's messages about vigil's own types into the words of
+// the rule language.
+func (c *compiler) explain(text string, ce *common.Error) string {
+	msg := ce.Message
+	f, ok := strings.CutPrefix(msg, "undefined field '")
+	if !ok {
+		return msg
+	}
+	name, _, _ := strings.Cut(f, "'")
+	before := ""
+	if off := offsetOf(text, ce.Location.Line(), ce.Location.Column()); off <= len(text) {
+		before = strings.TrimRight(text[:off], " \t\n")
+	}
+	kind, known := "field", c.fieldNames
+	switch {
+	case strings.HasSuffix(before, "macros"):
+		kind, known = "macro", c.macroNames
+	case strings.HasSuffix(before, "lists"):
+		kind, known = "list", c.listNames
+	}
+	out := fmt.Sprintf("unknown %s %q", kind, name)
+	if s := suggest(name, known); s != "" {
+		out += fmt.Sprintf(", did you mean %q?", s)
+	}
+	return out
+}
+
+func objFieldNames(objs map[string]*objType) []string {
+	var out []string
+	for _, o := range objs {
+		out = append(out, o.names...)
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// program plans an expression. Tracking cost at run time is skipped when
+// the checker proves the worst case is within the limit, as it is for most
+// conditions: tracking costs more than many of the expressions it guards.
+func (c *compiler) program(e expr, ruleID string, ast *cel.Ast, limit uint64) cel.Program {
+	opts := optimizeOptions()
+	if est, err := c.env.EstimateCost(ast, c.costs); err != nil || est.Max > limit {
+		opts = append(opts, programOptions(limit)...)
+	}
+	prg, err := c.env.Program(ast, opts...)
+	if err != nil {
+		c.problemAt(e, ruleID, e.node.Line, e.node.Column, "cannot compile: %v", err)
+		return nil
+	}
+	return prg
+}
+
+// macroRefs lists the macros an expression refers to.
+func macroRefs(ast *cel.Ast) []string {
+	var out []string
+	celast.PreOrderVisit(ast.NativeRep().Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() != celast.SelectKind {
+			return
+		}
+		sel := e.AsSelect()
+		if op := sel.Operand(); op.Kind() == celast.IdentKind && op.AsIdent() == "macros" {
+			out = append(out, sel.FieldName())
+		}
+	}))
+	return out
+}
+
+// checkCycles rejects macros that refer to themselves, directly or not:
+// evaluating one would never end.
+func (c *compiler) checkCycles(defs []macroDef, refs [][]string) {
+	index := map[string]int{}
+	for i, d := range defs {
+		index[d.name] = i
+	}
+	const (
+		unvisited = iota
+		visiting
+		done
+	)
+	state := make([]int, len(defs))
+	var visit func(i int, path []string) bool
+	visit = func(i int, path []string) bool {
+		switch state[i] {
+		case visiting:
+			d := defs[i]
+			c.problemAt(d.expr, "", d.expr.node.Line, d.expr.node.Column, "macro %q refers to itself: %s",
+				d.name, strings.Join(append(path, d.name), " -> "))
+			return false
+		case done:
+			return true
+		}
+		state[i] = visiting
+		ok := true
+		for _, r := range refs[i] {
+			if j, found := index[r]; found && !visit(j, append(path, defs[i].name)) {
+				ok = false
+				break
+			}
+		}
+		state[i] = done
+		return ok
+	}
+	for i := range defs {
+		if state[i] == unvisited {
+			visit(i, nil)
+		}
+	}
+}
+
+// exprPos maps a position inside a CEL expression back to the rule file.
+// Block scalars (| and >) start on the line after their key and lose their
+// indentation, and folded ones also join lines, so the position is found by
+// walking the raw lines of the file.
+func exprPos(e expr, loc common.Location) (int, int) {
+	n := e.node
+	if loc == nil || loc.Line() < 1 {
+		return n.Line, n.Column
+	}
+	off := offsetOf(e.text, loc.Line(), loc.Column())
+	switch n.Style {
+	case yaml.LiteralStyle, yaml.FoldedStyle:
+		return blockPos(e.src.lines, n, off)
+	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+		if !strings.Contains(e.text, "\n") {
+			return n.Line, n.Column + 1 + off
+		}
+	default:
+		if !strings.Contains(e.text, "\n") {
+			return n.Line, n.Column + off
+		}
+	}
+	// Multi-line flow scalars: the line is right, the column close.
+	return n.Line + loc.Line() - 1, loc.Column() + 1
+}
+
+func offsetOf(text string, line, col int) int {
+	off := 0
+	for i := 1; i < line; i++ {
+		nl := strings.IndexByte(text[off:], '\n')
+		if nl < 0 {
+			break
+		}
+		off += nl + 1
+	}
+	return off + col
+}
+
+func blockPos(lines []string, n *yaml.Node, off int) (int, int) {
+	indent := -1
+	pos := 0
+	lastLine, lastEnd := n.Line, n.Column
+	for i := n.Line; i < len(lines); i++ { // lines[n.Line] is the line after the key
+		raw := strings.TrimRight(lines[i], "\r")
+		body := strings.TrimLeft(raw, " ")
+		if body == "" {
+			continue
+		}
+		ind := len(raw) - len(body)
+		if indent < 0 {
+			indent = ind
+		} else if ind < indent {
+			break
+		}
+		content := raw[indent:]
+		if off <= pos+len(content) {
+			return i + 1, indent + (off - pos) + 1
+		}
+		pos += len(content) + 1
+		lastLine, lastEnd = i+1, len(raw)+1
+	}
+	// Past the end: CEL reports a missing operand at the end of input.
+	return lastLine, lastEnd
+}
