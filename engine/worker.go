@@ -6,7 +6,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/metrics"
 )
 
 // AlertEvaluator turns one event into the alerts it raises.
@@ -52,15 +52,16 @@ type Worker struct {
 	eval   AlertEvaluator
 	cfg    config.Engine
 	logger *slog.Logger
+	m      *metrics.Metrics // nil: no metrics
 	stats  WorkerStats
 }
 
-// NewWorker builds a worker; Run starts it.
-func NewWorker(js jetstream.JetStream, eval AlertEvaluator, cfg config.Engine, logger *slog.Logger) *Worker {
+// NewWorker builds a worker; Run starts it. m may be nil.
+func NewWorker(js jetstream.JetStream, eval AlertEvaluator, cfg config.Engine, logger *slog.Logger, m *metrics.Metrics) *Worker {
 	if cfg.FetchBatch <= 0 {
 		cfg.FetchBatch = config.DefaultFetchBatch
 	}
-	return &Worker{js: js, eval: eval, cfg: cfg, logger: logger}
+	return &Worker{js: js, eval: eval, cfg: cfg, logger: logger, m: m}
 }
 
 // Stats returns the worker's live counters.
@@ -81,34 +82,63 @@ func ConsumerConfig(cfg config.Engine) jetstream.ConsumerConfig {
 }
 
 // Run consumes until ctx is done, then finishes the messages it holds and
-// returns nil.
+// returns nil. A consumption that stops by itself (the consumer deleted or
+// not yet visible on a cluster node, a leader change) is started again.
 func (w *Worker) Run(ctx context.Context) error {
-	cons, err := bus.EnsureConsumer(ctx, w.js, bus.StreamAudit, ConsumerConfig(w.cfg))
-	if err != nil {
-		return err
-	}
 	// The callback only hands messages over; the bounded channel and
 	// PullMaxMessages together bound what a worker holds.
 	msgs := make(chan jetstream.Msg, w.cfg.FetchBatch)
-	cc, err := cons.Consume(func(m jetstream.Msg) { msgs <- m },
-		jetstream.PullMaxMessages(w.cfg.FetchBatch),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if !errors.Is(err, jetstream.ErrNoHeartbeat) && !errors.Is(err, nats.ErrTimeout) {
-				w.logger.Debug("consume", "err", err)
-			}
-		}))
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", bus.StreamAudit, err)
-	}
 	batch := make([]jetstream.Msg, 0, w.cfg.FetchBatch)
+	backoff := 100 * time.Millisecond
 	for {
+		cons, err := bus.EnsureConsumer(ctx, w.js, bus.StreamAudit, ConsumerConfig(w.cfg))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		cc, err := cons.Consume(func(m jetstream.Msg) { msgs <- m },
+			jetstream.PullMaxMessages(w.cfg.FetchBatch),
+			jetstream.ConsumeErrHandler(func(c jetstream.ConsumeContext, err error) {
+				switch {
+				case errors.Is(err, nats.ErrNoResponders):
+					// On a cluster, a consumer just created may not be
+					// served yet by the node this process talks to; the
+					// pull request is lost, so start over rather than wait
+					// for heartbeats to time out.
+					w.logger.Debug("consumer not reachable yet; consuming again", "err", err)
+					c.Stop()
+				case errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, nats.ErrTimeout):
+					w.logger.Debug("consume", "err", err)
+				default:
+					w.logger.Warn("consume", "err", err)
+				}
+			}))
+		if err != nil {
+			w.logger.Warn("consume failed; retrying", "err", err)
+		} else {
+		loop:
+			for {
+				select {
+				case m := <-msgs:
+					batch = append(batch[:0], m)
+					batch = fill(batch, msgs)
+					w.process(ctx, batch)
+					backoff = 100 * time.Millisecond
+				case <-cc.Closed():
+					w.logger.Info("consumption stopped; starting it again")
+					break loop
+				case <-ctx.Done():
+					return w.drain(cc, msgs)
+				}
+			}
+		}
 		select {
-		case m := <-msgs:
-			batch = append(batch[:0], m)
-			batch = fill(batch, msgs)
-			w.process(ctx, batch)
 		case <-ctx.Done():
-			return w.drain(cc, msgs)
+			return nil
+		case <-time.After(backoff):
+			backoff = min(2*backoff, 5*time.Second)
 		}
 	}
 }
@@ -157,7 +187,21 @@ func fill(batch []jetstream.Msg, msgs chan jetstream.Msg) []jetstream.Msg {
 func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 	var alerts []*alert.Alert
 	done := make([]jetstream.Msg, 0, len(batch))
-	for _, m := range batch {
+	// A batch that takes a good part of AckWait (slow rules, a slow
+	// threshold store) tells JetStream it is still being worked on, so that
+	// it is not redelivered to another worker meanwhile.
+	progressEvery := w.cfg.AckWait / 3
+	lastProgress := time.Now()
+	for i, m := range batch {
+		if progressEvery > 0 && time.Since(lastProgress) > progressEvery {
+			for _, pending := range batch[i:] {
+				_ = pending.InProgress()
+			}
+			for _, pending := range done {
+				_ = pending.InProgress()
+			}
+			lastProgress = time.Now()
+		}
 		ev, err := audit.Decode(m.Data())
 		if err != nil {
 			w.deadLetter(ctx, m, err)
@@ -185,6 +229,14 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 			return
 		}
 		w.stats.Alerts.Add(int64(len(alerts)))
+		if w.m != nil {
+			for _, a := range alerts {
+				w.m.AlertsPublished.WithLabelValues(a.Rule, a.Severity).Inc()
+			}
+		}
+	}
+	if w.m != nil {
+		w.m.EventsEvaluated.Add(float64(len(done)))
 	}
 	for _, m := range done {
 		if err := m.Ack(); err != nil {
@@ -197,6 +249,9 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 // with the reason; redelivering it could never succeed.
 func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, reason error) {
 	w.stats.Malformed.Add(1)
+	if w.m != nil {
+		w.m.DeadLetters.WithLabelValues("engine").Inc()
+	}
 	w.logger.Warn("not an audit event; dead-lettered", "subject", m.Subject(), "err", reason)
 	dl := &nats.Msg{Subject: bus.DeadSubject("engine"), Data: m.Data(), Header: nats.Header{}}
 	dl.Header.Set(bus.HeaderReason, reason.Error())

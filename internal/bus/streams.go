@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -76,22 +77,27 @@ func KVConfigs(cfg config.NATS) []jetstream.KeyValueConfig {
 	}
 }
 
-// EnsureStreams creates or updates every stream and bucket. It is safe to
-// call from several processes at once: a lost creation race is retried as
-// an update.
+// EnsureStreams creates every stream and bucket, or updates a stream whose
+// configuration changed. It is safe to call from several processes at
+// once: each finds what another created, and a lost creation race is
+// retried.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg config.NATS) error {
 	for _, sc := range StreamConfigs(cfg) {
-		err := retry(ctx, func() error {
-			_, err := js.CreateOrUpdateStream(ctx, sc)
-			return err
-		})
-		if err != nil {
+		if err := retry(ctx, func() error { return ensureStream(ctx, js, sc) }); err != nil {
 			return fmt.Errorf("stream %s: %w", sc.Name, err)
 		}
 	}
 	for _, kc := range KVConfigs(cfg) {
 		err := retry(ctx, func() error {
-			_, err := js.CreateOrUpdateKeyValue(ctx, kc)
+			if _, err := js.KeyValue(ctx, kc.Bucket); err == nil {
+				return nil
+			} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+				return err
+			}
+			_, err := js.CreateKeyValue(ctx, kc)
+			if errors.Is(err, jetstream.ErrBucketExists) {
+				return nil
+			}
 			return err
 		})
 		if err != nil {
@@ -99,6 +105,30 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg config.NATS)
 		}
 	}
 	return nil
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
+	st, err := js.Stream(ctx, sc.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateStream(ctx, sc)
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if sameStream(st.CachedInfo().Config, sc) {
+		return nil
+	}
+	_, err = js.UpdateStream(ctx, sc)
+	return err
+}
+
+// sameStream compares what vigil configures of a stream.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Replicas == want.Replicas &&
+		have.MaxAge == want.MaxAge && have.MaxBytes == want.MaxBytes &&
+		have.Duplicates == want.Duplicates && have.Storage == want.Storage &&
+		have.Discard == want.Discard && have.Description == want.Description
 }
 
 // EnsureConsumer creates or updates a durable consumer, retrying lost
@@ -126,8 +156,11 @@ func retry(ctx context.Context, f func() error) error {
 		if err = f(); err == nil {
 			return nil
 		}
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return err
+		// A JetStream API request that timed out (a cluster busy electing
+		// or serialising concurrent creations) is retried; only the
+		// caller's own context ends the attempts.
+		if ctx.Err() != nil {
+			return errors.Join(err, ctx.Err())
 		}
 		select {
 		case <-ctx.Done():
