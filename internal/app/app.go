@@ -1,0 +1,357 @@
+// Package app wires vigil's roles together: ingest sources, rule workers
+// and notifiers, around JetStream (embedded or external). `vigil run` and
+// the single-role commands are thin wrappers around it, and tests run the
+// whole system in-process through it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigil-k8s/vigil/engine"
+	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/ingest/file"
+	"github.com/vigil-k8s/vigil/ingest/webhook"
+	"github.com/vigil-k8s/vigil/internal/bus"
+	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/metrics"
+	"github.com/vigil-k8s/vigil/notify"
+	"github.com/vigil-k8s/vigil/rules"
+)
+
+// Role is a part of the pipeline a process runs.
+type Role uint8
+
+// Roles; RoleAll is `vigil run`.
+const (
+	RoleIngest Role = 1 << iota
+	RoleWorker
+	RoleNotify
+	RoleAll = RoleIngest | RoleWorker | RoleNotify
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleAll:
+		return "run"
+	case RoleIngest:
+		return "ingest"
+	case RoleWorker:
+		return "worker"
+	case RoleNotify:
+		return "notify"
+	}
+	return fmt.Sprintf("roles(%d)", uint8(r))
+}
+
+// App is a configured vigil process.
+type App struct {
+	cfg    *config.Config
+	roles  Role
+	logger *slog.Logger
+
+	rules   *rules.Set
+	sources []source
+	notify  []notify.Option
+	reg     *prometheus.Registry
+	metrics *metrics.Metrics
+	ops     *opsServer
+	nc      *nats.Conn
+	// closers release what New acquired (listeners) if Run never runs.
+	closers []func() error
+
+	mu      sync.Mutex
+	workers []*engine.Worker
+	ready   chan struct{}
+}
+
+type source struct {
+	kind    string // file, webhook
+	name    string
+	cluster string
+	src     ingest.Source
+}
+
+// Option changes how an App is built.
+type Option func(*App)
+
+// WithNotifyOptions passes options to the notification dispatcher (tests
+// use it to capture stdout or shorten retry delays).
+func WithNotifyOptions(opts ...notify.Option) Option {
+	return func(a *App) { a.notify = append(a.notify, opts...) }
+}
+
+// New validates everything that can be checked before start-up: rules
+// compile, sources and destinations are usable. An error names the file
+// and problem.
+func New(cfg *config.Config, roles Role, logger *slog.Logger, opts ...Option) (_ *App, err error) {
+	if cfg.NATS.URL == "" && roles != RoleAll {
+		return nil, fmt.Errorf("vigil %s needs nats.url: only `vigil run` starts an embedded NATS server", roles)
+	}
+	reg := prometheus.NewRegistry()
+	a := &App{cfg: cfg, roles: roles, logger: logger, ready: make(chan struct{}), reg: reg, metrics: metrics.New(reg)}
+	for _, o := range opts {
+		o(a)
+	}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if roles&RoleWorker != 0 {
+		set, err := rules.Load(rules.LoadOptions{Paths: cfg.Rules, Default: cfg.UseDefaultRules()})
+		if err != nil {
+			return nil, fmt.Errorf("rules: %w", err)
+		}
+		a.rules = set
+		a.metrics.RulesInfo.WithLabelValues(set.Hash()).Set(1)
+		logger.Info("rules loaded", "rules", len(set.Rules()), "version", set.Hash())
+	}
+	if roles&RoleIngest != 0 {
+		for _, fc := range cfg.Ingest.Files {
+			s, err := file.New(fc, cfg.DataDir, logger)
+			if err != nil {
+				return nil, fmt.Errorf("ingest file %s: %w", fc.Path, err)
+			}
+			s.SetMetrics(a.metrics)
+			a.sources = append(a.sources, source{kind: "file", name: "file " + fc.Path, cluster: fc.Cluster, src: s})
+		}
+		if wc := cfg.Ingest.Webhook; wc != nil {
+			s, err := webhook.New(*wc, logger.With("source", "webhook"))
+			if err != nil {
+				return nil, fmt.Errorf("ingest webhook: %w", err)
+			}
+			s.SetMetrics(a.metrics)
+			a.sources = append(a.sources, source{kind: "webhook", name: "webhook " + wc.Listen, cluster: wc.Cluster, src: s})
+			a.closers = append(a.closers, s.Close)
+		}
+		if len(a.sources) == 0 && roles == RoleIngest {
+			return nil, errors.New("vigil ingest: no sources configured (ingest.files or ingest.webhook)")
+		}
+	}
+	if roles&RoleNotify != 0 {
+		// Build destinations now so that a missing secret stops start-up.
+		for _, d := range cfg.Destinations {
+			if _, err := notify.NewNotifier(d, logger); err != nil {
+				return nil, fmt.Errorf("destination %s: %w", d.Name, err)
+			}
+		}
+	}
+	if cfg.Metrics.Listen != "" {
+		ops, err := newOpsServer(cfg.Metrics.Listen, reg, a.readiness, logger)
+		if err != nil {
+			return nil, err
+		}
+		a.ops = ops
+		a.closers = append(a.closers, ops.ln.Close)
+	}
+	return a, nil
+}
+
+// Close releases the listeners New opened; Run does so itself, so Close
+// is only needed for an App that is never run.
+func (a *App) Close() {
+	for _, c := range a.closers {
+		_ = c()
+	}
+}
+
+// Registry is the process's Prometheus registry.
+func (a *App) Registry() *prometheus.Registry { return a.reg }
+
+// MetricsAddr is the address /metrics, /healthz and /readyz are served on,
+// nil when metrics.listen is not set.
+func (a *App) MetricsAddr() net.Addr {
+	if a.ops == nil {
+		return nil
+	}
+	return a.ops.Addr()
+}
+
+// readiness is nil once every role runs and NATS is connected.
+func (a *App) readiness() error {
+	select {
+	case <-a.ready:
+	default:
+		return errors.New("starting")
+	}
+	a.mu.Lock()
+	nc := a.nc
+	a.mu.Unlock()
+	if nc == nil || !nc.IsConnected() {
+		return errors.New("NATS not connected")
+	}
+	return nil
+}
+
+// Ready is closed once JetStream is provisioned and every role started.
+func (a *App) Ready() <-chan struct{} { return a.ready }
+
+// Workers returns the running workers (for stats).
+func (a *App) Workers() []*engine.Worker {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]*engine.Worker(nil), a.workers...)
+}
+
+// Run runs the roles until ctx is done. It stops them in the order data
+// flows — sources, then workers, then notifiers — so that each drains what
+// the one before it handed over, and returns nil after a clean stop.
+func (a *App) Run(ctx context.Context) error {
+	defer a.Close()
+	// Health and metrics first, so that a slow start-up can be observed.
+	ops := newStage("ops", nil)
+	if a.ops != nil {
+		ops.goRun(a.ops.run)
+	}
+	defer func() {
+		ops.cancel()
+		ops.wg.Wait()
+	}()
+	url, opts, stop, err := a.nats()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	nc, js, err := bus.Connect(url, opts...)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	a.mu.Lock()
+	a.nc = nc
+	a.mu.Unlock()
+	if err := bus.EnsureStreams(ctx, js, a.cfg.NATS); err != nil {
+		return fmt.Errorf("provision JetStream: %w", err)
+	}
+
+	var thresholds jetstream.KeyValue
+	if a.roles&RoleWorker != 0 {
+		if thresholds, err = js.KeyValue(ctx, bus.BucketThresholds); err != nil {
+			return fmt.Errorf("threshold bucket: %w", err)
+		}
+	}
+	var dispatcher *notify.Dispatcher
+	if a.roles&RoleNotify != 0 {
+		nopts := append([]notify.Option{notify.WithRegisterer(a.reg)}, a.notify...)
+		dispatcher, err = notify.NewDispatcher(a.cfg, js, a.logger.With("role", "notify"), nopts...)
+		if err != nil {
+			return err
+		}
+	}
+	// Any role failing stops everything.
+	failed := make(chan error, 1)
+	stages := []*stage{}
+	if a.roles&RoleIngest != 0 {
+		st := newStage("ingest", failed)
+		for _, s := range a.sources {
+			pub := &meteredPublisher{Publisher: bus.NewPublisher(js, s.cluster), m: a.metrics, source: s.kind, cluster: s.cluster}
+			st.goRun(func(ctx context.Context) error {
+				if err := s.src.Run(ctx, pub); err != nil {
+					return fmt.Errorf("%s: %w", s.name, err)
+				}
+				return nil
+			})
+		}
+		stages = append(stages, st)
+	}
+	if a.roles&RoleWorker != 0 {
+		st := newStage("worker", failed)
+		eval := engine.NewEvaluator(a.rules, engine.NewKVThresholds(thresholds),
+			engine.WithErrorHandler(func(ruleID string, _ error) { a.metrics.RuleErrors.WithLabelValues(ruleID).Inc() }))
+		for range max(a.cfg.Engine.Workers, 1) {
+			w := engine.NewWorker(js, eval, a.cfg.Engine, a.logger.With("role", "worker"), a.metrics)
+			a.mu.Lock()
+			a.workers = append(a.workers, w)
+			a.mu.Unlock()
+			st.goRun(w.Run)
+		}
+		st.goRun(func(ctx context.Context) error {
+			return engine.DeadLetterExhausted(ctx, nc, js, a.logger.With("role", "worker"))
+		})
+		stages = append(stages, st)
+	}
+	if dispatcher != nil {
+		st := newStage("notify", failed)
+		st.goRun(dispatcher.Run)
+		stages = append(stages, st)
+	}
+	observe := newStage("observe", failed)
+	observe.goRun(func(ctx context.Context) error { return a.watchConsumers(ctx, js) })
+	stages = append(stages, observe)
+	close(a.ready)
+	a.logger.Info("vigil started", "roles", a.roles.String(), "cluster", a.cfg.Cluster)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-failed:
+		a.logger.Error("stopping", "err", runErr)
+	}
+	for _, st := range stages {
+		st.cancel()
+		st.wg.Wait()
+	}
+	if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		a.logger.Debug("drain NATS connection", "err", err)
+	}
+	a.logger.Info("vigil stopped")
+	return runErr
+}
+
+// nats returns how to reach JetStream, starting the embedded server when no
+// URL is configured.
+func (a *App) nats() (string, []nats.Option, func(), error) {
+	name := "vigil-" + a.roles.String()
+	if host, err := os.Hostname(); err == nil {
+		name += "@" + host
+	}
+	if a.cfg.NATS.URL != "" {
+		opts, err := bus.ClientOptions(a.cfg.NATS, name, a.logger)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		return a.cfg.NATS.URL, opts, func() {}, nil
+	}
+	emb, err := bus.StartEmbedded(a.cfg.DataDir, a.cfg.NATS.Listen, a.logger)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return "", append(emb.ConnectOptions(), nats.Name(name)), emb.Shutdown, nil
+}
+
+// stage is a group of goroutines of one role, stopped together.
+type stage struct {
+	name   string
+	ctx    context.Context
+	cancel context.CancelFunc
+	failed chan<- error
+	wg     sync.WaitGroup
+}
+
+func newStage(name string, failed chan<- error) *stage {
+	// Each stage has its own context, not derived from the caller's, so
+	// that stopping happens in data-flow order rather than all at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	return &stage{name: name, ctx: ctx, cancel: cancel, failed: failed}
+}
+
+func (s *stage) goRun(f func(context.Context) error) {
+	s.wg.Go(func() {
+		if err := f(s.ctx); err != nil && s.failed != nil {
+			select {
+			case s.failed <- fmt.Errorf("%s: %w", s.name, err):
+			default:
+			}
+		}
+	})
+}

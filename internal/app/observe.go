@@ -1,0 +1,68 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/internal/bus"
+	"github.com/vigil-k8s/vigil/internal/metrics"
+)
+
+// consumerPollInterval is how often consumer lag is sampled.
+const consumerPollInterval = 5 * time.Second
+
+// meteredPublisher counts what a source stores and how long JetStream took
+// to acknowledge it.
+type meteredPublisher struct {
+	ingest.Publisher
+	m       *metrics.Metrics
+	source  string
+	cluster string
+}
+
+func (p *meteredPublisher) Publish(ctx context.Context, batch []audit.Raw) error {
+	start := time.Now()
+	err := p.Publisher.Publish(ctx, batch)
+	if err == nil {
+		p.m.PublishDuration.WithLabelValues(p.source).Observe(time.Since(start).Seconds())
+		p.m.IngestEvents.WithLabelValues(p.source, p.cluster).Add(float64(len(batch)))
+	}
+	return err
+}
+
+func (p *meteredPublisher) DeadLetter(ctx context.Context, d ingest.DeadLetter) error {
+	err := p.Publisher.DeadLetter(ctx, d)
+	if err == nil {
+		p.m.IngestMalformed.WithLabelValues(p.source).Inc()
+		p.m.DeadLetters.WithLabelValues("ingest").Inc()
+	}
+	return err
+}
+
+// watchConsumers samples the lag of the durable consumers (the engine's and
+// each destination's) until ctx is done.
+func (a *App) watchConsumers(ctx context.Context, js jetstream.JetStream) error {
+	t := time.NewTicker(consumerPollInterval)
+	defer t.Stop()
+	for {
+		for _, stream := range []string{bus.StreamAudit, bus.StreamAlerts} {
+			s, err := js.Stream(ctx, stream)
+			if err != nil {
+				continue
+			}
+			for info := range s.ListConsumers(ctx).Info() {
+				a.metrics.ConsumerPending.WithLabelValues(info.Name).Set(float64(info.NumPending))
+				a.metrics.ConsumerAckPending.WithLabelValues(info.Name).Set(float64(info.NumAckPending))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
