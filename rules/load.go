@@ -194,6 +194,12 @@ func diskSources(p string) ([]*source, error) {
 			if err != nil {
 				return err
 			}
+			// Hidden folders are skipped: the kubelet mounts a ConfigMap as
+			// links into a "..<timestamp>" folder, which would otherwise
+			// load every file twice.
+			if d.IsDir() && fp != p && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
 			if ext := filepath.Ext(fp); !d.IsDir() && (ext == ".yaml" || ext == ".yml") {
 				files = append(files, fp)
 			}

@@ -320,3 +320,30 @@ func TestDefaultPackShipsTheContractIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadConfigMapFolder loads rules from a folder laid out as the kubelet
+// mounts a ConfigMap: files are links into a hidden, timestamped folder.
+func TestLoadConfigMapFolder(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "..2026_01_01_00_00_00.000000001")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rule := "rules:\n  - id: namespace-deleted\n    title: Namespace deleted\n    severity: low\n    condition: event.verb == \"delete\" && event.objectRef.resource == \"namespaces\"\n"
+	if err := os.WriteFile(filepath.Join(data, "local.yaml"), []byte(rule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Base(data), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "local.yaml"), filepath.Join(dir, "local.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	set, err := Load(LoadOptions{Paths: []string{dir}})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if n := len(set.Rules()); n != 1 {
+		t.Fatalf("loaded %d rules, want 1", n)
+	}
+}

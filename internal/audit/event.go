@@ -49,24 +49,27 @@ type Status struct {
 // and most rules never look at them, so decoding them is left to whoever
 // needs them.
 type Event struct {
-	Kind                     string            `json:"kind"`
-	APIVersion               string            `json:"apiVersion"`
-	Level                    string            `json:"level"`
-	AuditID                  string            `json:"auditID"`
-	Stage                    string            `json:"stage"`
-	RequestURI               string            `json:"requestURI"`
-	Verb                     string            `json:"verb"`
-	User                     UserInfo          `json:"user"`
-	ImpersonatedUser         *UserInfo         `json:"impersonatedUser,omitempty"`
-	SourceIPs                []string          `json:"sourceIPs"`
-	UserAgent                string            `json:"userAgent"`
-	ObjectRef                *ObjectReference  `json:"objectRef,omitempty"`
-	ResponseStatus           *Status           `json:"responseStatus,omitempty"`
-	RequestObject            json.RawMessage   `json:"requestObject,omitempty"`
-	ResponseObject           json.RawMessage   `json:"responseObject,omitempty"`
-	RequestReceivedTimestamp time.Time         `json:"requestReceivedTimestamp"`
-	StageTimestamp           time.Time         `json:"stageTimestamp"`
-	Annotations              map[string]string `json:"annotations,omitempty"`
+	Kind                     string           `json:"kind"`
+	APIVersion               string           `json:"apiVersion"`
+	Level                    string           `json:"level"`
+	AuditID                  string           `json:"auditID"`
+	Stage                    string           `json:"stage"`
+	RequestURI               string           `json:"requestURI"`
+	Verb                     string           `json:"verb"`
+	User                     UserInfo         `json:"user"`
+	ImpersonatedUser         *UserInfo        `json:"impersonatedUser,omitempty"`
+	SourceIPs                []string         `json:"sourceIPs"`
+	UserAgent                string           `json:"userAgent"`
+	ObjectRef                *ObjectReference `json:"objectRef,omitempty"`
+	ResponseStatus           *Status          `json:"responseStatus,omitempty"`
+	RequestObject            json.RawMessage  `json:"requestObject,omitempty"`
+	ResponseObject           json.RawMessage  `json:"responseObject,omitempty"`
+	RequestReceivedTimestamp time.Time        `json:"requestReceivedTimestamp"`
+	StageTimestamp           time.Time        `json:"stageTimestamp"`
+	// Timestamp is the event time of audit.k8s.io/v1alpha1 and early
+	// v1beta1 events, which have no requestReceivedTimestamp.
+	Timestamp   time.Time         `json:"timestamp"`
+	Annotations map[string]string `json:"annotations,omitempty"`
 
 	// Cluster is not part of the audit event: ingest stamps it on the
 	// message so that one stream can carry several clusters.
@@ -82,10 +85,13 @@ func (e *Event) ResponseCode() int64 {
 }
 
 // Time is when the request was received, the event time used by windows.
-// Events from before v1 may only carry stageTimestamp.
+// Events from before v1 may only carry stageTimestamp or timestamp.
 func (e *Event) Time() time.Time {
-	if !e.RequestReceivedTimestamp.IsZero() {
+	switch {
+	case !e.RequestReceivedTimestamp.IsZero():
 		return e.RequestReceivedTimestamp
+	case !e.StageTimestamp.IsZero():
+		return e.StageTimestamp
 	}
-	return e.StageTimestamp
+	return e.Timestamp
 }
