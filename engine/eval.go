@@ -21,6 +21,7 @@ type Evaluator struct {
 	set     *rules.Set
 	th      ThresholdStore
 	onError func(ruleID string, err error)
+	onMatch func(ruleID string)
 }
 
 // Option configures an Evaluator.
@@ -33,9 +34,16 @@ func WithErrorHandler(f func(ruleID string, err error)) Option {
 	return func(e *Evaluator) { e.onError = f }
 }
 
+// WithMatchHandler receives the rule of every condition match, before
+// thresholds decide whether it alerts (for metrics). It may be called from
+// several goroutines at once.
+func WithMatchHandler(f func(ruleID string)) Option {
+	return func(e *Evaluator) { e.onMatch = f }
+}
+
 // NewEvaluator evaluates set, keeping threshold windows in th.
 func NewEvaluator(set *rules.Set, th ThresholdStore, opts ...Option) *Evaluator {
-	e := &Evaluator{set: set, th: th, onError: func(string, error) {}}
+	e := &Evaluator{set: set, th: th, onError: func(string, error) {}, onMatch: func(string) {}}
 	for _, o := range opts {
 		o(e)
 	}
@@ -44,6 +52,9 @@ func NewEvaluator(set *rules.Set, th ThresholdStore, opts ...Option) *Evaluator 
 
 // Set is the rule set the evaluator runs.
 func (e *Evaluator) Set() *rules.Set { return e.set }
+
+// Thresholds is the store the evaluator keeps threshold windows in.
+func (e *Evaluator) Thresholds() ThresholdStore { return e.th }
 
 // Evaluate returns the alerts ev raises. Per-event alerts are identified by
 // rule and auditID, so the stages of one request give the same alert;
@@ -64,6 +75,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, ev *audit.Event) ([]*alert.Ale
 	var out []*alert.Alert
 	for _, m := range matches {
 		r := m.Rule
+		e.onMatch(r.ID)
 		if r.Threshold == nil {
 			a := newAlert(r, m.Output, ev)
 			a.ID = alert.ID(r.ID, ev.AuditID)

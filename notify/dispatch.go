@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,6 +41,9 @@ type Dispatcher struct {
 	opts    options
 	dests   []*destination
 	metrics *metrics
+	// routes is swapped whole by SetRoutes (hot reload); a fetch is
+	// routed with one snapshot.
+	routes atomic.Pointer[[]config.Route]
 }
 
 type destination struct {
@@ -52,6 +57,33 @@ type destination struct {
 	// stdout); Slack gets one message per alert unless grouped.
 	batch      bool
 	fetchBatch int
+}
+
+func checkRoutes(routes []config.Route, names map[string]bool) error {
+	for i, r := range routes {
+		for _, to := range r.To {
+			if !names[to] {
+				return fmt.Errorf("notify: routes[%d]: unknown destination %q", i, to)
+			}
+		}
+	}
+	return nil
+}
+
+// SetRoutes replaces the routing table while the dispatcher runs. The
+// routes may only name the destinations it was built with: adding a
+// destination needs a restart, since each has its own consumer and client.
+func (d *Dispatcher) SetRoutes(routes []config.Route) error {
+	names := map[string]bool{}
+	for _, dst := range d.dests {
+		names[dst.name] = true
+	}
+	if err := checkRoutes(routes, names); err != nil {
+		return err
+	}
+	r := slices.Clone(routes)
+	d.routes.Store(&r)
+	return nil
 }
 
 // NewDispatcher builds the notifiers of every destination in cfg; with
@@ -75,6 +107,8 @@ func NewDispatcher(cfg *config.Config, js jetstream.JetStream, logger *slog.Logg
 		return nil, err
 	}
 	d := &Dispatcher{cfg: cfg, js: js, logger: logger, opts: o, metrics: m}
+	routes := slices.Clone(cfg.Routes)
+	d.routes.Store(&routes)
 	dests := cfg.Destinations
 	names := map[string]bool{}
 	consumers := map[string]string{}
@@ -86,12 +120,8 @@ func NewDispatcher(cfg *config.Config, js jetstream.JetStream, logger *slog.Logg
 		}
 		consumers[c] = dc.Name
 	}
-	for i, r := range cfg.Routes {
-		for _, to := range r.To {
-			if !names[to] {
-				return nil, fmt.Errorf("notify: routes[%d]: unknown destination %q", i, to)
-			}
-		}
+	if err := checkRoutes(cfg.Routes, names); err != nil {
+		return nil, err
 	}
 	if len(dests) == 0 {
 		dests = []config.Destination{{Name: ImplicitStdout, Type: config.DestinationStdout, Timeout: config.DefaultDestTimeout}}
@@ -321,8 +351,9 @@ func (w *worker) sleep(ctx context.Context, d time.Duration) {
 func (w *worker) handle(ctx context.Context, items []item) {
 	var now []item
 	seen := map[string]bool{}
+	routes := *w.d.routes.Load()
 	for _, it := range items {
-		ri, ok := RouteFor(w.d.cfg.Routes, w.dst.name, it.a)
+		ri, ok := RouteFor(routes, w.dst.name, it.a)
 		if !ok {
 			w.ack(it.msg)
 			continue
@@ -335,7 +366,7 @@ func (w *worker) handle(ctx context.Context, items []item) {
 		seen[it.a.ID] = true
 		var g grouping
 		if ri >= 0 {
-			g = groupingOf(w.d.cfg.Routes[ri])
+			g = groupingOf(routes[ri])
 		}
 		if g.enabled() {
 			w.hold(ctx, ri, g, it)

@@ -25,6 +25,7 @@ type Config struct {
 	Routes       []Route       `yaml:"routes"`
 	Metrics      Metrics       `yaml:"metrics"`
 	Log          Log           `yaml:"log"`
+	Reload       Reload        `yaml:"reload"`
 
 	// Path is the file this configuration was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -198,6 +199,18 @@ type Match struct {
 type Metrics struct {
 	Listen string `yaml:"listen"`
 }
+
+// Reload says how rule and route changes are picked up without a restart
+// (SIGHUP always reloads).
+type Reload struct {
+	// Watch polls the config file and rule files for changes; nil means true.
+	Watch *bool `yaml:"watch"`
+	// Interval is how often they are polled.
+	Interval time.Duration `yaml:"interval"`
+}
+
+// Watching reports whether files are polled for changes.
+func (r Reload) Watching() bool { return r.Watch == nil || *r.Watch }
 
 // Log configures log/slog.
 type Log struct {

@@ -33,6 +33,7 @@ const (
 	DefaultNotifyMaxDeliver = 20
 	DefaultNotifyMaxAge     = 24 * time.Hour
 	DefaultDestTimeout      = 10 * time.Second
+	DefaultReloadInterval   = 5 * time.Second
 )
 
 // Load reads, defaults and validates a configuration file. Relative paths
@@ -155,6 +156,9 @@ func (c *Config) setDefaults() {
 			d.Timeout = DefaultDestTimeout
 		}
 	}
+	if c.Reload.Interval == 0 {
+		c.Reload.Interval = DefaultReloadInterval
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -263,6 +267,9 @@ func (c *Config) validate(root *yaml.Node) []error {
 		if r.GroupWait < 0 || r.GroupInterval < 0 || r.RepeatInterval < 0 {
 			bad(p, "durations must not be negative")
 		}
+	}
+	if c.Reload.Interval < 0 {
+		bad([]any{"reload", "interval"}, "must be positive (use watch: false to stop watching)")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
