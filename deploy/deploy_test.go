@@ -786,7 +786,7 @@ func selecting(b *build, podLabels labels.Set, typ networkingv1.PolicyType) []*n
 func checkNetwork(t *testing.T, b *build, vc *vigilConfig) {
 	t.Helper()
 	where := b.dir + ": " + vc.pod.owner
-	podLabels := labels.Set(vc.pod.labels)
+	podLabels := vc.pod.labels
 	ingress := selecting(b, podLabels, networkingv1.PolicyTypeIngress)
 	egress := selecting(b, podLabels, networkingv1.PolicyTypeEgress)
 	if len(ingress) == 0 || len(egress) == 0 {
@@ -918,7 +918,7 @@ func checkSelectorsSelect(t *testing.T, b *build) {
 		return // a base that only overlays apply
 	}
 	selectsAny := func(sel func(labels.Set) bool) bool {
-		return slices.ContainsFunc(b.pods, func(p *pod) bool { return sel(labels.Set(p.labels)) })
+		return slices.ContainsFunc(b.pods, func(p *pod) bool { return sel(p.labels) })
 	}
 	for _, s := range b.services {
 		if !selectsAny(func(l labels.Set) bool {

@@ -253,8 +253,11 @@ func TestMemoryThresholdsCompareAndSet(t *testing.T) {
 	if v, rev, _ := s.Get(ctx, "a"); string(v) != "2" || rev != r2 {
 		t.Errorf("Get = %q@%d, want 2@%d", v, rev, r2)
 	}
-	s.Update(ctx, "b", []byte("b"), 0)
-	s.Update(ctx, "c", []byte("c"), 0)
+	for _, k := range []string{"b", "c"} {
+		if _, err := s.Update(ctx, k, []byte(k), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if v, rev, _ := s.Get(ctx, "a"); v != nil || rev != 0 {
 		t.Errorf("least recently updated key kept beyond the bound: %q@%d", v, rev)
 	}

@@ -94,7 +94,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		cons, err := bus.EnsureConsumer(ctx, w.js, bus.StreamAudit, ConsumerConfig(w.cfg))
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return nil //nolint:nilerr // stopping while provisioning is a clean stop
 			}
 			return err
 		}

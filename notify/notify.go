@@ -50,14 +50,13 @@ const (
 const ImplicitStdout = "stdout"
 
 type options struct {
-	stdout       io.Writer
-	backoffMin   time.Duration
-	backoffMax   time.Duration
-	fetchBatch   int
-	maxWait      time.Duration
-	reg          prometheus.Registerer
-	deliveredTTL time.Duration
-	now          func() time.Time
+	stdout     io.Writer
+	backoffMin time.Duration
+	backoffMax time.Duration
+	fetchBatch int
+	maxWait    time.Duration
+	reg        prometheus.Registerer
+	now        func() time.Time
 }
 
 // Option tunes a Dispatcher or NewNotifier.

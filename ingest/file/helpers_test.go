@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -285,15 +284,6 @@ func (r *running) stop(t testing.TB) {
 		t.Fatal("Run did not return after cancel")
 	}
 	r.done = nil
-}
-
-func readAll(t testing.TB, r io.Reader) []byte {
-	t.Helper()
-	b, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // value reads a counter or gauge.

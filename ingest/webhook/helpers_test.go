@@ -107,21 +107,6 @@ func (e *jsEnv) count(t testing.TB, stream string) uint64 {
 	return info.State.Msgs
 }
 
-func (e *jsEnv) waitCount(t testing.TB, stream string, n uint64) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		got := e.count(t, stream)
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s holds %d messages, want %d", stream, got, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func (e *jsEnv) messages(t testing.TB, stream string) []jetstream.Msg {
 	t.Helper()
 	n := e.count(t, stream)

@@ -177,7 +177,9 @@ func (s *Server) Run(ctx context.Context, pub ingest.Publisher) error {
 		// apiserver retries them.
 		_ = srv.Close()
 	}
-	<-errc
+	if serveErr := <-errc; err == nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		err = serveErr
+	}
 	if err != nil {
 		return fmt.Errorf("webhook: shutdown: %w", err)
 	}
