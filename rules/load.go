@@ -61,6 +61,7 @@ type Rule struct {
 	// (nil: anything), for the prefilter.
 	resources []string
 	verbs     []string
+	needs     Needs
 	by        []cel.Program
 	distinct  cel.Program
 }
@@ -181,35 +182,43 @@ func defaultSources() ([]*source, error) {
 	return out, nil
 }
 
+// Files lists the rule files in folder p, recursively: *.yaml and *.yml,
+// sorted. Hidden folders are skipped: the kubelet mounts a ConfigMap as
+// links into a "..<timestamp>" folder, which would otherwise load every
+// file twice.
+func Files(p string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(p, func(fp string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && fp != p && strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir
+		}
+		if ext := filepath.Ext(fp); !d.IsDir() && (ext == ".yaml" || ext == ".yml") {
+			files = append(files, fp)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read rules folder: %w", err)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no *.yaml or *.yml rule files in folder")
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
 func diskSources(p string) ([]*source, error) {
 	st, err := os.Stat(p)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read rules: %w", err)
 	}
-	var files []string
-	if !st.IsDir() {
-		files = []string{p}
-	} else {
-		err = filepath.WalkDir(p, func(fp string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			// Hidden folders are skipped: the kubelet mounts a ConfigMap as
-			// links into a "..<timestamp>" folder, which would otherwise
-			// load every file twice.
-			if d.IsDir() && fp != p && strings.HasPrefix(d.Name(), ".") {
-				return filepath.SkipDir
-			}
-			if ext := filepath.Ext(fp); !d.IsDir() && (ext == ".yaml" || ext == ".yml") {
-				files = append(files, fp)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("cannot read rules folder: %w", err)
-		}
-		if len(files) == 0 {
-			return nil, fmt.Errorf("no *.yaml or *.yml rule files in folder")
+	files := []string{p}
+	if st.IsDir() {
+		if files, err = Files(p); err != nil {
+			return nil, err
 		}
 	}
 	sort.Strings(files)
@@ -349,6 +358,7 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 	c.checkCycles(macroDefs, refs)
 	resourceOf := newAnalyzer([]string{"objectRef", "resource"}, lists, macroASTs)
 	verbOf := newAnalyzer([]string{"verb"}, lists, macroASTs)
+	needsOf := newNeedsAnalyzer(lists, macroASTs)
 
 	ids := map[string]*Rule{}
 	for _, f := range files {
@@ -366,6 +376,7 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 					r.cond = c.program(d.condition, r.ID, ast, PerRuleCostLimit)
 					r.resources = resourceOf.expr(ast.NativeRep().Expr())
 					r.verbs = verbOf.expr(ast.NativeRep().Expr())
+					r.needs = needsOf.condition(ast.NativeRep().Expr())
 				}
 			}
 			if d.output != nil {
@@ -376,11 +387,13 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 			for _, b := range d.by {
 				if ast := c.check(b, r.ID, nil, "threshold by"); ast != nil {
 					r.by = append(r.by, c.program(b, r.ID, ast, PerRuleCostLimit))
+					needsOf.bodies(&r.needs, ast.NativeRep().Expr())
 				}
 			}
 			if d.distinct != nil {
 				if ast := c.check(*d.distinct, r.ID, nil, "threshold distinct"); ast != nil {
 					r.distinct = c.program(*d.distinct, r.ID, ast, PerRuleCostLimit)
+					needsOf.bodies(&r.needs, ast.NativeRep().Expr())
 				}
 			}
 			set.rules = append(set.rules, r)
