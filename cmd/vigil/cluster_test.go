@@ -106,17 +106,20 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func startProc(t *testing.T, bin, role, name, natsURL, extra string) *proc {
+// clusterNATS is the nats section for processes on a 3-node cluster.
+func clusterNATS(url string) string { return fmt.Sprintf("nats: {url: %q, replicas: 3}", url) }
+
+func startProc(t *testing.T, bin, role, name, natsSection, extra string) *proc {
 	t.Helper()
 	port := freePort(t)
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`cluster: c1
 data_dir: %s
-nats: {url: %q, replicas: 3}
+%s
 engine: {ack_wait: 3s, max_deliver: 20}
 metrics: {listen: "127.0.0.1:%d"}
 log: {level: info}
-%s`, dir, natsURL, port, extra)
+%s`, dir, natsSection, port, extra)
 	path := filepath.Join(dir, "vigil.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -386,10 +389,10 @@ func TestWorkersShareLoadAndSurviveFailures(t *testing.T) {
 
 	var workers []*proc
 	for i := range 3 {
-		w := startProc(t, bin, "worker", fmt.Sprintf("worker-%d", i+1), url, "")
+		w := startProc(t, bin, "worker", fmt.Sprintf("worker-%d", i+1), clusterNATS(url), "")
 		workers = append(workers, w)
 	}
-	notifier := startProc(t, bin, "notify", "notify", url, fmt.Sprintf("destinations: [{name: sink, type: webhook, url: %q}]\n", sinkSrv.URL))
+	notifier := startProc(t, bin, "notify", "notify", clusterNATS(url), fmt.Sprintf("destinations: [{name: sink, type: webhook, url: %q}]\n", sinkSrv.URL))
 	for _, p := range append(workers, notifier) {
 		p.waitReady(t)
 	}
@@ -461,7 +464,7 @@ func TestWorkersStartingTogetherProvisionOnce(t *testing.T) {
 	url := natstest.URLs(servers...)
 	var workers []*proc
 	for i := range 5 {
-		workers = append(workers, startProc(t, bin, "worker", fmt.Sprintf("worker-%d", i+1), url, ""))
+		workers = append(workers, startProc(t, bin, "worker", fmt.Sprintf("worker-%d", i+1), clusterNATS(url), ""))
 	}
 	for _, w := range workers {
 		w.waitReady(t)
@@ -501,5 +504,60 @@ func TestWorkersStartingTogetherProvisionOnce(t *testing.T) {
 		if strings.Contains(w.logs.String(), "level=ERROR") {
 			t.Errorf("%s logged an error:\n%s", w.name, w.logs.String())
 		}
+	}
+}
+
+// TestExtraWorkerJoinsEmbeddedServer grows a single `vigil run` (embedded
+// NATS served with nats.listen) by a `vigil worker` process on it: both
+// evaluate events and every expected alert is delivered once.
+func TestExtraWorkerJoinsEmbeddedServer(t *testing.T) {
+	bin := vigilBinary(t)
+	sink, sinkSrv := newAlertSink(t)
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	logPath := filepath.Join(t.TempDir(), "audit.log")
+	events := workload(t, 20_000)
+	want := expectedAlerts(t, events)
+
+	runner := startProc(t, bin, "run", "run", fmt.Sprintf("nats: {listen: %q}", natsAddr), fmt.Sprintf(`ingest:
+  files: [{path: %s, poll_interval: 20ms}]
+destinations: [{name: sink, type: webhook, url: %q}]
+`, logPath, sinkSrv.URL))
+	runner.waitReady(t)
+	worker := startProc(t, bin, "worker", "worker", fmt.Sprintf("nats: {url: %q}", "nats://"+natsAddr), "")
+	worker.waitReady(t)
+
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	for _, e := range events {
+		_, _ = w.Write(e)
+		_ = w.WriteByte('\n')
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	waitUntil(t, 2*time.Minute, "all expected alerts delivered", func() bool {
+		got := sink.snapshot()
+		for id := range want {
+			if got[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	waitUntil(t, time.Minute, "every event evaluated", func() bool {
+		return runner.eventsEvaluated()+worker.eventsEvaluated() >= float64(len(events))
+	})
+	for id, n := range sink.snapshot() {
+		if !want[id] || n != 1 {
+			t.Errorf("alert %s delivered %d times (expected: %v)", id, n, want[id])
+		}
+	}
+	if worker.eventsEvaluated() <= 0 || runner.eventsEvaluated() <= 0 {
+		t.Errorf("work not shared: run evaluated %.0f, worker %.0f", runner.eventsEvaluated(), worker.eventsEvaluated())
 	}
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -33,6 +37,7 @@ func newRootCmd() *cobra.Command {
 		newRoleCmd(app.RoleNotify, "notify", "Deliver alerts to Slack, webhooks and stdout"),
 		newRulesCmd(),
 		newReplayCmd(),
+		newPolicyCmd(),
 		newVersionCmd(),
 	)
 	return root
@@ -54,7 +59,24 @@ func newRoleCmd(roles app.Role, use, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.Run(cmd.Context())
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			// SIGHUP reloads rules and routes, as for most daemons.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-hup:
+						logger.Info("SIGHUP: reloading rules and routes")
+						_ = a.Reload(ctx)
+					}
+				}
+			}()
+			return a.Run(ctx)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "vigil.yaml", "configuration file")

@@ -69,9 +69,12 @@ type App struct {
 	// closers release what New acquired (listeners) if Run never runs.
 	closers []func() error
 
-	mu      sync.Mutex
-	workers []*engine.Worker
-	ready   chan struct{}
+	mu         sync.Mutex
+	workers    []*engine.Worker
+	eval       *engine.Reloadable
+	dispatcher *notify.Dispatcher
+	ready      chan struct{}
+	reloadMu   sync.Mutex // one reload at a time
 }
 
 type source struct {
@@ -266,8 +269,10 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.roles&RoleWorker != 0 {
 		st := newStage("worker", failed)
-		eval := engine.NewEvaluator(a.rules, engine.NewKVThresholds(thresholds),
-			engine.WithErrorHandler(func(ruleID string, _ error) { a.metrics.RuleErrors.WithLabelValues(ruleID).Inc() }))
+		eval := engine.NewReloadable(a.newEvaluator(a.rules, engine.NewKVThresholds(thresholds)))
+		a.mu.Lock()
+		a.eval = eval
+		a.mu.Unlock()
 		for range max(a.cfg.Engine.Workers, 1) {
 			w := engine.NewWorker(js, eval, a.cfg.Engine, a.logger.With("role", "worker"), a.metrics)
 			a.mu.Lock()
@@ -281,12 +286,18 @@ func (a *App) Run(ctx context.Context) error {
 		stages = append(stages, st)
 	}
 	if dispatcher != nil {
+		a.mu.Lock()
+		a.dispatcher = dispatcher
+		a.mu.Unlock()
 		st := newStage("notify", failed)
 		st.goRun(dispatcher.Run)
 		stages = append(stages, st)
 	}
 	observe := newStage("observe", failed)
 	observe.goRun(func(ctx context.Context) error { return a.watchConsumers(ctx, js) })
+	if a.cfg.Reload.Watching() && a.roles&(RoleWorker|RoleNotify) != 0 {
+		observe.goRun(a.watchFiles)
+	}
 	stages = append(stages, observe)
 	close(a.ready)
 	a.logger.Info("vigil started", "roles", a.roles.String(), "cluster", a.cfg.Cluster)
