@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit"
@@ -22,6 +24,11 @@ type Evaluator struct {
 	th      ThresholdStore
 	onError func(ruleID string, err error)
 	onMatch func(ruleID string)
+	// onTime, when set, receives per-rule evaluation time estimated from
+	// one event in timeEvery.
+	onTime    func(ruleID string, d time.Duration)
+	timeEvery uint64
+	evals     atomic.Uint64
 }
 
 // Option configures an Evaluator.
@@ -39,6 +46,13 @@ func WithErrorHandler(f func(ruleID string, err error)) Option {
 // several goroutines at once.
 func WithMatchHandler(f func(ruleID string)) Option {
 	return func(e *Evaluator) { e.onMatch = f }
+}
+
+// WithRuleTimer samples one event in every and reports each rule's
+// evaluation time on it, scaled by every, as an estimate of the time the
+// rule costs overall. Timing every event would cost more than the rules.
+func WithRuleTimer(f func(ruleID string, d time.Duration), every int) Option {
+	return func(e *Evaluator) { e.onTime, e.timeEvery = f, uint64(max(every, 1)) }
 }
 
 // NewEvaluator evaluates set, keeping threshold windows in th.
@@ -62,7 +76,15 @@ func (e *Evaluator) Thresholds() ThresholdStore { return e.th }
 // not be fully evaluated (ctx done, threshold store failing) and should be
 // retried; rule errors alone are reported to the error handler instead.
 func (e *Evaluator) Evaluate(ctx context.Context, ev *audit.Event) ([]*alert.Alert, error) {
-	matches, err := e.set.Eval(ctx, ev)
+	var (
+		matches []rules.Match
+		err     error
+	)
+	if e.onTime != nil && e.evals.Add(1)%e.timeEvery == 0 {
+		matches, err = e.set.EvalTimed(ctx, ev, func(id string, d time.Duration) { e.onTime(id, d*time.Duration(e.timeEvery)) })
+	} else {
+		matches, err = e.set.Eval(ctx, ev)
+	}
 	if err != nil {
 		var re *rules.EvalErrors
 		if !errors.As(err, &re) {

@@ -193,7 +193,7 @@ destinations:
 	}
 	for sample, want := range checks {
 		got := metricValue(m, sample)
-		if sample == `vigil_notify_delivered_alerts_total{destination="sink"}` {
+		if sample == `vigil_notify_delivered_alerts_total{destination="sink"}` || strings.HasPrefix(sample, "vigil_rule_eval_seconds_total") {
 			if got == "" || got == "0" {
 				t.Errorf("%s = %q, want the delivered count", sample, got)
 			}
