@@ -55,32 +55,51 @@ func DecodeInto(data []byte, ev *Event) error {
 }
 
 func validate(ev *Event) error {
-	if ev.Kind != "" && ev.Kind != "Event" {
-		return fmt.Errorf("%w: kind %q", ErrWrongKind, ev.Kind)
+	return validateHeader(ev.Kind, ev.APIVersion, ev.AuditID, ev.Stage)
+}
+
+func validateHeader(kind, apiVersion, auditID, stage string) error {
+	if kind != "" && kind != "Event" {
+		return fmt.Errorf("%w: kind %q", ErrWrongKind, kind)
 	}
-	switch ev.APIVersion {
+	switch apiVersion {
 	case "", APIVersionV1, APIVersionV1beta1:
 	default:
-		return fmt.Errorf("%w: apiVersion %q", ErrWrongKind, ev.APIVersion)
+		return fmt.Errorf("%w: apiVersion %q", ErrWrongKind, apiVersion)
 	}
-	if ev.AuditID == "" {
+	if auditID == "" {
 		return errors.New("audit event has no auditID")
 	}
-	if ev.Stage == "" {
+	if stage == "" {
 		return errors.New("audit event has no stage")
 	}
 	return nil
 }
 
-// ParseRaw decodes an event enough to identify it and returns it as Raw,
-// keeping the original bytes.
+// header is what ingest needs of an event to identify it.
+type header struct {
+	Kind       string `json:"kind"`
+	APIVersion string `json:"apiVersion"`
+	AuditID    string `json:"auditID"`
+	Stage      string `json:"stage"`
+}
+
+// ParseRaw checks that data is one well-formed audit event and identifies
+// it, keeping the original bytes. Only the identifying fields are decoded:
+// ingest does not need the rest, and the engine decodes it fully.
 func ParseRaw(data []byte) (Raw, error) {
 	data = bytes.TrimSpace(data)
-	var ev Event
-	if err := DecodeInto(data, &ev); err != nil {
+	if len(data) == 0 {
+		return Raw{}, errors.New("empty event")
+	}
+	var h header
+	if err := json.Unmarshal(data, &h); err != nil {
+		return Raw{}, fmt.Errorf("malformed audit event: %w", err)
+	}
+	if err := validateHeader(h.Kind, h.APIVersion, h.AuditID, h.Stage); err != nil {
 		return Raw{}, err
 	}
-	return Raw{Data: data, AuditID: ev.AuditID, Stage: ev.Stage}, nil
+	return Raw{Data: data, AuditID: h.AuditID, Stage: h.Stage}, nil
 }
 
 type listHeader struct {
