@@ -25,8 +25,11 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(GOLANGCI_LINT) run ./...
 
+# The Go micro-benchmarks, then `vigil bench` (the figures of
+# docs/benchmarks.md). Run it on an otherwise idle machine.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	./$(BIN) bench
 
 clean:
 	rm -rf bin .run
