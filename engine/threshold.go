@@ -34,10 +34,24 @@ func NewMemoryThresholds() ThresholdStore {
 	return NewMemoryThresholdsSize(DefaultMemoryThresholdKeys)
 }
 
+// MemoryOption configures a memory threshold store.
+type MemoryOption func(*memoryThresholds)
+
+// WithEvicted calls f for each group forgotten at the bound (for
+// vigil_threshold_groups_evicted_total): a flood of distinct groups costs
+// partial counts, and that must show.
+func WithEvicted(f func()) MemoryOption {
+	return func(m *memoryThresholds) { m.onEvict = f }
+}
+
 // NewMemoryThresholdsSize is NewMemoryThresholds keeping at most maxKeys
 // keys; the least recently updated are forgotten first.
-func NewMemoryThresholdsSize(maxKeys int) ThresholdStore {
-	return &memoryThresholds{max: max(maxKeys, 1), keys: map[string]*list.Element{}, order: list.New()}
+func NewMemoryThresholdsSize(maxKeys int, opts ...MemoryOption) ThresholdStore {
+	m := &memoryThresholds{max: max(maxKeys, 1), keys: map[string]*list.Element{}, order: list.New(), onEvict: func() {}}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
 }
 
 type memEntry struct {
@@ -52,6 +66,8 @@ type memoryThresholds struct {
 	keys  map[string]*list.Element
 	order *list.List // front: most recently updated
 	rev   uint64
+	// onEvict is called with mu held.
+	onEvict func()
 }
 
 func (m *memoryThresholds) Get(ctx context.Context, key string) ([]byte, uint64, error) {
@@ -94,6 +110,7 @@ func (m *memoryThresholds) Update(ctx context.Context, key string, value []byte,
 		last := m.order.Back()
 		m.order.Remove(last)
 		delete(m.keys, last.Value.(*memEntry).key)
+		m.onEvict()
 	}
 	return m.rev, nil
 }

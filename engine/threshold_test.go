@@ -235,7 +235,8 @@ func TestThresholdSharedStoreLosesNoCountUnderContention(t *testing.T) {
 
 func TestMemoryThresholdsCompareAndSet(t *testing.T) {
 	ctx := context.Background()
-	s := NewMemoryThresholdsSize(2)
+	evicted := 0
+	s := NewMemoryThresholdsSize(2, WithEvicted(func() { evicted++ }))
 	r1, err := s.Update(ctx, "a", []byte("1"), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -263,5 +264,8 @@ func TestMemoryThresholdsCompareAndSet(t *testing.T) {
 	}
 	if v, _, _ := s.Get(ctx, "c"); string(v) != "c" {
 		t.Errorf("newest key lost")
+	}
+	if evicted != 1 {
+		t.Errorf("evictions reported %d, want 1", evicted)
 	}
 }

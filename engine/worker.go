@@ -219,6 +219,11 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 		alerts = append(alerts, as...)
 		done = append(done, m)
 	}
+	for _, a := range alerts {
+		if a.Bound() && w.m != nil {
+			w.m.LimitExceeded.WithLabelValues("alert_field_bytes").Inc()
+		}
+	}
 	if len(alerts) > 0 {
 		if err := bus.PublishAlerts(ctx, w.js, alerts); err != nil {
 			w.logger.Warn("storing alerts failed; events will be redelivered", "alerts", len(alerts), "err", err)

@@ -5,6 +5,7 @@ package alert
 import (
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vigil-k8s/vigil/internal/audit"
 )
@@ -94,4 +95,50 @@ func New(ev *audit.Event) *Alert {
 // kebab-case and need no escaping.
 func Subject(prefix string, a *Alert) string {
 	return prefix + "." + a.Severity + "." + strings.ReplaceAll(a.Rule, ".", "_")
+}
+
+// Limits on what an alert copies from its event. Every string of an alert
+// can be chosen by whoever made the request, and an alert must fit in one
+// NATS message (1 MiB by default) with room to spare, or it could never be
+// stored and would block the events of its batch until they are
+// dead-lettered.
+const (
+	// MaxFieldBytes bounds each string field, output included.
+	MaxFieldBytes = 8 << 10
+	// MaxSourceIPs bounds sourceIPs, which X-Forwarded-For can lengthen.
+	MaxSourceIPs = 16
+)
+
+// Bound cuts each string field of a to MaxFieldBytes (ending it with "…")
+// and SourceIPs to MaxSourceIPs, and reports whether anything was cut.
+func (a *Alert) Bound() bool {
+	cut := false
+	for _, s := range []*string{&a.Output, &a.Cluster, &a.AuditID, &a.Stage, &a.User, &a.ImpersonatedUser,
+		&a.Verb, &a.Resource, &a.Subresource, &a.Namespace, &a.Name, &a.UserAgent} {
+		if len(*s) > MaxFieldBytes {
+			*s = truncate(*s, MaxFieldBytes)
+			cut = true
+		}
+	}
+	if len(a.SourceIPs) > MaxSourceIPs {
+		a.SourceIPs = a.SourceIPs[:MaxSourceIPs]
+		cut = true
+	}
+	for i, ip := range a.SourceIPs {
+		if len(ip) > MaxFieldBytes {
+			a.SourceIPs[i] = truncate(ip, MaxFieldBytes)
+			cut = true
+		}
+	}
+	return cut
+}
+
+// truncate cuts s to at most n bytes on a UTF-8 boundary, marking the cut.
+func truncate(s string, n int) string {
+	const mark = "…"
+	n -= len(mark)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + mark
 }

@@ -150,7 +150,7 @@ func New(cfg *config.Config, roles Role, logger *slog.Logger, opts ...Option) (_
 		}
 	}
 	if cfg.Metrics.Listen != "" {
-		ops, err := newOpsServer(cfg.Metrics.Listen, reg, a.readiness, logger)
+		ops, err := newOpsServer(cfg.Metrics, reg, a.readiness, logger)
 		if err != nil {
 			return nil, err
 		}

@@ -198,6 +198,10 @@ type Match struct {
 // Metrics is the Prometheus and health endpoint.
 type Metrics struct {
 	Listen string `yaml:"listen"`
+	// BearerTokenFile, when set, makes /metrics answer only requests with
+	// "Authorization: Bearer <token>"; /healthz and /readyz stay open for
+	// probes. Read at start-up.
+	BearerTokenFile string `yaml:"bearer_token_file"`
 }
 
 // Reload says how rule and route changes are picked up without a restart

@@ -294,6 +294,7 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 	abs(&c.DataDir)
+	abs(&c.Metrics.BearerTokenFile)
 	abs(&c.NATS.CredsFile)
 	abs(&c.NATS.NKeyFile)
 	abs(&c.NATS.PasswordFile)
