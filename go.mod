@@ -3,6 +3,7 @@ module github.com/vigil-k8s/vigil
 go 1.26.0
 
 require (
+	github.com/goccy/go-json v0.12.0
 	github.com/google/cel-go v0.31.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0

@@ -2,9 +2,13 @@ package audit
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
+
+	// A drop-in for encoding/json that decodes audit events 4-10x faster
+	// (see BenchmarkEngine in internal/bench): decoding was most of the
+	// engine's time.
+	json "github.com/goccy/go-json"
 )
 
 // Known apiVersions of audit events. An empty apiVersion is accepted too:
