@@ -307,15 +307,37 @@ func (w *worker) fetch(ctx context.Context, wait time.Duration) []item {
 		w.sleep(ctx, wait)
 		return nil
 	}
-	fctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	batch, err := w.cons.Fetch(w.dst.fetchBatch, jetstream.FetchContext(fctx))
+	// Take what is waiting without blocking; when nothing is, block for
+	// the first alert only, so that one alert is not held for a batch
+	// to fill, then take whatever came with it.
+	items, err := w.collect(ctx, func() (jetstream.MessageBatch, error) { return w.cons.FetchNoWait(w.dst.fetchBatch) })
+	if err == nil && len(items) == 0 {
+		fctx, cancel := context.WithTimeout(ctx, wait)
+		items, err = w.collect(ctx, func() (jetstream.MessageBatch, error) {
+			return w.cons.Fetch(1, jetstream.FetchContext(fctx))
+		})
+		cancel()
+		if err == nil && len(items) > 0 && w.dst.fetchBatch > 1 {
+			more, _ := w.collect(ctx, func() (jetstream.MessageBatch, error) { return w.cons.FetchNoWait(w.dst.fetchBatch - 1) })
+			items = append(items, more...)
+		}
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			w.logger.Warn("fetching alerts failed", "err", err)
 			w.sleep(ctx, wait)
 		}
 		return nil
+	}
+	return items
+}
+
+// collect runs one fetch and decodes what it returns; undecodable alerts
+// are dead-lettered.
+func (w *worker) collect(ctx context.Context, fetch func() (jetstream.MessageBatch, error)) ([]item, error) {
+	batch, err := fetch()
+	if err != nil {
+		return nil, err
 	}
 	var items []item
 	for msg := range batch.Messages() {
@@ -334,7 +356,7 @@ func (w *worker) fetch(ctx context.Context, wait time.Duration) []item {
 		!errors.Is(err, context.Canceled) && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
 		w.logger.Debug("fetch ended early", "err", err)
 	}
-	return items
+	return items, nil
 }
 
 func (w *worker) sleep(ctx context.Context, d time.Duration) {

@@ -23,7 +23,7 @@ const (
 	DefaultMaxBodyBytes     = 32 << 20
 	DefaultMaxEvents        = 100_000
 	DefaultMaxConcurrent    = 64
-	DefaultPollInterval     = 250 * time.Millisecond
+	DefaultPollInterval     = 50 * time.Millisecond
 	DefaultAckWait          = 30 * time.Second
 	DefaultMaxDeliver       = 10
 	DefaultMaxAckPending    = 10_000
