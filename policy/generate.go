@@ -275,7 +275,7 @@ func flowList(vals []string) string {
 func scalar(s string) string {
 	plain := s != ""
 	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '/' || c == '_') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '.' && c != '-' && c != '/' && c != '_' {
 			plain = false
 		}
 	}

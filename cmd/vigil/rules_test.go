@@ -39,7 +39,7 @@ func exitCodeOf(err error) int {
 func TestRulesLintPrintsEachProblemAndExits1(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(path, []byte("rules:\n  - id: r\n    severity: loud\n    condition: event.verbb == \"get\"\n"), 0o600)
+	mustWriteFile(t, path, []byte("rules:\n  - id: r\n    severity: loud\n    condition: event.verbb == \"get\"\n"), 0o600)
 	out, _, err := run(t, newRulesCmd(), "", "lint", path)
 	if exitCodeOf(err) != 1 {
 		t.Fatalf("exit %d (%v), want 1", exitCodeOf(err), err)
@@ -70,7 +70,7 @@ func TestRulesLintAndTestPassOnTheDefaultPack(t *testing.T) {
 func TestRulesTestPrintsWhyACaseFailed(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "r.yaml")
-	os.WriteFile(path, []byte(`rules:
+	mustWriteFile(t, path, []byte(`rules:
   - id: get-seen
     severity: low
     condition: event.verb == "get"
@@ -125,7 +125,7 @@ func TestReplayJSONPrintsOneAlertPerLine(t *testing.T) {
 func TestReplayTextWithRulesFromStdin(t *testing.T) {
 	dir := t.TempDir()
 	rulesPath := filepath.Join(dir, "r.yaml")
-	os.WriteFile(rulesPath, []byte("rules:\n  - id: any-delete\n    severity: low\n    condition: event.verb == \"delete\"\n"), 0o600)
+	mustWriteFile(t, rulesPath, []byte("rules:\n  - id: any-delete\n    severity: low\n    condition: event.verb == \"delete\"\n"), 0o600)
 	data, err := os.ReadFile("../../../shared/corpus/falco-trace-files/delete_secret.json")
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +147,7 @@ func TestReplayTextWithRulesFromStdin(t *testing.T) {
 func TestReplaySummarisesRuleErrorsOnStderr(t *testing.T) {
 	dir := t.TempDir()
 	rulesPath := filepath.Join(dir, "r.yaml")
-	os.WriteFile(rulesPath, []byte("rules:\n  - id: reads-missing-key\n    severity: low\n    condition: event.requestObject.spec.replicas == 1\n"), 0o600)
+	mustWriteFile(t, rulesPath, []byte("rules:\n  - id: reads-missing-key\n    severity: low\n    condition: event.requestObject.spec.replicas == 1\n"), 0o600)
 	out, errOut, err := run(t, newReplayCmd(), "", "--rules", rulesPath, "-o", "json",
 		"../../../shared/corpus/falco-trace-files/delete_secret.json")
 	if err != nil {
@@ -155,5 +155,12 @@ func TestReplaySummarisesRuleErrorsOnStderr(t *testing.T) {
 	}
 	if out != "" || !strings.Contains(errOut, "rule reads-missing-key failed to evaluate on 1 events (counted as no match)") {
 		t.Errorf("stdout %q stderr %q", out, errOut)
+	}
+}
+
+func mustWriteFile(t *testing.T, path string, data []byte, perm os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, data, perm); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -280,7 +280,7 @@ func decodeEnvelope(body []byte) (envelope, error) {
 	var env envelope
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return env, fmt.Errorf("not a JSON object (%v)", err)
+		return env, fmt.Errorf("not a JSON object (%w)", err)
 	}
 	for dec.More() {
 		t, err := dec.Token()

@@ -28,7 +28,7 @@ type opsServer struct {
 type readiness func() error
 
 func newOpsServer(cfg config.Metrics, gatherer prometheus.Gatherer, ready readiness, logger *slog.Logger) (*opsServer, error) {
-	var metrics http.Handler = promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)})
+	metrics := promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)})
 	if cfg.BearerTokenFile != "" {
 		token, err := config.Secret("metrics.bearer_token_file", "", cfg.BearerTokenFile)
 		if err != nil {

@@ -91,7 +91,7 @@ func runJQ(ctx context.Context, set *rules.Set, jqPath, file string, n int) (*JQ
 		p, err := exec.LookPath("jq")
 		if err != nil {
 			res.Reason = "jq is not on PATH"
-			return res, nil
+			return res, nil //nolint:nilerr // no jq is a skipped comparison, not a failure
 		}
 		jqPath = p
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -143,7 +144,9 @@ func startPipeline(ctx context.Context, cfg *config.Config, logger *slog.Logger)
 		return nil, fmt.Errorf("bench: pipeline stopped while starting: %w", err)
 	case <-ctx.Done():
 		cancel()
-		<-p.done
+		if err := <-p.done; err != nil {
+			return nil, errors.Join(ctx.Err(), err)
+		}
 		return nil, ctx.Err()
 	}
 }
