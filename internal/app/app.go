@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,6 +28,13 @@ import (
 	"github.com/vigil-k8s/vigil/notify"
 	"github.com/vigil-k8s/vigil/rules"
 )
+
+// provisionMaxWait caps the wait between attempts to reach JetStream at
+// start-up.
+const provisionMaxWait = 15 * time.Second
+
+// provisionAttempt bounds one attempt to provision JetStream.
+const provisionAttempt = 10 * time.Second
 
 // Role is a part of the pipeline a process runs.
 type Role uint8
@@ -233,8 +241,8 @@ func (a *App) Run(ctx context.Context) error {
 	a.mu.Lock()
 	a.nc = nc
 	a.mu.Unlock()
-	if err := bus.EnsureStreams(ctx, js, a.cfg.NATS); err != nil {
-		return fmt.Errorf("provision JetStream: %w", err)
+	if err := a.provision(ctx, js); err != nil || ctx.Err() != nil {
+		return err
 	}
 
 	var thresholds jetstream.KeyValue
@@ -317,6 +325,35 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.logger.Info("vigil stopped")
 	return runErr
+}
+
+// provision creates the streams and buckets, waiting for JetStream for as
+// long as it takes: a NATS cluster that is not up yet, or restarting, when
+// vigil starts is a reason to wait and say so, not to exit. Only a
+// configuration JetStream refuses outright would repeat forever; it is
+// logged on every attempt.
+func (a *App) provision(ctx context.Context, js jetstream.JetStream) error {
+	wait := time.Second
+	for {
+		// Requests to a NATS that is down are buffered, not failed: bound
+		// each attempt so that the wait is reported.
+		actx, cancel := context.WithTimeout(ctx, provisionAttempt)
+		err := bus.EnsureStreams(actx, js, a.cfg.NATS)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil //nolint:nilerr // stopped while waiting: a clean stop
+		}
+		a.logger.Warn("JetStream not available yet; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, provisionMaxWait)
+	}
 }
 
 // nats returns how to reach JetStream, starting the embedded server when no
