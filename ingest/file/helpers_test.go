@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"log/slog"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -75,17 +73,7 @@ func newJS(t testing.TB) *jsEnv {
 
 func (e *jsEnv) count(t testing.TB, stream string) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	s, err := e.js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return natstest.Count(t, e.js, stream)
 }
 
 // waitCount waits until stream holds at least n messages.
@@ -115,85 +103,21 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// messages reads every message of stream.
 func (e *jsEnv) messages(t testing.TB, stream string) []jetstream.Msg {
 	t.Helper()
-	n := e.count(t, stream)
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	c, err := e.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []jetstream.Msg
-	for uint64(len(out)) < n {
-		batch, err := c.Fetch(int(min(1000, n-uint64(len(out)))), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			out = append(out, m)
-			got++
-		}
-		if batch.Error() != nil && !errors.Is(batch.Error(), jetstream.ErrNoMessages) {
-			t.Fatal(batch.Error())
-		}
-		if got == 0 {
-			t.Fatalf("%s: read %d of %d messages", stream, len(out), n)
-		}
-	}
-	return out
+	return natstest.Messages(t, e.js, stream)
 }
 
-// stored returns how often each auditID/stage is on the AUDIT stream.
 func (e *jsEnv) stored(t testing.TB) map[string]int {
 	t.Helper()
-	out := map[string]int{}
-	for _, m := range e.messages(t, bus.StreamAudit) {
-		// The MsgID names the event; check that it is the event's own
-		// rather than decode tens of thousands of events again.
-		id := m.Headers().Get(jetstream.MsgIDHeader)
-		auditID, stage, ok := strings.Cut(id, "/")
-		if !ok || !bytes.Contains(m.Data(), []byte(`"auditID":"`+auditID+`"`)) || !bytes.Contains(m.Data(), []byte(`"stage":"`+stage+`"`)) {
-			t.Fatalf("AUDIT message with MsgID %q does not hold that event: %.200s", id, m.Data())
-		}
-		out[id]++
-	}
-	return out
+	return natstest.StoredAudit(t, e.js)
 }
 
-// expectExactlyOnce checks that AUDIT holds every id of want once and
-// nothing else.
+// expectExactlyOnce checks that AUDIT holds every auditID/stage of want
+// once and nothing else.
 func (e *jsEnv) expectExactlyOnce(t testing.TB, want map[string]bool) {
 	t.Helper()
-	got := e.stored(t)
-	missing, dup, extra := 0, 0, 0
-	for id := range want {
-		switch n := got[id]; {
-		case n == 0:
-			missing++
-			if missing <= 5 {
-				t.Errorf("event %s never reached AUDIT", id)
-			}
-		case n > 1:
-			dup++
-			if dup <= 5 {
-				t.Errorf("event %s reached AUDIT %d times", id, n)
-			}
-		}
-	}
-	for id := range got {
-		if !want[id] {
-			extra++
-			if extra <= 5 {
-				t.Errorf("AUDIT holds unexpected event %s", id)
-			}
-		}
-	}
-	if missing+dup+extra > 0 {
-		t.Fatalf("of %d events: %d missing, %d duplicated, %d unexpected", len(want), missing, dup, extra)
-	}
+	natstest.ExpectAuditExactlyOnce(t, e.js, want)
 }
 
 // idsIn returns the auditID/stage of every event line of files.

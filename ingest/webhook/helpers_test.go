@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -94,80 +93,19 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 func (e *jsEnv) count(t testing.TB, stream string) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	s, err := e.js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return natstest.Count(t, e.js, stream)
 }
 
 func (e *jsEnv) messages(t testing.TB, stream string) []jetstream.Msg {
 	t.Helper()
-	n := e.count(t, stream)
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	c, err := e.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []jetstream.Msg
-	for uint64(len(out)) < n {
-		batch, err := c.Fetch(int(min(1000, n-uint64(len(out)))), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			out = append(out, m)
-			got++
-		}
-		if batch.Error() != nil && !errors.Is(batch.Error(), jetstream.ErrNoMessages) {
-			t.Fatal(batch.Error())
-		}
-		if got == 0 {
-			t.Fatalf("%s: read %d of %d messages", stream, len(out), n)
-		}
-	}
-	return out
+	return natstest.Messages(t, e.js, stream)
 }
 
 // expectExactlyOnce checks that AUDIT holds every auditID/stage of want
 // once and nothing else.
 func (e *jsEnv) expectExactlyOnce(t testing.TB, want map[string]bool) {
 	t.Helper()
-	got := map[string]int{}
-	for _, m := range e.messages(t, bus.StreamAudit) {
-		id := m.Headers().Get(jetstream.MsgIDHeader)
-		auditID, stage, ok := strings.Cut(id, "/")
-		if !ok || !bytes.Contains(m.Data(), []byte(`"auditID":"`+auditID+`"`)) || !bytes.Contains(m.Data(), []byte(`"stage":"`+stage+`"`)) {
-			t.Fatalf("AUDIT message with MsgID %q does not hold that event: %.200s", id, m.Data())
-		}
-		got[id]++
-	}
-	bad := 0
-	for id := range want {
-		if got[id] != 1 {
-			bad++
-			if bad <= 5 {
-				t.Errorf("event %s reached AUDIT %d times, want once", id, got[id])
-			}
-		}
-	}
-	for id := range got {
-		if !want[id] {
-			bad++
-			t.Errorf("AUDIT holds unexpected event %s", id)
-		}
-	}
-	if bad > 0 {
-		t.Fatalf("%d of %d events not stored exactly once", bad, len(want))
-	}
+	natstest.ExpectAuditExactlyOnce(t, e.js, want)
 }
 
 // pki is a CA with a server certificate for 127.0.0.1 and a client

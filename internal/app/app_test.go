@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -111,24 +110,7 @@ type running struct {
 
 func start(t *testing.T, cfg *config.Config, logs io.Writer) *running {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.New(cfg, app.RoleAll, logger)
-	if err != nil {
-		t.Fatalf("app.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1), app: a}
-	go func() { r.done <- a.Run(ctx) }()
-	select {
-	case <-a.Ready():
-	case err := <-r.done:
-		cancel()
-		t.Fatalf("Run ended before ready: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("not ready within 30s")
-	}
-	return r
+	return startOpts(t, cfg, logs)
 }
 
 func (r *running) stop(t *testing.T) {

@@ -1,0 +1,114 @@
+package natstest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-k8s/vigil/internal/bus"
+)
+
+const readTimeout = 30 * time.Second
+
+// Count is the number of messages stream holds.
+func Count(t testing.TB, js jetstream.JetStream, stream string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// Messages reads every message stream holds.
+func Messages(t testing.TB, js jetstream.JetStream, stream string) []jetstream.Msg {
+	t.Helper()
+	n := Count(t, js, stream)
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []jetstream.Msg
+	for uint64(len(out)) < n {
+		batch, err := c.Fetch(int(min(1000, n-uint64(len(out)))), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			out = append(out, m)
+			got++
+		}
+		if batch.Error() != nil && !errors.Is(batch.Error(), jetstream.ErrNoMessages) {
+			t.Fatal(batch.Error())
+		}
+		if got == 0 {
+			t.Fatalf("%s: read %d of %d messages", stream, len(out), n)
+		}
+	}
+	return out
+}
+
+// StoredAudit returns how often each auditID/stage is on the AUDIT stream,
+// checking that each message holds the event its MsgID names.
+func StoredAudit(t testing.TB, js jetstream.JetStream) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, m := range Messages(t, js, bus.StreamAudit) {
+		// Matching the MsgID against the bytes avoids decoding tens of
+		// thousands of events again.
+		id := m.Headers().Get(jetstream.MsgIDHeader)
+		auditID, stage, ok := strings.Cut(id, "/")
+		if !ok || !bytes.Contains(m.Data(), []byte(`"auditID":"`+auditID+`"`)) || !bytes.Contains(m.Data(), []byte(`"stage":"`+stage+`"`)) {
+			t.Fatalf("AUDIT message with MsgID %q does not hold that event: %.200s", id, m.Data())
+		}
+		out[id]++
+	}
+	return out
+}
+
+// ExpectAuditExactlyOnce checks that AUDIT holds every auditID/stage of
+// want once and nothing else.
+func ExpectAuditExactlyOnce(t testing.TB, js jetstream.JetStream, want map[string]bool) {
+	t.Helper()
+	got := StoredAudit(t, js)
+	missing, dup, extra := 0, 0, 0
+	for id := range want {
+		switch n := got[id]; {
+		case n == 0:
+			missing++
+			if missing <= 5 {
+				t.Errorf("event %s never reached AUDIT", id)
+			}
+		case n > 1:
+			dup++
+			if dup <= 5 {
+				t.Errorf("event %s reached AUDIT %d times", id, n)
+			}
+		}
+	}
+	for id := range got {
+		if !want[id] {
+			extra++
+			if extra <= 5 {
+				t.Errorf("AUDIT holds unexpected event %s", id)
+			}
+		}
+	}
+	if missing+dup+extra > 0 {
+		t.Fatalf("of %d events: %d missing, %d duplicated, %d unexpected", len(want), missing, dup, extra)
+	}
+}
