@@ -108,11 +108,6 @@ func (e *jsEnv) messages(t testing.TB, stream string) []jetstream.Msg {
 	return natstest.Messages(t, e.js, stream)
 }
 
-func (e *jsEnv) stored(t testing.TB) map[string]int {
-	t.Helper()
-	return natstest.StoredAudit(t, e.js)
-}
-
 // expectExactlyOnce checks that AUDIT holds every auditID/stage of want
 // once and nothing else.
 func (e *jsEnv) expectExactlyOnce(t testing.TB, want map[string]bool) {

@@ -91,11 +91,6 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-func (e *jsEnv) count(t testing.TB, stream string) uint64 {
-	t.Helper()
-	return natstest.Count(t, e.js, stream)
-}
-
 func (e *jsEnv) messages(t testing.TB, stream string) []jetstream.Msg {
 	t.Helper()
 	return natstest.Messages(t, e.js, stream)
