@@ -300,11 +300,9 @@ func workload(t *testing.T, n int) [][]byte {
 	return out[:n]
 }
 
-// expectedAlerts evaluates the workload offline, in order, with one
-// in-memory evaluator: what any number of workers must reproduce.
-func expectedAlerts(t *testing.T, events [][]byte) map[string]bool {
+// writeEvents writes events to path as an audit log, one per line.
+func writeEvents(t *testing.T, path string, events [][]byte) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "workload.log")
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
@@ -317,7 +315,17 @@ func expectedAlerts(t *testing.T, events [][]byte) map[string]bool {
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// expectedAlerts evaluates the workload offline, in order, with one
+// in-memory evaluator: what any number of workers must reproduce.
+func expectedAlerts(t *testing.T, events [][]byte) map[string]bool {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "workload.log")
+	writeEvents(t, path, events)
 	set, err := rules.Load(rules.LoadOptions{Default: true})
 	if err != nil {
 		t.Fatal(err)
@@ -526,19 +534,7 @@ destinations: [{name: sink, type: webhook, url: %q}]
 	worker := startProc(t, bin, "worker", "worker", fmt.Sprintf("nats: {url: %q}", "nats://"+natsAddr), "")
 	worker.waitReady(t)
 
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := bufio.NewWriter(f)
-	for _, e := range events {
-		_, _ = w.Write(e)
-		_ = w.WriteByte('\n')
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	writeEvents(t, logPath, events)
 
 	waitUntil(t, 2*time.Minute, "all expected alerts delivered", func() bool {
 		got := sink.snapshot()
