@@ -413,6 +413,54 @@ func TestHangingDestinationDoesNotDelayAnother(t *testing.T) {
 	}
 }
 
+// TestDestinationThatNeverAnswersIsRetried is a destination that accepts
+// the connection and never answers, until it recovers: each attempt ends
+// at the destination's timeout, the alert is retried with backoff and,
+// once the destination answers again, delivered exactly once.
+func TestDestinationThatNeverAnswersIsRetried(t *testing.T) {
+	e := newEnv(t)
+	const hangs = 2
+	var (
+		mu       sync.Mutex
+		attempts int
+	)
+	got := newSink(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		attempts++
+		n := attempts
+		mu.Unlock()
+		if n <= hangs {
+			// Read the request, never answer: the client gives up, not
+			// the server (with the body read, the server notices).
+			_, _ = io.Copy(io.Discard, r.Body)
+			<-r.Context().Done()
+			return
+		}
+		got.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	d := webhookDest("hangs", srv.URL)
+	d.Timeout = 200 * time.Millisecond
+	e.run(testConfig([]config.Destination{d}))
+
+	a := alerttest.Sample()
+	e.publish(a)
+	waitFor(t, "the alert to be delivered after the destination recovers", func() bool { return got.delivered(t)[a.ID] > 0 })
+	waitFor(t, "the destination's consumer to settle", e.settled("hangs"))
+	if n := got.delivered(t)[a.ID]; n != 1 {
+		t.Errorf("alert delivered %d times, want once", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if attempts != hangs+1 {
+		t.Errorf("%d attempts, want %d (two timed out, then one delivered)", attempts, hangs+1)
+	}
+	if f := e.counter("vigil_notify_failed_attempts_total", "hangs"); f != hangs {
+		t.Errorf("failed attempts counted %v, want %d", f, hangs)
+	}
+}
+
 func TestRoutesPickDestinations(t *testing.T) {
 	e := newEnv(t)
 	pager, siem, chat := newSink(t), newSink(t), newSink(t)
