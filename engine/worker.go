@@ -219,9 +219,17 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 		alerts = append(alerts, as...)
 		done = append(done, m)
 	}
+	limits := alert.Limits{FieldBytes: w.cfg.MaxAlertFieldBytes, SourceIPs: w.cfg.MaxAlertSourceIPs}
 	for _, a := range alerts {
-		if a.Bound() && w.m != nil {
+		cut := a.BoundTo(limits)
+		if w.m == nil {
+			continue
+		}
+		if cut.Fields {
 			w.m.LimitExceeded.WithLabelValues("alert_field_bytes").Inc()
+		}
+		if cut.SourceIPs {
+			w.m.LimitExceeded.WithLabelValues("alert_source_ips").Inc()
 		}
 	}
 	if len(alerts) > 0 {

@@ -21,3 +21,24 @@ const (
 	// may decode; larger bodies read as absent rather than stall a worker.
 	MaxObjectBytes = 4 << 20
 )
+
+// Limits are the limits a deployment may change (engine.max_rule_cost and
+// engine.max_object_bytes); zero fields take the defaults above.
+type Limits struct {
+	// Cost bounds one evaluation of a condition, output, threshold key or
+	// macro (PerRuleCostLimit, PerMacroCostLimit).
+	Cost uint64
+	// ObjectBytes bounds the requestObject or responseObject rules decode
+	// (MaxObjectBytes).
+	ObjectBytes int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.Cost == 0 {
+		l.Cost = PerRuleCostLimit
+	}
+	if l.ObjectBytes <= 0 {
+		l.ObjectBytes = MaxObjectBytes
+	}
+	return l
+}

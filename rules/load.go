@@ -39,6 +39,8 @@ type LoadOptions struct {
 	Paths []string
 	// Default adds the embedded default rule pack.
 	Default bool
+	// Limits bound what one evaluation may cost; zero: the defaults.
+	Limits Limits
 }
 
 // Rule is one compiled detection rule.
@@ -96,6 +98,8 @@ type Set struct {
 	objs   map[string]*objType
 	hash   string
 	pool   sync.Pool // of *activation
+	// objectBytes bounds the request and response objects rules decode.
+	objectBytes int
 }
 
 // Rules returns every rule, enabled and disabled, in file order.
@@ -141,7 +145,7 @@ func Load(opts LoadOptions) (*Set, error) {
 	if err := probs.errOrNil(); err != nil {
 		return nil, err
 	}
-	return Compile(srcsToFiles(srcs))
+	return CompileWith(srcsToFiles(srcs), opts.Limits)
 }
 
 // File is one rule file's name and content.
@@ -246,6 +250,12 @@ func diskSources(p string) ([]*source, error) {
 // Compile parses and compiles rule files loaded together: their lists and
 // macros are shared, rule ids must be unique across them.
 func Compile(files []File) (*Set, error) {
+	return CompileWith(files, Limits{})
+}
+
+// CompileWith is Compile with limits other than the defaults.
+func CompileWith(files []File, limits Limits) (*Set, error) {
+	limits = limits.withDefaults()
 	var probs Problems
 	parsed := make([]*parsedFile, 0, len(files))
 	for _, f := range files {
@@ -258,8 +268,9 @@ func Compile(files []File) (*Set, error) {
 		}
 		parsed = append(parsed, parseFile(&source{name: f.Name, data: f.Data, readFile: rf}, &probs))
 	}
-	c := &compiler{probs: &probs}
+	c := &compiler{probs: &probs, limits: limits}
 	set := c.compile(parsed)
+	set.objectBytes = limits.ObjectBytes
 	if err := probs.errOrNil(); err != nil {
 		return nil, err
 	}
@@ -282,9 +293,10 @@ func hashFiles(files []File) string {
 }
 
 type compiler struct {
-	probs *Problems
-	env   *cel.Env
-	costs checker.CostEstimator
+	probs  *Problems
+	limits Limits
+	env    *cel.Env
+	costs  checker.CostEstimator
 	// Names the rules may use, for suggestions.
 	fieldNames, macroNames, listNames []string
 }
@@ -353,7 +365,7 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 		}
 		macroASTs[m.name] = ast.NativeRep().Expr()
 		refs[i] = macroRefs(ast)
-		set.macros[i] = c.program(m.expr, "", ast, PerMacroCostLimit)
+		set.macros[i] = c.program(m.expr, "", ast, c.limits.Cost)
 	}
 	c.checkCycles(macroDefs, refs)
 	resourceOf := newAnalyzer([]string{"objectRef", "resource"}, lists, macroASTs)
@@ -373,7 +385,7 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 			}
 			if d.condition.node != nil {
 				if ast := c.check(d.condition, r.ID, types.BoolType, "condition"); ast != nil {
-					r.cond = c.program(d.condition, r.ID, ast, PerRuleCostLimit)
+					r.cond = c.program(d.condition, r.ID, ast, c.limits.Cost)
 					r.resources = resourceOf.expr(ast.NativeRep().Expr())
 					r.verbs = verbOf.expr(ast.NativeRep().Expr())
 					r.needs = needsOf.condition(ast.NativeRep().Expr())
@@ -381,18 +393,18 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 			}
 			if d.output != nil {
 				if ast := c.check(*d.output, r.ID, types.StringType, "output"); ast != nil {
-					r.output = c.program(*d.output, r.ID, ast, PerRuleCostLimit)
+					r.output = c.program(*d.output, r.ID, ast, c.limits.Cost)
 				}
 			}
 			for _, b := range d.by {
 				if ast := c.check(b, r.ID, nil, "threshold by"); ast != nil {
-					r.by = append(r.by, c.program(b, r.ID, ast, PerRuleCostLimit))
+					r.by = append(r.by, c.program(b, r.ID, ast, c.limits.Cost))
 					needsOf.bodies(&r.needs, ast.NativeRep().Expr())
 				}
 			}
 			if d.distinct != nil {
 				if ast := c.check(*d.distinct, r.ID, nil, "threshold distinct"); ast != nil {
-					r.distinct = c.program(*d.distinct, r.ID, ast, PerRuleCostLimit)
+					r.distinct = c.program(*d.distinct, r.ID, ast, c.limits.Cost)
 					needsOf.bodies(&r.needs, ast.NativeRep().Expr())
 				}
 			}

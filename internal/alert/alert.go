@@ -97,37 +97,81 @@ func Subject(prefix string, a *Alert) string {
 	return prefix + "." + a.Severity + "." + strings.ReplaceAll(a.Rule, ".", "_")
 }
 
-// Limits on what an alert copies from its event. Every string of an alert
-// can be chosen by whoever made the request, and an alert must fit in one
-// NATS message (1 MiB by default) with room to spare, or it could never be
-// stored and would block the events of its batch until they are
-// dead-lettered.
+// Default limits on what an alert copies from its event. Every string of
+// an alert can be chosen by whoever made the request, and an alert must fit
+// in one NATS message (1 MiB by default) with room to spare, or it could
+// never be stored and would block the events of its batch until they are
+// dead-lettered. engine.max_alert_field_bytes and
+// engine.max_alert_source_ips change them.
 const (
 	// MaxFieldBytes bounds each string field, output included.
 	MaxFieldBytes = 8 << 10
 	// MaxSourceIPs bounds sourceIPs, which X-Forwarded-For can lengthen.
 	MaxSourceIPs = 16
+	// MaxBoundedBytes is the most that the bounded fields of an alert may
+	// add up to (Limits.Bytes), leaving room in a 1 MiB NATS message for
+	// the rest of the alert and its JSON escaping.
+	MaxBoundedBytes = 768 << 10
 )
 
-// Bound cuts each string field of a to MaxFieldBytes (ending it with "…")
-// and SourceIPs to MaxSourceIPs, and reports whether anything was cut.
-func (a *Alert) Bound() bool {
-	cut := false
+// boundedFields is how many string fields BoundTo cuts, sourceIPs aside.
+const boundedFields = 12
+
+// Limits bound what an alert copies from its event.
+type Limits struct {
+	// FieldBytes bounds each string field and each source IP.
+	FieldBytes int
+	// SourceIPs bounds the number of source IPs.
+	SourceIPs int
+}
+
+// DefaultLimits are MaxFieldBytes and MaxSourceIPs.
+func DefaultLimits() Limits { return Limits{FieldBytes: MaxFieldBytes, SourceIPs: MaxSourceIPs} }
+
+// Fields is the number of strings the limits bound: the string fields and
+// the source IPs.
+func (l Limits) Fields() int { return boundedFields + l.SourceIPs }
+
+// Bytes is the most the bounded strings of an alert can add up to.
+func (l Limits) Bytes() int { return l.Fields() * l.FieldBytes }
+
+// Cut says what BoundTo cut.
+type Cut struct {
+	// Fields: a string field or a source IP was longer than FieldBytes.
+	Fields bool
+	// SourceIPs: there were more than SourceIPs source IPs.
+	SourceIPs bool
+}
+
+// Any reports whether anything was cut.
+func (c Cut) Any() bool { return c.Fields || c.SourceIPs }
+
+// BoundTo cuts each string field of a to l.FieldBytes (ending it with "…")
+// and SourceIPs to l.SourceIPs, and reports what was cut. Zero limits take
+// the defaults.
+func (a *Alert) BoundTo(l Limits) Cut {
+	if l.FieldBytes <= 0 {
+		l.FieldBytes = MaxFieldBytes
+	}
+	if l.SourceIPs <= 0 {
+		l.SourceIPs = MaxSourceIPs
+	}
+	var cut Cut
 	for _, s := range []*string{&a.Output, &a.Cluster, &a.AuditID, &a.Stage, &a.User, &a.ImpersonatedUser,
 		&a.Verb, &a.Resource, &a.Subresource, &a.Namespace, &a.Name, &a.UserAgent} {
-		if len(*s) > MaxFieldBytes {
-			*s = truncate(*s, MaxFieldBytes)
-			cut = true
+		if len(*s) > l.FieldBytes {
+			*s = truncate(*s, l.FieldBytes)
+			cut.Fields = true
 		}
 	}
-	if len(a.SourceIPs) > MaxSourceIPs {
-		a.SourceIPs = a.SourceIPs[:MaxSourceIPs]
-		cut = true
+	if len(a.SourceIPs) > l.SourceIPs {
+		a.SourceIPs = a.SourceIPs[:l.SourceIPs]
+		cut.SourceIPs = true
 	}
 	for i, ip := range a.SourceIPs {
-		if len(ip) > MaxFieldBytes {
-			a.SourceIPs[i] = truncate(ip, MaxFieldBytes)
-			cut = true
+		if len(ip) > l.FieldBytes {
+			a.SourceIPs[i] = truncate(ip, l.FieldBytes)
+			cut.Fields = true
 		}
 	}
 	return cut

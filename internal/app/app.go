@@ -119,7 +119,7 @@ func New(cfg *config.Config, roles Role, logger *slog.Logger, opts ...Option) (_
 		}
 	}()
 	if roles&RoleWorker != 0 {
-		set, err := rules.Load(rules.LoadOptions{Paths: cfg.Rules, Default: cfg.UseDefaultRules()})
+		set, err := rules.Load(ruleOptions(cfg))
 		if err != nil {
 			return nil, fmt.Errorf("rules: %w", err)
 		}
@@ -277,7 +277,12 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.roles&RoleWorker != 0 {
 		st := newStage("worker", failed)
-		eval := engine.NewReloadable(a.newEvaluator(a.rules, engine.NewKVThresholds(thresholds)))
+		th := engine.NewKVThresholds(thresholds,
+			engine.WithKVGroupLimit(a.maxThresholdGroups()),
+			engine.WithKVEvicted(a.metrics.ThresholdEvicted.Inc),
+			engine.WithKVGroups(func(n uint64) { a.metrics.ThresholdGroups.Set(float64(n)) }))
+		st.goRun(th.Run)
+		eval := engine.NewReloadable(a.newEvaluator(a.rules, th))
 		a.mu.Lock()
 		a.eval = eval
 		a.mu.Unlock()
@@ -338,7 +343,7 @@ func (a *App) provision(ctx context.Context, js jetstream.JetStream) error {
 		// Requests to a NATS that is down are buffered, not failed: bound
 		// each attempt so that the wait is reported.
 		actx, cancel := context.WithTimeout(ctx, provisionAttempt)
-		err := bus.EnsureStreams(actx, js, a.cfg.NATS)
+		err := bus.EnsureStreams(actx, js, a.cfg.NATS, a.provisionOptions()...)
 		cancel()
 		if err == nil {
 			return nil
@@ -370,7 +375,11 @@ func (a *App) nats() (string, []nats.Option, func(), error) {
 		}
 		return a.cfg.NATS.URL, opts, func() {}, nil
 	}
-	emb, err := bus.StartEmbedded(a.cfg.DataDir, a.cfg.NATS.Listen, a.logger)
+	security, err := bus.WithListenSecurity(a.cfg.NATS, a.logger)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	emb, err := bus.StartEmbedded(a.cfg.DataDir, a.cfg.NATS.Listen, a.logger, security)
 	if err != nil {
 		return "", nil, nil, err
 	}

@@ -47,7 +47,7 @@ func (a *App) reload(ctx context.Context) error {
 	var set *rules.Set
 	if eval != nil {
 		var err error
-		set, err = rules.Load(rules.LoadOptions{Paths: cfg.Rules, Default: cfg.UseDefaultRules()})
+		set, err = rules.Load(ruleOptions(cfg))
 		if err != nil {
 			return fmt.Errorf("rules: %w", err)
 		}

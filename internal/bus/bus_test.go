@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -101,4 +102,85 @@ func TestPublisherDeduplicatesByAuditIDAndStage(t *testing.T) {
 	if m.Header.Get(bus.HeaderSource) != "file:x:1" || m.Header.Get(bus.HeaderReason) != "bad" {
 		t.Fatalf("dead letter headers = %v", m.Header)
 	}
+}
+
+// TestEnsureStreamsBoundsTheThresholdBucket: engine.max_threshold_groups
+// becomes the bucket's own bound — at most that many messages, the oldest
+// discarded — on a new bucket and on one created before, unbounded, by an
+// older vigil; a process without the option leaves the bound alone.
+func TestEnsureStreamsBoundsTheThresholdBucket(t *testing.T) {
+	srv := natstest.RunServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, js := natstest.Connect(t, srv.ClientURL())
+	if err := bus.EnsureStreams(ctx, js, config.NATS{}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, bus.BucketThresholds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		if _, err := kv.Create(ctx, fmt.Sprintf("k%02d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(wantMax int64) {
+		t.Helper()
+		st, err := js.Stream(ctx, bus.KVStream(bus.BucketThresholds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Config.MaxMsgs != wantMax || info.Config.Discard != jetstream.DiscardOld {
+			t.Fatalf("bucket stream: max_msgs %d, discard %v; want %d, old", info.Config.MaxMsgs, info.Config.Discard, wantMax)
+		}
+		if info.State.Msgs > uint64(wantMax) {
+			t.Fatalf("bucket holds %d keys, bound %d", info.State.Msgs, wantMax)
+		}
+	}
+	// Several processes at once, as at a rolling start.
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for range 3 {
+		_, js := natstest.Connect(t, srv.ClientURL())
+		wg.Go(func() { errs <- bus.EnsureStreams(ctx, js, config.NATS{}, bus.WithMaxThresholdGroups(10)) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(10)
+	// The oldest keys went; the newest are kept.
+	if _, err := kv.Get(ctx, "k00"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("oldest key: %v, want not found", err)
+	}
+	if _, err := kv.Get(ctx, "k29"); err != nil {
+		t.Errorf("newest key: %v", err)
+	}
+	// A KV handle still binds to the bounded bucket, and a new key pushes
+	// out the oldest instead of being refused.
+	kv, err = js.KeyValue(ctx, bus.BucketThresholds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(ctx, "new", []byte("v")); err != nil {
+		t.Fatalf("creating a key in the full bucket: %v", err)
+	}
+	check(10)
+
+	if err := bus.EnsureStreams(ctx, js, config.NATS{}, bus.WithMaxThresholdGroups(20)); err != nil {
+		t.Fatal(err)
+	}
+	check(20)
+	if err := bus.EnsureStreams(ctx, js, config.NATS{}); err != nil {
+		t.Fatal(err)
+	}
+	check(20)
 }

@@ -1,25 +1,23 @@
 package bus
 
 import (
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/tlsconfig"
 )
 
 // MaxAsyncPending bounds unacknowledged async publishes per connection.
 const MaxAsyncPending = 4096
 
-// ClientOptions are the connection options for an external NATS from cfg:
-// credentials, nkey, user/password, TLS, and reconnecting forever (a NATS
+// ClientOptions are the connection options for an external NATS from cfg
+// (or another vigil's embedded server on its nats.listen): credentials,
+// nkey, user/password, TLS 1.2+, and reconnecting forever (a NATS
 // outage must not stop vigil; it waits and resumes).
 func ClientOptions(cfg config.NATS, name string, logger *slog.Logger) ([]nats.Option, error) {
 	opts := []nats.Option{
@@ -52,39 +50,13 @@ func ClientOptions(cfg config.NATS, name string, logger *slog.Logger) ([]nats.Op
 		opts = append(opts, nats.UserInfo(cfg.User, pw))
 	}
 	if cfg.TLS.Enabled() {
-		tc, err := clientTLS(cfg.TLS)
+		tc, err := tlsconfig.Client(cfg.TLS)
 		if err != nil {
 			return nil, fmt.Errorf("nats.tls: %w", err)
 		}
 		opts = append(opts, nats.Secure(tc))
 	}
 	return opts, nil
-}
-
-func clientTLS(t config.TLS) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if t.CA != "" {
-		pem, err := os.ReadFile(t.CA)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s: no PEM certificates", t.CA)
-		}
-		tc.RootCAs = pool
-	}
-	if (t.Cert == "") != (t.Key == "") {
-		return nil, errors.New("cert and key must be set together")
-	}
-	if t.Cert != "" {
-		c, err := tls.LoadX509KeyPair(t.Cert, t.Key)
-		if err != nil {
-			return nil, err
-		}
-		tc.Certificates = []tls.Certificate{c}
-	}
-	return tc, nil
 }
 
 // Connect opens a connection and a JetStream handle with bounded async

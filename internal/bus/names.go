@@ -32,6 +32,9 @@ const (
 	HeaderReason  = "Vigil-Reason"
 )
 
+// KVStream is the name of the stream that holds a key-value bucket.
+func KVStream(bucket string) string { return "KV_" + bucket }
+
 // AuditSubject is the subject of a cluster's audit events.
 func AuditSubject(cluster string) string {
 	return SubjectAuditPrefix + Token(cluster) + ".events"

@@ -77,11 +77,33 @@ func KVConfigs(cfg config.NATS) []jetstream.KeyValueConfig {
 	}
 }
 
+// ProvisionOption changes what EnsureStreams provisions.
+type ProvisionOption func(*provisionOptions)
+
+type provisionOptions struct {
+	maxThresholdGroups int
+}
+
+// WithMaxThresholdGroups bounds the threshold bucket to n groups
+// (engine.max_threshold_groups): its stream keeps at most n messages and
+// discards the oldest, and as each group has one message (history 1) and
+// every update of a group replaces its message, the server forgets the
+// least recently updated group to make room for a new one. Without this
+// option an existing bucket's bound is left as it is: only processes that
+// evaluate rules decide it.
+func WithMaxThresholdGroups(n int) ProvisionOption {
+	return func(o *provisionOptions) { o.maxThresholdGroups = n }
+}
+
 // EnsureStreams creates every stream and bucket, or updates a stream whose
 // configuration changed. It is safe to call from several processes at
 // once: each finds what another created, and a lost creation race is
 // retried.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg config.NATS) error {
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg config.NATS, opts ...ProvisionOption) error {
+	var o provisionOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	for _, sc := range StreamConfigs(cfg) {
 		if err := retry(ctx, func() error { return ensureStream(ctx, js, sc) }); err != nil {
 			return fmt.Errorf("stream %s: %w", sc.Name, err)
@@ -103,8 +125,33 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg config.NATS)
 		if err != nil {
 			return fmt.Errorf("key-value bucket %s: %w", kc.Bucket, err)
 		}
+		if kc.Bucket == BucketThresholds && o.maxThresholdGroups > 0 {
+			if err := retry(ctx, func() error { return ensureBucketLimit(ctx, js, kc.Bucket, o.maxThresholdGroups) }); err != nil {
+				return fmt.Errorf("key-value bucket %s: limit to %d keys: %w", kc.Bucket, o.maxThresholdGroups, err)
+			}
+		}
 	}
 	return nil
+}
+
+// ensureBucketLimit makes the stream behind a bucket keep at most n
+// messages, discarding the oldest. nats.go's KeyValueConfig cannot say so
+// (it creates buckets with MaxMsgs -1 and DiscardNew), but the server
+// accepts both on a KV stream and on update: with DiscardNew a full bucket
+// would refuse new groups, which is the wrong failure for a detector.
+func ensureBucketLimit(ctx context.Context, js jetstream.JetStream, bucket string, n int) error {
+	st, err := js.Stream(ctx, KVStream(bucket))
+	if err != nil {
+		return err
+	}
+	sc := st.CachedInfo().Config
+	if sc.MaxMsgs == int64(n) && sc.Discard == jetstream.DiscardOld {
+		return nil
+	}
+	sc.MaxMsgs = int64(n)
+	sc.Discard = jetstream.DiscardOld
+	_, err = js.UpdateStream(ctx, sc)
+	return err
 }
 
 func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {

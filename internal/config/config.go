@@ -36,11 +36,21 @@ func (c *Config) UseDefaultRules() bool { return c.DefaultRules == nil || *c.Def
 
 // NATS says where JetStream is: an external cluster (URL) or the embedded
 // server (URL empty).
+//
+// With URL, the credentials and TLS are what vigil presents to that NATS.
+// With the embedded server they are what its listener (Listen) requires:
+// clients must log in as User with the password, or sign with the nkey
+// whose seed is NKeyFile; TLS.Cert/Key are the server's identity and
+// TLS.ClientCA, when set, requires client certificates. vigil's own
+// in-process connections use the same credentials.
 type NATS struct {
 	URL string `yaml:"url"`
 	// Listen, with the embedded server, also serves it to other vigil
 	// processes (e.g. "0.0.0.0:4222"). Empty: in-process clients only.
-	Listen    string `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// Insecure lets the embedded server listen on an address other
+	// machines can reach without authentication (a trusted network only).
+	Insecure  bool   `yaml:"insecure"`
 	CredsFile string `yaml:"creds_file"`
 	NKeyFile  string `yaml:"nkey_file"`
 	User      string `yaml:"user"`
@@ -124,6 +134,23 @@ type Engine struct {
 	MaxAckPending int           `yaml:"max_ack_pending"`
 	// FetchBatch is how many events one pull fetches.
 	FetchBatch int `yaml:"fetch_batch"`
+	// MaxThresholdGroups bounds the threshold groups (rule and group-by
+	// values) kept in the JetStream KV bucket; past it the least recently
+	// updated group is forgotten.
+	MaxThresholdGroups int `yaml:"max_threshold_groups"`
+	// MaxAlertFieldBytes bounds each string field of an alert (output,
+	// user, name, user agent, …); longer ones are cut, ending in "…".
+	MaxAlertFieldBytes int `yaml:"max_alert_field_bytes"`
+	// MaxAlertSourceIPs bounds the sourceIPs an alert copies from its
+	// event.
+	MaxAlertSourceIPs int `yaml:"max_alert_source_ips"`
+	// MaxRuleCost bounds the CEL cost of one evaluation of a condition,
+	// output, threshold key or macro; past it the rule does not match and
+	// an error is counted for it.
+	MaxRuleCost uint64 `yaml:"max_rule_cost"`
+	// MaxObjectBytes bounds the requestObject or responseObject rules
+	// decode; a larger one reads as absent.
+	MaxObjectBytes int `yaml:"max_object_bytes"`
 }
 
 // Notify tunes delivery.
@@ -200,8 +227,12 @@ type Metrics struct {
 	Listen string `yaml:"listen"`
 	// BearerTokenFile, when set, makes /metrics answer only requests with
 	// "Authorization: Bearer <token>"; /healthz and /readyz stay open for
-	// probes. Read at start-up.
+	// probes. Re-read when it changes.
 	BearerTokenFile string `yaml:"bearer_token_file"`
+	// TLS, with cert and key, serves HTTPS (TLS 1.2+) instead of HTTP;
+	// client_ca also makes /metrics require a client certificate signed by
+	// it (the probes stay open). The files are re-read when they change.
+	TLS TLS `yaml:"tls"`
 }
 
 // Reload says how rule and route changes are picked up without a restart

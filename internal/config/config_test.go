@@ -80,3 +80,93 @@ func TestSecretFromEnvOrFile(t *testing.T) {
 		t.Fatalf("unset env error = %v", err)
 	}
 }
+
+func TestParseLimitDefaultsAndKeys(t *testing.T) {
+	cfg, err := config.Parse("v.yaml", []byte("cluster: a\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := cfg.Engine
+	if e.MaxRuleCost != 1_000_000 || e.MaxObjectBytes != 4<<20 {
+		t.Errorf("rule limit defaults = cost %d, object %d bytes; want 1000000, 4 MiB", e.MaxRuleCost, e.MaxObjectBytes)
+	}
+	if e.MaxThresholdGroups != 100_000 || e.MaxAlertFieldBytes != 8<<10 || e.MaxAlertSourceIPs != 16 {
+		t.Errorf("engine limit defaults = %d groups, %d bytes, %d source IPs; want 100000, 8192, 16", e.MaxThresholdGroups, e.MaxAlertFieldBytes, e.MaxAlertSourceIPs)
+	}
+	cfg, err = config.Parse("v.yaml", []byte(`
+engine: {max_threshold_groups: 500, max_alert_field_bytes: 1024, max_alert_source_ips: 4, max_rule_cost: 5000, max_object_bytes: 65536}
+metrics: {listen: ":9090", tls: {cert: m.crt, key: m.key, client_ca: ca.crt}}
+nats: {listen: "0.0.0.0:4222", user: vigil, password_file: pw, tls: {cert: n.crt, key: n.key}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := cfg.Engine; e.MaxThresholdGroups != 500 || e.MaxAlertFieldBytes != 1024 || e.MaxAlertSourceIPs != 4 || e.MaxRuleCost != 5000 || e.MaxObjectBytes != 65536 {
+		t.Errorf("engine limits = %+v", e)
+	}
+	if cfg.Metrics.TLS.ClientCA != "ca.crt" || cfg.NATS.TLS.Cert != "n.crt" {
+		t.Errorf("tls not read: metrics %+v nats %+v", cfg.Metrics.TLS, cfg.NATS.TLS)
+	}
+}
+
+func TestParseLimitAndTransportErrors(t *testing.T) {
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"negative group bound", "engine:\n  max_threshold_groups: -1\n", "v.yaml:2: engine.max_threshold_groups: must be positive"},
+		{"tiny alert fields", "engine:\n  max_alert_field_bytes: 10\n", "v.yaml:2: engine.max_alert_field_bytes: must be at least 256"},
+		{"too many source IPs", "engine:\n  max_alert_source_ips: 1000\n", "v.yaml:2: engine.max_alert_source_ips: must be between 1 and 256"},
+		{"rule cost too low", "engine:\n  max_rule_cost: 10\n", "v.yaml:2: engine.max_rule_cost: must be at least 1000"},
+		{"object limit too large", "engine:\n  max_object_bytes: 1000000000\n", "v.yaml:2: engine.max_object_bytes: must be between 1 and 67108864"},
+		{"alert larger than a NATS message", "engine:\n  max_alert_field_bytes: 65536\n  max_alert_source_ips: 64\n", "v.yaml:2: engine.max_alert_field_bytes: 65536 bytes for each of 76 fields"},
+		{"metrics key without cert", "metrics:\n  listen: ':9090'\n  tls:\n    key: m.key\n", "v.yaml:3: metrics.tls: cert and key must be set together"},
+		{"metrics client_ca without cert", "metrics:\n  listen: ':9090'\n  tls:\n    client_ca: ca.crt\n", "v.yaml:4: metrics.tls.client_ca: needs tls.cert and tls.key"},
+		{"metrics tls without listen", "metrics:\n  tls: {cert: a, key: b}\n", "v.yaml:2: metrics.tls: needs metrics.listen"},
+		{"embedded listen open to all without auth", "nats:\n  listen: 0.0.0.0:4222\n", `v.yaml:2: nats.listen: "0.0.0.0:4222" is reachable from other machines`},
+		{"embedded listen on all interfaces, empty host", "nats:\n  listen: ':4222'\n", `v.yaml:2: nats.listen: ":4222" is reachable from other machines`},
+		{"embedded with creds_file", "nats:\n  listen: 127.0.0.1:4222\n  creds_file: x.creds\n", "v.yaml:3: nats.creds_file: applies to an external NATS"},
+		{"embedded with tls.ca", "nats:\n  listen: 127.0.0.1:4222\n  tls: {ca: ca.crt, cert: a, key: b}\n", "v.yaml:3: nats.tls.ca: verifies an external NATS"},
+		{"embedded tls without listen", "nats:\n  tls: {cert: a, key: b}\n", "v.yaml:2: nats.tls: applies to nats.url or to the embedded server's nats.listen"},
+		{"user without password", "nats:\n  url: nats://n:4222\n  user: vigil\n", "v.yaml:3: nats.user: needs password_env or password_file"},
+		{"client_ca with url", "nats:\n  url: nats://n:4222\n  tls: {client_ca: ca.crt}\n", "v.yaml:3: nats.tls.client_ca: only applies to the embedded server"},
+		{"insecure with url", "nats:\n  url: nats://n:4222\n  insecure: true\n", "v.yaml:3: nats.insecure: only applies to the embedded server"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := config.Parse("v.yaml", []byte(c.yaml))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, c.want)
+			}
+		})
+	}
+	// What is accepted: loopback without auth, and any address with auth
+	// or an explicit insecure.
+	for _, ok := range []string{
+		"nats: {listen: '127.0.0.1:4222'}",
+		"nats: {listen: 'localhost:4222'}",
+		"nats: {listen: '[::1]:4222'}",
+		"nats: {listen: '0.0.0.0:4222', user: vigil, password_env: NATS_PW}",
+		"nats: {listen: '0.0.0.0:4222', nkey_file: vigil.nk}",
+		"nats: {listen: '0.0.0.0:4222', insecure: true}",
+		"nats: {url: 'tls://n:4222', creds_file: x.creds, tls: {ca: ca.crt}}",
+	} {
+		if _, err := config.Parse("v.yaml", []byte(ok)); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+}
+
+func TestLoadResolvesTLSPathsOfMetrics(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "vigil.yaml")
+	if err := os.WriteFile(p, []byte("metrics: {listen: ':9090', tls: {cert: m.crt, key: m.key}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Metrics.TLS.Cert != filepath.Join(dir, "m.crt") {
+		t.Errorf("metrics.tls.cert = %s", cfg.Metrics.TLS.Cert)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,27 @@ const (
 	DefaultNotifyMaxAge     = 24 * time.Hour
 	DefaultDestTimeout      = 10 * time.Second
 	DefaultReloadInterval   = 5 * time.Second
+	// DefaultMaxThresholdGroups is the bound on threshold groups in the
+	// JetStream KV bucket; the same as engine.DefaultMemoryThresholdKeys,
+	// the bound of `vigil replay`.
+	DefaultMaxThresholdGroups = 100_000
+	DefaultMaxAlertFieldBytes = alert.MaxFieldBytes
+	DefaultMaxAlertSourceIPs  = alert.MaxSourceIPs
+	// MinAlertFieldBytes is the smallest engine.max_alert_field_bytes: an
+	// alert cut shorter would not say what happened.
+	MinAlertFieldBytes = 256
+	// MaxAlertSourceIPs is the largest engine.max_alert_source_ips.
+	MaxAlertSourceIPs = 256
+	// DefaultMaxRuleCost and DefaultMaxObjectBytes are rules.PerRuleCostLimit
+	// and rules.MaxObjectBytes (a test keeps them equal).
+	DefaultMaxRuleCost    = 1_000_000
+	DefaultMaxObjectBytes = 4 << 20
+	// MinRuleCost is the smallest engine.max_rule_cost: below it even
+	// simple conditions over a few fields would fail.
+	MinRuleCost = 1_000
+	// MaxObjectBytesLimit is the largest engine.max_object_bytes: a NATS
+	// message (1 MiB by default, 64 MiB at most) cannot carry more.
+	MaxObjectBytesLimit = 64 << 20
 )
 
 // Load reads, defaults and validates a configuration file. Relative paths
@@ -141,6 +163,21 @@ func (c *Config) setDefaults() {
 	if e.FetchBatch == 0 {
 		e.FetchBatch = DefaultFetchBatch
 	}
+	if e.MaxThresholdGroups == 0 {
+		e.MaxThresholdGroups = DefaultMaxThresholdGroups
+	}
+	if e.MaxAlertFieldBytes == 0 {
+		e.MaxAlertFieldBytes = DefaultMaxAlertFieldBytes
+	}
+	if e.MaxAlertSourceIPs == 0 {
+		e.MaxAlertSourceIPs = DefaultMaxAlertSourceIPs
+	}
+	if e.MaxRuleCost == 0 {
+		e.MaxRuleCost = DefaultMaxRuleCost
+	}
+	if e.MaxObjectBytes == 0 {
+		e.MaxObjectBytes = DefaultMaxObjectBytes
+	}
 	if c.Notify.AckWait == 0 {
 		c.Notify.AckWait = DefaultAckWait
 	}
@@ -183,6 +220,7 @@ func (c *Config) validate(root *yaml.Node) []error {
 	if c.NATS.URL != "" && c.NATS.Listen != "" {
 		bad([]any{"nats", "listen"}, "only applies to the embedded server; remove it or nats.url")
 	}
+	c.validateNATS(bad)
 	for i, f := range c.Ingest.Files {
 		if f.Path == "" {
 			bad([]any{"ingest", "files", i}, "path is required")
@@ -203,6 +241,21 @@ func (c *Config) validate(root *yaml.Node) []error {
 		}
 		if w.MaxBodyBytes < 0 || w.MaxEvents < 0 || w.MaxConcurrent < 0 {
 			bad([]any{"ingest", "webhook"}, "limits must be positive")
+		}
+	}
+	c.validateEngine(bad)
+	if t := c.Metrics.TLS; t.Enabled() {
+		if (t.Cert == "") != (t.Key == "") {
+			bad([]any{"metrics", "tls"}, "cert and key must be set together")
+		}
+		if t.ClientCA != "" && t.Cert == "" {
+			bad([]any{"metrics", "tls", "client_ca"}, "needs tls.cert and tls.key: client certificates only exist with TLS")
+		}
+		if t.CA != "" {
+			bad([]any{"metrics", "tls", "ca"}, "is for clients; the metrics endpoint is a server (tls.client_ca requires client certificates)")
+		}
+		if c.Metrics.Listen == "" {
+			bad([]any{"metrics", "tls"}, "needs metrics.listen")
 		}
 	}
 	names := map[string]bool{}
@@ -282,6 +335,97 @@ func (c *Config) validate(root *yaml.Node) []error {
 	return errs
 }
 
+// validateNATS checks the credentials and TLS in nats, whose meaning
+// depends on whether vigil connects to an external NATS (url) or runs the
+// embedded server (see config.NATS).
+func (c *Config) validateNATS(bad func(path []any, format string, args ...any)) {
+	n := c.NATS
+	if n.User != "" && n.PasswordEnv == "" && n.PasswordFile == "" {
+		bad([]any{"nats", "user"}, "needs password_env or password_file")
+	}
+	if n.User == "" && (n.PasswordEnv != "" || n.PasswordFile != "") {
+		bad([]any{"nats"}, "password_env/password_file need user")
+	}
+	if n.PasswordEnv != "" && n.PasswordFile != "" {
+		bad([]any{"nats", "password_file"}, "set either password_env or password_file, not both")
+	}
+	if (n.TLS.Cert == "") != (n.TLS.Key == "") {
+		bad([]any{"nats", "tls"}, "cert and key must be set together")
+	}
+	if n.URL != "" {
+		if n.TLS.ClientCA != "" {
+			bad([]any{"nats", "tls", "client_ca"}, "only applies to the embedded server's nats.listen; a client presents tls.cert and tls.key")
+		}
+		if n.Insecure {
+			bad([]any{"nats", "insecure"}, "only applies to the embedded server's nats.listen")
+		}
+		return
+	}
+	if n.CredsFile != "" {
+		bad([]any{"nats", "creds_file"}, "applies to an external NATS (nats.url); the embedded server takes nats.user with password_env/password_file, or nats.nkey_file")
+	}
+	if n.TLS.CA != "" {
+		bad([]any{"nats", "tls", "ca"}, "verifies an external NATS (nats.url); the embedded server's listener uses tls.cert, tls.key and tls.client_ca")
+	}
+	if n.Listen == "" {
+		if n.TLS.Cert != "" || n.TLS.ClientCA != "" {
+			bad([]any{"nats", "tls"}, "applies to nats.url or to the embedded server's nats.listen; neither is set")
+		}
+		if n.Insecure {
+			bad([]any{"nats", "insecure"}, "only applies with nats.listen")
+		}
+		return
+	}
+	if n.TLS.ClientCA != "" && n.TLS.Cert == "" {
+		bad([]any{"nats", "tls", "client_ca"}, "needs tls.cert and tls.key: client certificates only exist with TLS")
+	}
+	if !LoopbackOnly(n.Listen) && n.User == "" && n.NKeyFile == "" && !n.Insecure {
+		bad([]any{"nats", "listen"}, "%q is reachable from other machines, and anyone reaching it could read every audit event and forge or drop alerts: "+
+			"set nats.user with password_env/password_file, or nats.nkey_file (with nats.tls.cert/key), "+
+			"or insecure: true to serve it without authentication on a trusted network", n.Listen)
+	}
+}
+
+// LoopbackOnly reports whether a listen address ("host:port") accepts
+// connections from this machine only.
+func LoopbackOnly(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (c *Config) validateEngine(bad func(path []any, format string, args ...any)) {
+	e := c.Engine
+	if e.MaxThresholdGroups < 0 {
+		bad([]any{"engine", "max_threshold_groups"}, "must be positive, got %d", e.MaxThresholdGroups)
+	}
+	if e.MaxRuleCost < MinRuleCost {
+		bad([]any{"engine", "max_rule_cost"}, "must be at least %d, got %d", MinRuleCost, e.MaxRuleCost)
+	}
+	if e.MaxObjectBytes < 1 || e.MaxObjectBytes > MaxObjectBytesLimit {
+		bad([]any{"engine", "max_object_bytes"}, "must be between 1 and %d (64 MiB), got %d", MaxObjectBytesLimit, e.MaxObjectBytes)
+	}
+	fieldsOK := true
+	if e.MaxAlertFieldBytes < MinAlertFieldBytes {
+		bad([]any{"engine", "max_alert_field_bytes"}, "must be at least %d, got %d", MinAlertFieldBytes, e.MaxAlertFieldBytes)
+		fieldsOK = false
+	}
+	if e.MaxAlertSourceIPs < 1 || e.MaxAlertSourceIPs > MaxAlertSourceIPs {
+		bad([]any{"engine", "max_alert_source_ips"}, "must be between 1 and %d, got %d", MaxAlertSourceIPs, e.MaxAlertSourceIPs)
+		fieldsOK = false
+	}
+	if l := (alert.Limits{FieldBytes: e.MaxAlertFieldBytes, SourceIPs: e.MaxAlertSourceIPs}); fieldsOK && l.Bytes() > alert.MaxBoundedBytes {
+		bad([]any{"engine", "max_alert_field_bytes"}, "%d bytes for each of %d fields (with max_alert_source_ips %d) is %d KiB, more than the %d KiB an alert may take in a NATS message",
+			e.MaxAlertFieldBytes, l.Fields(), e.MaxAlertSourceIPs, l.Bytes()>>10, alert.MaxBoundedBytes>>10)
+	}
+}
+
 var validGroupBy = map[string]bool{
 	"rule": true, "severity": true, "cluster": true, "user": true,
 	"namespace": true, "resource": true, "verb": true,
@@ -300,6 +444,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.NATS.PasswordFile)
 	absTLS := func(t *TLS) { abs(&t.CA); abs(&t.Cert); abs(&t.Key); abs(&t.ClientCA) }
 	absTLS(&c.NATS.TLS)
+	absTLS(&c.Metrics.TLS)
 	for i := range c.Rules {
 		abs(&c.Rules[i])
 	}

@@ -30,6 +30,7 @@ type Metrics struct {
 	RuleEvalSeconds    *prometheus.CounterVec // rule
 	AlertsPublished    *prometheus.CounterVec // rule, severity
 	ThresholdEvicted   prometheus.Counter
+	ThresholdGroups    prometheus.Gauge
 	RulesInfo          *prometheus.GaugeVec // version
 	ConsumerPending    *prometheus.GaugeVec // consumer
 	ConsumerAckPending *prometheus.GaugeVec // consumer
@@ -64,7 +65,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		AlertsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "alerts_published_total",
 			Help: "Alerts stored on the ALERTS stream, by rule and severity."}, []string{"rule", "severity"}),
 		ThresholdEvicted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "threshold_groups_evicted_total",
-			Help: "Threshold groups dropped because the group limit was reached."}),
+			Help: "Threshold groups dropped because the group limit (engine.max_threshold_groups) was reached; with JetStream KV, the groups this process created while the bucket was full."}),
+		ThresholdGroups: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "threshold_groups",
+			Help: "Threshold groups held in the JetStream KV bucket, polled by each worker process."}),
 		RulesInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "rules_info",
 			Help: "The rule set this process runs (1 for the current version hash)."}, []string{"version"}),
 		ConsumerPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "consumer_pending_messages",
@@ -74,7 +77,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(
 		m.IngestEvents, m.IngestMalformed, m.DeadLetters, m.PublishDuration, m.CheckpointOffset, m.WebhookRequests, m.LimitExceeded,
-		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.RulesInfo,
+		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.ThresholdGroups, m.RulesInfo,
 		m.ConsumerPending, m.ConsumerAckPending,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

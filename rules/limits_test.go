@@ -1,0 +1,54 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/vigil-k8s/vigil/internal/audit"
+)
+
+// TestCostLimitIsConfigurable runs a comprehension over a request body: the
+// default limit lets it through, a low limit stops it with a rule error
+// (the rule does not match) instead of letting one event hold a worker.
+func TestCostLimitIsConfigurable(t *testing.T) {
+	file := []File{{Name: "cost.yaml", Data: []byte(`
+rules:
+  - id: many-env
+    severity: low
+    condition: >
+      event.requestObject.?spec.?containers.orValue([]).exists(c,
+        c.?env.orValue([]).exists(e, e.?name.orValue("") == "TOKEN"))
+`)}}
+	var env []string
+	for range 2_000 {
+		env = append(env, `{"name":"X","value":"y"}`)
+	}
+	ev := &audit.Event{AuditID: "a", Stage: audit.StageResponseComplete, Verb: "create",
+		ObjectRef:     &audit.ObjectReference{Resource: "pods"},
+		RequestObject: []byte(`{"spec":{"containers":[{"env":[` + strings.Join(env, ",") + `,{"name":"TOKEN"}]}]}}`),
+	}
+	ctx := context.Background()
+
+	set, err := CompileWith(file, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms, err := set.Eval(ctx, ev); err != nil || len(ms) != 1 {
+		t.Fatalf("default limit: %d matches, %v; want the rule to match", len(ms), err)
+	}
+
+	set, err = CompileWith(file, Limits{Cost: 1_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := set.Eval(ctx, ev)
+	var ee *EvalErrors
+	if len(ms) != 0 || !errors.As(err, &ee) || len(ee.List) != 1 || ee.List[0].RuleID != "many-env" {
+		t.Fatalf("cost limit 1000: %d matches, %v; want no match and one error of rule many-env", len(ms), err)
+	}
+	if !strings.Contains(ee.Error(), "cost") {
+		t.Errorf("error %q does not say the cost limit was hit", ee.Error())
+	}
+}
