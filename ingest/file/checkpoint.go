@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -140,4 +141,10 @@ func (c *checkpoint) matches(f *os.File) (bool, error) {
 	}
 	sum := sha256.Sum256(buf)
 	return bytes.Equal([]byte(hex.EncodeToString(sum[:])), []byte(c.Fingerprint)), nil
+}
+
+// isDiskFull reports an error of a file system with no space (or quota)
+// left: a condition that passes once space is freed.
+func isDiskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }

@@ -113,7 +113,9 @@ func hasMeta(p string) bool {
 
 // Run follows the log(s) and publishes their events until ctx is done; it
 // returns nil then. It returns an error only when a log cannot be followed
-// at all (unreadable, or its checkpoint cannot be written).
+// at all (unreadable, or its checkpoint cannot be written). A data_dir that
+// is full is waited out: saving checkpoints is retried with backoff, and
+// publishing waits for JetStream as always.
 func (s *Source) Run(ctx context.Context, pub ingest.Publisher) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

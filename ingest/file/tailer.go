@@ -44,6 +44,14 @@ type tailer struct {
 	batch      []audit.Raw
 	offsets    []int64 // where each event of the batch starts in the file
 	batchBytes int
+
+	// While data_dir is full, saving is retried with backoff: not before
+	// retryAt, and failures counts the attempts that failed.
+	ckFull struct {
+		failures int
+		delay    time.Duration
+		retryAt  time.Time
+	}
 }
 
 func newTailer(s *Source, path string, pub ingest.Publisher, startAtEnd bool) *tailer {
@@ -417,6 +425,9 @@ func (t *tailer) checkpointAt(off int64) error {
 	if t.saved.ok && t.saved.id == t.id && t.saved.offset == off {
 		return nil
 	}
+	if t.ckFull.failures > 0 && time.Now().Before(t.ckFull.retryAt) {
+		return nil // data_dir full: not yet time to try again
+	}
 	if t.fpLen < fingerprintBytes && off > t.fpLen {
 		n := min(off, fingerprintBytes)
 		fp, err := fingerprint(t.f, n)
@@ -433,13 +444,38 @@ func (t *tailer) checkpointAt(off int64) error {
 		ck.ModAt = fi.ModTime()
 	}
 	if err := t.store.save(ck); err != nil {
-		return err
+		if !isDiskFull(err) {
+			return err
+		}
+		t.checkpointFailed(err)
+		return nil
+	}
+	if t.ckFull.failures > 0 {
+		t.log.Info("checkpoint saved again: data_dir has space", "offset", off, "failed_attempts", t.ckFull.failures)
+		t.ckFull.failures = 0
 	}
 	t.saved.id, t.saved.offset, t.saved.ok = t.id, off, true
 	if m := t.src.metrics; m != nil {
 		m.CheckpointOffset.WithLabelValues(t.path).Set(float64(off))
 	}
 	return nil
+}
+
+// checkpointFailed records a checkpoint that could not be saved because
+// data_dir is full. Reading goes on: the events are stored, only the
+// record of how far is not, and the previous checkpoint stays valid — a
+// restart before the next save reads them again, and their MsgIDs make
+// JetStream drop the copies.
+func (t *tailer) checkpointFailed(err error) {
+	if t.ckFull.failures == 0 {
+		t.ckFull.delay = minRetryDelay
+		t.log.Error("cannot save checkpoint: data_dir is full; retrying with backoff (a restart meanwhile re-reads events since the last saved checkpoint)", "err", err)
+	} else {
+		t.log.Warn("checkpoint still not saved: data_dir is full", "attempt", t.ckFull.failures+1, "retry_in", t.ckFull.delay, "err", err)
+	}
+	t.ckFull.failures++
+	t.ckFull.retryAt = time.Now().Add(t.ckFull.delay)
+	t.ckFull.delay = min(2*t.ckFull.delay, maxRetryDelay)
 }
 
 // state compares the file being read with what the path names now.

@@ -60,13 +60,15 @@ func ClientOptions(cfg config.NATS, name string, logger *slog.Logger) ([]nats.Op
 }
 
 // Connect opens a connection and a JetStream handle with bounded async
-// publishing.
+// publishing: at most MaxAsyncPending unacknowledged, each given up after
+// AckTimeout, so that a stream that cannot write (a full disk) fails its
+// publishers instead of filling the pending window for good.
 func Connect(url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS: %w", err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(MaxAsyncPending))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(MaxAsyncPending), jetstream.WithPublishAsyncTimeout(AckTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)

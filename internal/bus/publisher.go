@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,19 +59,47 @@ func (p *Publisher) DeadLetter(ctx context.Context, d ingest.DeadLetter) error {
 	return nil
 }
 
+// AckTimeout bounds the wait for the acknowledgements of one batch. A
+// stream that cannot write (its disk is full) does not answer at all, and
+// nats.go keeps waiting until the connection drops: the caller gets an
+// error to retry on rather than waiting for ever.
+const AckTimeout = 15 * time.Second
+
+// ErrAckTimeout is returned when JetStream did not acknowledge a batch
+// within AckTimeout.
+var ErrAckTimeout = errors.New("JetStream did not acknowledge within " + AckTimeout.String())
+
+// maxDistinctErrors bounds the errors a failed batch reports: a batch
+// refused whole fails each message the same way.
+const maxDistinctErrors = 4
+
 func waitAll(ctx context.Context, futures []jetstream.PubAckFuture) error {
-	var errs []error
-	for _, f := range futures {
+	var (
+		errs   []error // distinct by message
+		seen   = map[string]bool{}
+		failed int
+	)
+	timeout := time.NewTimer(AckTimeout)
+	defer timeout.Stop()
+	for i, f := range futures {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			errs = append(errs, err)
+			failed++
+			if msg := err.Error(); !seen[msg] && len(errs) < maxDistinctErrors {
+				seen[msg] = true
+				errs = append(errs, err)
+			}
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-timeout.C:
+			errs = append(errs, ErrAckTimeout)
+			failed += len(futures) - i
+			return fmt.Errorf("%d of %d messages not stored: %w", failed, len(futures), errors.Join(errs...))
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%d of %d events not stored: %w", len(errs), len(futures), errors.Join(errs...))
+	if failed > 0 {
+		return fmt.Errorf("%d of %d messages not stored: %w", failed, len(futures), errors.Join(errs...))
 	}
 	return nil
 }
