@@ -24,11 +24,6 @@ import (
 // stay below NATS' default maximum message size.
 const maxDeadLetterBytes = 512 << 10
 
-// maxBadItems is how many items of one EventList may be dead-lettered one
-// by one; a list with more is not what an apiserver sends, and is refused
-// whole.
-const maxBadItems = 16
-
 // sampleBytes is how much of an event too large to store is kept in its
 // dead letter: enough to recognise it.
 const sampleBytes = 4 << 10
@@ -366,8 +361,10 @@ func (s *Server) parse(body []byte) (events []audit.Raw, where []string, bad []b
 	for i, item := range env.Items {
 		r, err := audit.ParseRaw(item)
 		if err != nil {
-			if len(bad) == maxBadItems {
-				return nil, nil, nil, fail(http.StatusBadRequest, "more than %d items are not audit events; first: %s: %v", maxBadItems, bad[0].where, bad[0].err)
+			// A few bad items are dead-lettered one by one; a list with
+			// more is not what an apiserver sends, and is refused whole.
+			if len(bad) == s.cfg.MaxBadItems {
+				return nil, nil, nil, limited("max_bad_items", http.StatusBadRequest, "more than max_bad_items %d items are not audit events; first: %s: %v", s.cfg.MaxBadItems, bad[0].where, bad[0].err)
 			}
 			bad = append(bad, badItem{where: fmt.Sprintf("items[%d]", i), err: err, data: item})
 			continue

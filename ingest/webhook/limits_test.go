@@ -161,6 +161,42 @@ func TestABadItemIsDeadLetteredAndTheRestOfItsBatchStored(t *testing.T) {
 	}
 }
 
+// TestTooManyBadItemsRefuseTheList: up to max_bad_items items that are not
+// events are dead-lettered one by one and the rest stored; one more and the
+// list is refused whole (400, dead-lettered, counted), which no apiserver
+// sends.
+func TestTooManyBadItemsRefuseTheList(t *testing.T) {
+	env := newJS(t)
+	m := metrics.New(prometheus.NewRegistry())
+	s := runServer(t, config.Webhook{Insecure: true, MaxBadItems: 2}, env.pub, nil, func(s *Server) { s.SetMetrics(m) })
+	url := "http://" + s.Addr().String() + "/"
+	postList := func(items ...string) (int, string) {
+		t.Helper()
+		resp, err := http.Post(url, "application/json", strings.NewReader(eventList("audit.k8s.io/v1", items...)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(msg)
+	}
+	if code, msg := postList(item("ok-1"), `{"auditID":"x1"}`, `{"auditID":"x2"}`); code != 200 {
+		t.Fatalf("two bad items with max_bad_items 2: status %d %q, want 200", code, msg)
+	}
+	code, msg := postList(item("refused-1"), `{"auditID":"y1"}`, `{"auditID":"y2"}`, `{"auditID":"y3"}`)
+	if code != 400 || !strings.Contains(msg, "more than max_bad_items 2 items are not audit events") {
+		t.Fatalf("three bad items: status %d %q, want 400 naming max_bad_items", code, msg)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	env.expectExactlyOnce(t, map[string]bool{"ok-1/ResponseComplete": true})
+	if n := len(env.messages(t, bus.StreamDead)); n != 3 {
+		t.Errorf("DEAD holds %d messages, want 3 (two items, then the refused list)", n)
+	}
+	if got := value(t, m.LimitExceeded.WithLabelValues("max_bad_items")); got != 1 {
+		t.Errorf(`vigil_limit_exceeded_total{limit="max_bad_items"} = %v, want 1`, got)
+	}
+}
+
 func TestSaturatedReceiverAnswers429WithRetryAfter(t *testing.T) {
 	env := newJS(t)
 	s := runServer(t, config.Webhook{Insecure: true, MaxConcurrent: 1}, env.pub, nil)

@@ -118,6 +118,9 @@ type Webhook struct {
 	Cluster       string `yaml:"cluster"`
 	MaxBodyBytes  int64  `yaml:"max_body_bytes"`
 	MaxEvents     int    `yaml:"max_events"`
+	// MaxBadItems is how many items of one EventList that are not audit
+	// events are dead-lettered one by one; a list with more is refused.
+	MaxBadItems int `yaml:"max_bad_items"`
 	MaxConcurrent int    `yaml:"max_concurrent"`
 	// Timeouts of the HTTP server.
 	ReadTimeout  time.Duration `yaml:"read_timeout"`

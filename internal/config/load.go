@@ -23,6 +23,7 @@ const (
 	DefaultMaxLineBytes     = 16 << 20
 	DefaultMaxBodyBytes     = 32 << 20
 	DefaultMaxEvents        = 100_000
+	DefaultMaxBadItems      = 16
 	DefaultMaxConcurrent    = 64
 	DefaultPollInterval     = 50 * time.Millisecond
 	DefaultAckWait          = 30 * time.Second
@@ -130,6 +131,9 @@ func (c *Config) setDefaults() {
 		}
 		if w.MaxEvents == 0 {
 			w.MaxEvents = DefaultMaxEvents
+		}
+		if w.MaxBadItems == 0 {
+			w.MaxBadItems = DefaultMaxBadItems
 		}
 		if w.MaxConcurrent == 0 {
 			w.MaxConcurrent = DefaultMaxConcurrent
@@ -239,7 +243,7 @@ func (c *Config) validate(root *yaml.Node) []error {
 		if !w.Insecure && (w.TLS.Cert == "" || w.TLS.Key == "") {
 			bad([]any{"ingest", "webhook"}, "tls.cert and tls.key are required (or insecure: true for plain HTTP on a trusted network)")
 		}
-		if w.MaxBodyBytes < 0 || w.MaxEvents < 0 || w.MaxConcurrent < 0 {
+		if w.MaxBodyBytes < 0 || w.MaxEvents < 0 || w.MaxConcurrent < 0 || w.MaxBadItems < 0 {
 			bad([]any{"ingest", "webhook"}, "limits must be positive")
 		}
 	}
