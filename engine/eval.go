@@ -148,7 +148,7 @@ func (e *Evaluator) observe(ctx context.Context, m rules.Match, ev *audit.Event)
 				st = rules.WindowState{}
 			}
 		}
-		f, changed := st.Observe(m.Rule.Threshold, ev.AuditID, m.Distinct, ev.Time())
+		f, changed := st.Observe(m.Rule.Threshold, ev.AuditID, m.Distinct, WindowTime(ev))
 		if !changed {
 			return f, nil
 		}

@@ -208,6 +208,12 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 			continue
 		}
 		ev.Cluster = m.Headers().Get(bus.HeaderCluster)
+		if md, err := m.Metadata(); err == nil {
+			ev.Stored = md.Timestamp
+		}
+		if FromTheFuture(ev) && w.m != nil {
+			w.m.FutureEvents.Inc()
+		}
 		as, err := w.eval.Evaluate(ctx, ev)
 		if err != nil {
 			w.logger.Warn("evaluation failed; will retry", "auditID", ev.AuditID, "stage", ev.Stage, "err", err)

@@ -47,7 +47,7 @@ type Status struct {
 // Event is one audit event. Field names follow the audit.k8s.io/v1 JSON
 // names. RequestObject and ResponseObject stay raw JSON: they can be large
 // and most rules never look at them, so decoding them is left to whoever
-// needs them.
+// needs them. Decode leaves them pointing into the bytes it decoded.
 type Event struct {
 	Kind                     string           `json:"kind"`
 	APIVersion               string           `json:"apiVersion"`
@@ -74,6 +74,9 @@ type Event struct {
 	// Cluster is not part of the audit event: ingest stamps it on the
 	// message so that one stream can carry several clusters.
 	Cluster string `json:"-"`
+	// Stored is not part of the audit event either: when the event was
+	// stored on the AUDIT stream, by vigil's (NATS's) clock. Zero offline.
+	Stored time.Time `json:"-"`
 }
 
 // ResponseCode returns the HTTP status of the response, 0 when unknown.

@@ -30,6 +30,7 @@ type Metrics struct {
 	RuleEvalSeconds    *prometheus.CounterVec // rule
 	AlertsPublished    *prometheus.CounterVec // rule, severity
 	ThresholdEvicted   prometheus.Counter
+	FutureEvents       prometheus.Counter
 	ThresholdGroups    prometheus.Gauge
 	RulesInfo          *prometheus.GaugeVec // version
 	ConsumerPending    *prometheus.GaugeVec // consumer
@@ -64,6 +65,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Time spent evaluating each rule."}, []string{"rule"}),
 		AlertsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "alerts_published_total",
 			Help: "Alerts stored on the ALERTS stream, by rule and severity."}, []string{"rule", "severity"}),
+		FutureEvents: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "engine_future_events_total",
+			Help: "Events whose own time is ahead of when they were stored: the writing apiserver's clock runs ahead. Their threshold windows use the stored time."}),
 		ThresholdEvicted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "threshold_groups_evicted_total",
 			Help: "Threshold groups dropped because the group limit (engine.max_threshold_groups) was reached; with JetStream KV, the groups this process created while the bucket was full."}),
 		ThresholdGroups: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "threshold_groups",
@@ -77,7 +80,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(
 		m.IngestEvents, m.IngestMalformed, m.DeadLetters, m.PublishDuration, m.CheckpointOffset, m.WebhookRequests, m.LimitExceeded,
-		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.ThresholdGroups, m.RulesInfo,
+		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.ThresholdGroups, m.FutureEvents, m.RulesInfo,
 		m.ConsumerPending, m.ConsumerAckPending,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
