@@ -37,11 +37,13 @@ func withObjects(objs map[string]*objType) cel.EnvOption {
 }
 
 // optimize precomputes constant parts of expressions: regex patterns of
-// matches, find and findAll, and membership in literal lists.
+// matches, find and findAll, and membership in literal lists. It also swaps
+// in faster implementations of string functions (see strfast.go).
 func optimizeOptions() []cel.ProgramOption {
 	return []cel.ProgramOption{
 		cel.EvalOptions(cel.OptOptimize),
 		cel.OptimizeRegex(library.FindRegexOptimization, library.FindAllRegexOptimization),
+		fastStrings(),
 	}
 }
 
@@ -49,6 +51,7 @@ func programOptions(limit uint64) []cel.ProgramOption {
 	return []cel.ProgramOption{
 		cel.CostLimit(limit),
 		cel.CostTracking(&library.CostEstimator{}),
+		fastCostTrackers(),
 	}
 }
 
@@ -57,7 +60,14 @@ func programOptions(limit uint64) []cel.ProgramOption {
 func listsType(lists map[string][]string) *objType {
 	o := newObjType(typeLists)
 	for name, vals := range lists {
-		v := types.NewStringList(types.DefaultTypeAdapter, vals)
+		// Elements are made CEL values once, here: a list of Go strings
+		// converts (and allocates) each element every time it is read, and
+		// `x in lists.name` reads them all.
+		elems := make([]ref.Val, len(vals))
+		for i, s := range vals {
+			elems[i] = types.String(s)
+		}
+		v := types.NewRefValList(types.DefaultTypeAdapter, elems)
 		o.add(name, stringListType, func(any) ref.Val { return v }, func(any) bool { return true })
 	}
 	return o

@@ -248,7 +248,9 @@ type activation struct {
 	ev     *audit.Event
 	macros []uint8
 	// macroErrs keeps a failed macro's error for every rule that uses it.
-	macroErrs        []ref.Val
+	macroErrs []ref.Val
+	// fields holds the values of event fields read so far.
+	fields           []ref.Val
 	reqObj, respObj  ref.Val
 	evVal, macrosVal ref.Val
 	listsVal         ref.Val
@@ -257,7 +259,7 @@ type activation struct {
 var _ interpreter.Activation = (*activation)(nil)
 
 func newActivation(s *Set, ev *audit.Event) *activation {
-	a := &activation{set: s, ev: ev}
+	a := &activation{set: s, ev: ev, fields: make([]ref.Val, s.objs[typeEvent].cached)}
 	if n := len(s.macros); n > 0 {
 		a.macros = make([]uint8, n)
 	}
@@ -279,6 +281,7 @@ func (s *Set) acquire(ev *audit.Event) *activation {
 
 func (s *Set) release(a *activation) {
 	clear(a.macros)
+	clear(a.fields)
 	a.macroErrs = nil
 	a.reqObj, a.respObj = nil, nil
 	a.ev = nil
@@ -344,24 +347,25 @@ func (a *activation) macro(i int) ref.Val {
 
 func (a *activation) requestObject() ref.Val {
 	if a.reqObj == nil {
-		a.reqObj = decodeObject(a.ev, a.ev.RequestObject)
+		a.reqObj = decodeObject(a.ev, a.ev.RequestObject, a.set.objectBytes)
 	}
 	return a.reqObj
 }
 
 func (a *activation) responseObject() ref.Val {
 	if a.respObj == nil {
-		a.respObj = decodeObject(a.ev, a.ev.ResponseObject)
+		a.respObj = decodeObject(a.ev, a.ev.ResponseObject, a.set.objectBytes)
 	}
 	return a.respObj
 }
 
-// decodeObject turns a request or response body into a CEL value. Secret
-// material is redacted here, before any rule or output can see it, so an
-// alert can never carry it.
-func decodeObject(ev *audit.Event, raw json.RawMessage) ref.Val {
+// decodeObject turns a request or response body of at most limit bytes
+// into a CEL value; a larger one reads as absent. Secret material is
+// redacted here, before any rule or output can see it, so an alert can
+// never carry it.
+func decodeObject(ev *audit.Event, raw json.RawMessage, limit int) ref.Val {
 	empty := types.NewStringInterfaceMap(types.DefaultTypeAdapter, map[string]any{})
-	if len(raw) == 0 || len(raw) > MaxObjectBytes {
+	if len(raw) == 0 || len(raw) > limit {
 		return empty
 	}
 	var v any

@@ -7,6 +7,8 @@ import (
 	"github.com/google/cel-go/common/types"
 
 	celast "github.com/google/cel-go/common/ast"
+
+	"github.com/vigil-k8s/vigil/internal/audit"
 )
 
 // Most audit events (lease renewals, status updates, watches) can match no
@@ -172,6 +174,24 @@ func (a *analyzer) values(e celast.Expr) constraint {
 // file order.
 type index struct {
 	byStage map[string]*stageIndex
+	// known holds the stages kube-apiserver writes, so that the lookup
+	// every event makes is a switch rather than a map access.
+	known [4]*stageIndex
+}
+
+// knownStage is the slot of a stage in index.known, -1 for others.
+func knownStage(stage string) int {
+	switch stage {
+	case audit.StageRequestReceived:
+		return 0
+	case audit.StageResponseStarted:
+		return 1
+	case audit.StageResponseComplete:
+		return 2
+	case audit.StagePanic:
+		return 3
+	}
+	return -1
 }
 
 type stageIndex struct {
@@ -180,7 +200,12 @@ type stageIndex struct {
 }
 
 func (ix *index) candidates(stage, resource string) []*Rule {
-	si := ix.byStage[stage]
+	var si *stageIndex
+	if k := knownStage(stage); k >= 0 {
+		si = ix.known[k]
+	} else {
+		si = ix.byStage[stage]
+	}
 	if si == nil {
 		return nil
 	}
@@ -215,6 +240,11 @@ func buildIndex(rules []*Rule) *index {
 				}
 				si.byResource[res] = append(si.byResource[res], r)
 			}
+		}
+	}
+	for st, si := range ix.byStage {
+		if k := knownStage(st); k >= 0 {
+			ix.known[k] = si
 		}
 	}
 	return ix

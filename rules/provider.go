@@ -35,6 +35,8 @@ type objType struct {
 	typ    *types.Type
 	fields map[string]*field
 	names  []string
+	// cached counts the fields whose values an activation keeps.
+	cached int
 }
 
 func newObjType(name string) *objType {
@@ -242,8 +244,24 @@ func eventTypes() map[string]*objType {
 
 	ev := newObjType(typeEvent)
 	e := func(obj any) *activation { a, _ := obj.(*activation); return a }
+	// The value of each event field is made once per event and kept in the
+	// activation: rules and macros read the same few fields over and over,
+	// and making a CEL value of a Go one allocates.
+	evAdd := func(name string, typ *types.Type, get func(any) ref.Val, set func(any) bool) {
+		i := ev.cached
+		ev.cached++
+		ev.add(name, typ, func(o any) ref.Val {
+			a := e(o)
+			if v := a.fields[i]; v != nil {
+				return v
+			}
+			v := get(o)
+			a.fields[i] = v
+			return v
+		}, set)
+	}
 	evStr := func(name string, get func(*audit.Event) string) {
-		ev.add(name, types.StringType,
+		evAdd(name, types.StringType,
 			func(o any) ref.Val { return types.String(get(e(o).ev)) },
 			func(o any) bool { return get(e(o).ev) != "" })
 	}
@@ -255,34 +273,34 @@ func eventTypes() map[string]*objType {
 	evStr("requestURI", func(v *audit.Event) string { return v.RequestURI })
 	evStr("verb", func(v *audit.Event) string { return v.Verb })
 	evStr("userAgent", func(v *audit.Event) string { return v.UserAgent })
-	ev.add("user", user.typ,
+	evAdd("user", user.typ,
 		func(o any) ref.Val { return object{t: user, val: &e(o).ev.User} },
 		func(o any) bool { v := e(o).ev; return v.User.Username != "" || v.User.Groups != nil })
-	ev.add("impersonatedUser", user.typ,
+	evAdd("impersonatedUser", user.typ,
 		func(o any) ref.Val { return object{t: user, val: e(o).ev.ImpersonatedUser} },
 		func(o any) bool { return e(o).ev.ImpersonatedUser != nil })
-	ev.add("sourceIPs", stringListType,
+	evAdd("sourceIPs", stringListType,
 		func(o any) ref.Val { return types.NewStringList(types.DefaultTypeAdapter, e(o).ev.SourceIPs) },
 		func(o any) bool { return e(o).ev.SourceIPs != nil })
-	ev.add("objectRef", oref.typ,
+	evAdd("objectRef", oref.typ,
 		func(o any) ref.Val { return object{t: oref, val: e(o).ev.ObjectRef} },
 		func(o any) bool { return e(o).ev.ObjectRef != nil })
-	ev.add("responseStatus", status.typ,
+	evAdd("responseStatus", status.typ,
 		func(o any) ref.Val { return object{t: status, val: e(o).ev.ResponseStatus} },
 		func(o any) bool { return e(o).ev.ResponseStatus != nil })
-	ev.add("requestObject", types.DynType,
+	evAdd("requestObject", types.DynType,
 		func(o any) ref.Val { return e(o).requestObject() },
 		func(o any) bool { return len(e(o).ev.RequestObject) > 0 && string(e(o).ev.RequestObject) != "null" })
-	ev.add("responseObject", types.DynType,
+	evAdd("responseObject", types.DynType,
 		func(o any) ref.Val { return e(o).responseObject() },
 		func(o any) bool { return len(e(o).ev.ResponseObject) > 0 && string(e(o).ev.ResponseObject) != "null" })
-	ev.add("requestReceivedTimestamp", types.TimestampType,
+	evAdd("requestReceivedTimestamp", types.TimestampType,
 		func(o any) ref.Val { return types.Timestamp{Time: e(o).ev.RequestReceivedTimestamp} },
 		func(o any) bool { return !e(o).ev.RequestReceivedTimestamp.IsZero() })
-	ev.add("stageTimestamp", types.TimestampType,
+	evAdd("stageTimestamp", types.TimestampType,
 		func(o any) ref.Val { return types.Timestamp{Time: e(o).ev.StageTimestamp} },
 		func(o any) bool { return !e(o).ev.StageTimestamp.IsZero() })
-	ev.add("annotations", stringMapType,
+	evAdd("annotations", stringMapType,
 		func(o any) ref.Val {
 			return types.NewStringStringMap(types.DefaultTypeAdapter, e(o).ev.Annotations)
 		},
