@@ -52,3 +52,32 @@ rules:
 		t.Errorf("error %q does not say the cost limit was hit", ee.Error())
 	}
 }
+
+// TestObjectLimitIsConfigurable: a requestObject above the limit reads as
+// absent, so a rule on its content does not match; under it, it does.
+func TestObjectLimitIsConfigurable(t *testing.T) {
+	file := []File{{Name: "obj.yaml", Data: []byte(`
+rules:
+  - id: privileged
+    severity: high
+    condition: >
+      event.requestObject.?spec.?containers.orValue([]).exists(c,
+        c.?securityContext.?privileged.orValue(false) == true)
+`)}}
+	body := `{"kind":"Pod","spec":{"containers":[{"name":"a","securityContext":{"privileged":true}}]},"pad":"` + strings.Repeat("x", 2000) + `"}`
+	ev := &audit.Event{AuditID: "a", Stage: audit.StageResponseComplete, Verb: "create",
+		ObjectRef: &audit.ObjectReference{Resource: "pods"}, RequestObject: []byte(body)}
+	for _, c := range []struct {
+		limit int
+		match bool
+	}{{0, true}, {len(body), true}, {len(body) - 1, false}} {
+		set, err := CompileWith(file, Limits{ObjectBytes: c.limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms, err := set.Eval(context.Background(), ev)
+		if err != nil || (len(ms) == 1) != c.match {
+			t.Errorf("object of %d bytes, limit %d: %d matches, %v; want match %v", len(body), c.limit, len(ms), err, c.match)
+		}
+	}
+}

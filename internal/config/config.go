@@ -114,14 +114,14 @@ type Webhook struct {
 	// BearerTokenFile, when set, requires "Authorization: Bearer <token>".
 	BearerTokenFile string `yaml:"bearer_token_file"`
 	// Insecure allows plain HTTP without TLS (local use only).
-	Insecure      bool   `yaml:"insecure"`
-	Cluster       string `yaml:"cluster"`
-	MaxBodyBytes  int64  `yaml:"max_body_bytes"`
-	MaxEvents     int    `yaml:"max_events"`
+	Insecure     bool   `yaml:"insecure"`
+	Cluster      string `yaml:"cluster"`
+	MaxBodyBytes int64  `yaml:"max_body_bytes"`
+	MaxEvents    int    `yaml:"max_events"`
 	// MaxBadItems is how many items of one EventList that are not audit
 	// events are dead-lettered one by one; a list with more is refused.
-	MaxBadItems int `yaml:"max_bad_items"`
-	MaxConcurrent int    `yaml:"max_concurrent"`
+	MaxBadItems   int `yaml:"max_bad_items"`
+	MaxConcurrent int `yaml:"max_concurrent"`
 	// Timeouts of the HTTP server.
 	ReadTimeout  time.Duration `yaml:"read_timeout"`
 	WriteTimeout time.Duration `yaml:"write_timeout"`
