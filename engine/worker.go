@@ -33,6 +33,8 @@ const (
 	// drainTimeout bounds how long a stopping worker spends finishing
 	// messages it already holds.
 	drainTimeout = 30 * time.Second
+	// pullExpiry is how long one pull request waits on the server.
+	pullExpiry = 2 * time.Second
 )
 
 // WorkerStats are counters of one worker.
@@ -100,6 +102,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		cc, err := cons.Consume(func(m jetstream.Msg) { msgs <- m },
 			jetstream.PullMaxMessages(w.cfg.FetchBatch),
+			// A short pull, with heartbeats every second, bounds a stall:
+			// the client and the server can lose track of a pull request
+			// (seen under load: events pending, none waiting, nothing
+			// delivered), and the default 30 s expiry then means 30 s
+			// without evaluation until the missing heartbeat is noticed.
+			jetstream.PullExpiry(pullExpiry),
 			jetstream.ConsumeErrHandler(func(c jetstream.ConsumeContext, err error) {
 				switch {
 				case errors.Is(err, nats.ErrNoResponders):

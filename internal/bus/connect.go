@@ -22,6 +22,7 @@ const MaxAsyncPending = 4096
 func ClientOptions(cfg config.NATS, name string, logger *slog.Logger) ([]nats.Option, error) {
 	opts := []nats.Option{
 		nats.Name(name),
+		AsyncErrors(logger),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
@@ -74,4 +75,17 @@ func Connect(url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, 
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return nc, js, nil
+}
+
+// AsyncErrors logs what NATS reports outside of any call — above all a
+// subscription that could not keep up and lost messages (a slow consumer),
+// which otherwise shows only as a stall until redelivery.
+func AsyncErrors(logger *slog.Logger) nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		subject := ""
+		if sub != nil {
+			subject = sub.Subject
+		}
+		logger.Warn("NATS asynchronous error", "subject", subject, "err", err)
+	})
 }

@@ -146,6 +146,7 @@ func (e *Embedded) InProcessConn() (net.Conn, error) {
 func (e *Embedded) ConnectOptions() []nats.Option {
 	return append(e.security.clientOptions(), []nats.Option{
 		nats.InProcessServer(e),
+		AsyncErrors(e.logger),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(100 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
