@@ -3,59 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vigil-k8s/vigil/internal/bus"
+	"github.com/vigil-k8s/vigil/internal/disktest"
 	"github.com/vigil-k8s/vigil/internal/natstest"
 )
-
-// mountTmpfs mounts a tmpfs of size on a fresh folder for the test, or
-// skips the test where mounting is not permitted. Register it before
-// starting a process that writes there: cleanups run last-in first-out.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		if errors.Is(err, syscall.EPERM) {
-			t.Skipf("mounting a tmpfs is not permitted here (%v): the disk-full test needs root or CAP_SYS_ADMIN", err)
-		}
-		t.Fatalf("mount tmpfs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes path until its file system has no space left.
-func fillDisk(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("fill %s: %v", path, err)
-			}
-			return
-		}
-	}
-}
 
 // eventList is the body kube-apiserver's webhook backend posts.
 func eventList(events [][]byte) []byte {
@@ -102,7 +62,7 @@ func chunk(events [][]byte, n int) [][][]byte {
 // each expected alert reaches the sink, and no other.
 func TestRunRecoversFromFullDataDir(t *testing.T) {
 	bin := vigilBinary(t)
-	dataDir := mountTmpfs(t, "64m")
+	dataDir := disktest.Tmpfs(t, "64m")
 	events := workload(t, 12_000)
 	want := expectedAlerts(t, events)
 	if len(want) < 30 {
@@ -161,7 +121,7 @@ destinations: [{name: sink, type: webhook, url: %q}]
 
 	// During: the tmpfs is full.
 	ballast := filepath.Join(dataDir, "ballast")
-	fillDisk(t, ballast)
+	disktest.Fill(t, ballast)
 	if err := appendEvents(logPath, third(fileEvents, 1)); err != nil {
 		t.Fatal(err)
 	}

@@ -1,53 +1,14 @@
 package file
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/disktest"
 )
-
-// mountTmpfs mounts a tmpfs of size on a fresh folder for the test, or
-// skips the test where mounting is not permitted.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		if errors.Is(err, syscall.EPERM) {
-			t.Skipf("mounting a tmpfs is not permitted here (%v): the disk-full test needs root or CAP_SYS_ADMIN", err)
-		}
-		t.Fatalf("mount tmpfs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes path until its file system has no space left.
-func fillDisk(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("fill %s: %v", path, err)
-			}
-			return
-		}
-	}
-}
 
 // TestFullDataDirDelaysCheckpointsWithoutStopping fills the file system of
 // data_dir (where checkpoints are) but not JetStream's: the source goes on
@@ -55,7 +16,7 @@ func fillDisk(t *testing.T, path string) {
 // is stored), and saves the current one once space is freed.
 func TestFullDataDirDelaysCheckpointsWithoutStopping(t *testing.T) {
 	env := newJS(t)
-	dataDir := mountTmpfs(t, "1m")
+	dataDir := disktest.Tmpfs(t, "1m")
 	log := filepath.Join(t.TempDir(), "audit.log")
 	want := map[string]bool{}
 	appendFile(t, log, []byte(events(want, "before", 100)))
@@ -76,7 +37,7 @@ func TestFullDataDirDelaysCheckpointsWithoutStopping(t *testing.T) {
 	waitFor(t, "checkpoint after the first events", func() bool { return offset() == before })
 
 	ballast := filepath.Join(dataDir, "ballast")
-	fillDisk(t, ballast)
+	disktest.Fill(t, ballast)
 	appendFile(t, log, []byte(events(want, "during", 100)))
 	env.waitCount(t, bus.StreamAudit, 200)
 	select {

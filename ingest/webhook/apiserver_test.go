@@ -26,6 +26,7 @@ import (
 	auditwebhook "k8s.io/apiserver/plugin/pkg/audit/webhook"
 
 	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/pkitest"
 )
 
 func apiserverEvent(prefix string, i int) *auditinternal.Event {
@@ -53,15 +54,15 @@ var fastRetry = wait.Backoff{Duration: 50 * time.Millisecond, Factor: 1.5, Jitte
 // mtlsServer starts a receiver that requires client certificates and
 // returns it with the kubeconfig vigil ships for kube-apiserver, pointed at
 // it.
-func mtlsServer(t *testing.T, env *jsEnv, p *pki, cfg config.Webhook, logger *slog.Logger) (*Server, string) {
-	cfg.TLS = config.TLS{Cert: p.certFile, Key: p.keyFile, ClientCA: p.caFile}
+func mtlsServer(t *testing.T, env *jsEnv, p *pkitest.PKI, cfg config.Webhook, logger *slog.Logger) (*Server, string) {
+	cfg.TLS = config.TLS{Cert: p.CertFile, Key: p.KeyFile, ClientCA: p.CAFile}
 	s := runServer(t, cfg, env.pub, logger)
 	return s, shippedKubeconfig(t, "https://"+s.Addr().String()+"/audit", p)
 }
 
 func TestApiserverWebhookBackendDeliversEveryEventOnceOverMTLS(t *testing.T) {
 	env := newJS(t)
-	p := newPKI(t)
+	p := pkitest.New(t)
 	_, kc := mtlsServer(t, env, p, config.Webhook{}, nil)
 
 	delegate, err := auditwebhook.NewBackend(kc, auditv1.SchemeGroupVersion, fastRetry, nil)
@@ -91,13 +92,13 @@ func TestApiserverWebhookBackendDeliversEveryEventOnceOverMTLS(t *testing.T) {
 
 func TestClientsWithoutValidCertificateOrTokenAreRefused(t *testing.T) {
 	env := newJS(t)
-	p := newPKI(t)
+	p := pkitest.New(t)
 	s, _ := mtlsServer(t, env, p, config.Webhook{}, nil)
 	url := "https://" + s.Addr().String() + "/audit"
 	body := `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[]}`
 
 	post := func(certs ...tls.Certificate) error {
-		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool, Certificates: certs}}}
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Pool, Certificates: certs}}}
 		defer c.CloseIdleConnections()
 		resp, err := c.Post(url, "application/json", strings.NewReader(body))
 		if err != nil {
@@ -109,14 +110,14 @@ func TestClientsWithoutValidCertificateOrTokenAreRefused(t *testing.T) {
 		}
 		return nil
 	}
-	if err := post(p.clientCert); err != nil {
+	if err := post(p.ClientCert); err != nil {
 		t.Fatalf("client with a certificate of the CA refused: %v", err)
 	}
 	if err := post(); err == nil {
 		t.Error("client without certificate accepted")
 	}
-	other := newPKI(t)
-	if err := post(other.clientCert); err == nil {
+	other := pkitest.New(t)
+	if err := post(other.ClientCert); err == nil {
 		t.Error("client with a certificate of another CA accepted")
 	}
 
@@ -125,9 +126,9 @@ func TestClientsWithoutValidCertificateOrTokenAreRefused(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("s3cret-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ts := runServer(t, config.Webhook{TLS: config.TLS{Cert: p.certFile, Key: p.keyFile}, BearerTokenFile: tokenFile}, env.pub, nil)
+	ts := runServer(t, config.Webhook{TLS: config.TLS{Cert: p.CertFile, Key: p.KeyFile}, BearerTokenFile: tokenFile}, env.pub, nil)
 	turl := "https://" + ts.Addr().String() + "/"
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool}}}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Pool}}}
 	defer c.CloseIdleConnections()
 	for _, tc := range []struct {
 		auth string
@@ -153,7 +154,7 @@ func TestClientsWithoutValidCertificateOrTokenAreRefused(t *testing.T) {
 	}
 
 	// The apiserver's own client with the token reaches it too.
-	kc := kubeconfig(t, turl, p.caFile, "    token: s3cret-token")
+	kc := kubeconfig(t, turl, p.CAFile, "    token: s3cret-token")
 	backend, err := auditwebhook.NewBackend(kc, auditv1.SchemeGroupVersion, fastRetry, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +168,7 @@ func TestClientsWithoutValidCertificateOrTokenAreRefused(t *testing.T) {
 
 func TestWhileNATSIsDownTheReceiverAnswers503AndTheApiserverRetriesDeliverAll(t *testing.T) {
 	env := newJS(t)
-	p := newPKI(t)
+	p := pkitest.New(t)
 	var refused atomic.Int64
 	logger := slog.New(&countRefusals{Handler: testLogger(t).Handler(), status: http.StatusServiceUnavailable, n: &refused})
 	s, kc := mtlsServer(t, env, p, config.Webhook{WriteTimeout: time.Second}, logger)
@@ -180,7 +181,7 @@ func TestWhileNATSIsDownTheReceiverAnswers503AndTheApiserverRetriesDeliverAll(t 
 	env.srv.WaitForShutdown()
 
 	// What the apiserver sees meanwhile: a 5xx it retries.
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool, Certificates: []tls.Certificate{p.clientCert}}}}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Pool, Certificates: []tls.Certificate{p.ClientCert}}}}
 	defer c.CloseIdleConnections()
 	want := map[string]bool{}
 	var events []*auditinternal.Event
@@ -248,12 +249,12 @@ func (h *countRefusals) WithGroup(name string) slog.Handler {
 
 func TestRenewedCertificateAndTokenApplyWithoutRestart(t *testing.T) {
 	env := newJS(t)
-	p := newPKI(t)
+	p := pkitest.New(t)
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("first-token"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := runServer(t, config.Webhook{TLS: config.TLS{Cert: p.certFile, Key: p.keyFile, ClientCA: p.caFile}, BearerTokenFile: tokenFile}, env.pub, nil)
+	s := runServer(t, config.Webhook{TLS: config.TLS{Cert: p.CertFile, Key: p.KeyFile, ClientCA: p.CAFile}, BearerTokenFile: tokenFile}, env.pub, nil)
 	s.creds.mu.Lock()
 	s.creds.every = 0 // check the files on every use
 	s.creds.mu.Unlock()
@@ -262,7 +263,7 @@ func TestRenewedCertificateAndTokenApplyWithoutRestart(t *testing.T) {
 	// number of the certificate the receiver presented.
 	post := func(token string) (int, string) {
 		t.Helper()
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool, Certificates: []tls.Certificate{p.clientCert}}}
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Pool, Certificates: []tls.Certificate{p.ClientCert}}}
 		defer tr.CloseIdleConnections()
 		req, _ := http.NewRequest(http.MethodPost, "https://"+s.Addr().String()+"/", strings.NewReader(`{"kind":"EventList","items":[]}`))
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -291,11 +292,11 @@ func TestRenewedCertificateAndTokenApplyWithoutRestart(t *testing.T) {
 		t.Fatalf("status %d, want 200", code)
 	}
 
-	renewedCert, renewedKey, _ := p.issue(t, "renewed", &x509.Certificate{
+	renewedCert, renewedKey, _ := p.Issue(t, "renewed", &x509.Certificate{
 		Subject: pkix.Name{CommonName: "vigil"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	})
-	for from, to := range map[string]string{renewedCert: p.certFile, renewedKey: p.keyFile} {
+	for from, to := range map[string]string{renewedCert: p.CertFile, renewedKey: p.KeyFile} {
 		data, err := os.ReadFile(from)
 		if err != nil {
 			t.Fatal(err)
@@ -313,7 +314,7 @@ func TestRenewedCertificateAndTokenApplyWithoutRestart(t *testing.T) {
 	}
 
 	// A broken renewal keeps the working credentials.
-	replace(p.keyFile, []byte("not a key"))
+	replace(p.KeyFile, []byte("not a key"))
 	if code, serial := post("second-token"); code != 200 || serial != second {
 		t.Errorf("after a broken key file: status %d, serial %s; want 200 with the previous certificate %s", code, serial, second)
 	}

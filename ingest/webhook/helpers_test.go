@@ -3,16 +3,8 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -29,6 +21,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/natstest"
+	"github.com/vigil-k8s/vigil/internal/pkitest"
 )
 
 func TestMain(m *testing.M) {
@@ -105,93 +98,6 @@ func (e *jsEnv) expectExactlyOnce(t testing.TB, want map[string]bool) {
 
 // pki is a CA with a server certificate for 127.0.0.1 and a client
 // certificate, written as PEM files.
-type pki struct {
-	dir                           string
-	caFile, certFile, keyFile     string
-	clientCertFile, clientKeyFile string
-	pool                          *x509.CertPool
-	clientCert                    tls.Certificate
-	ca                            *x509.Certificate
-	caKey                         *ecdsa.PrivateKey
-}
-
-func newPKI(t testing.TB) *pki {
-	t.Helper()
-	p := &pki{dir: t.TempDir()}
-	caKey := newKey(t)
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "vigil-test-ca"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.ca, _ = x509.ParseCertificate(caDER)
-	p.caKey = caKey
-	p.pool = x509.NewCertPool()
-	p.pool.AddCert(p.ca)
-	p.caFile = p.write(t, "ca.crt", "CERTIFICATE", caDER)
-	p.certFile, p.keyFile, _ = p.issue(t, "server", &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "vigil"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	})
-	p.clientCertFile, p.clientKeyFile, p.clientCert = p.issue(t, "client", &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "kube-apiserver"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	})
-	return p
-}
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func (p *pki) issue(t testing.TB, name string, tmpl *x509.Certificate) (certFile, keyFile string, pair tls.Certificate) {
-	t.Helper()
-	key := newKey(t)
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl.SerialNumber = serial
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile = p.write(t, name+".crt", "CERTIFICATE", der)
-	keyFile = p.write(t, name+".key", "EC PRIVATE KEY", keyDER)
-	pair, err = tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile, pair
-}
-
-func (p *pki) write(t testing.TB, name, typ string, der []byte) string {
-	t.Helper()
-	path := filepath.Join(p.dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // kubeconfig writes the webhook kubeconfig kube-apiserver is given with
 // --audit-webhook-config-file; user is the "user:" entry's fields.
 func kubeconfig(t testing.TB, server, caFile, user string) string {
@@ -223,7 +129,7 @@ current-context: default
 
 // shippedKubeconfig is deploy/apiserver/webhook.kubeconfig with its server
 // and certificate paths replaced by the test's.
-func shippedKubeconfig(t testing.TB, server string, p *pki) string {
+func shippedKubeconfig(t testing.TB, server string, p *pkitest.PKI) string {
 	t.Helper()
 	data, err := os.ReadFile("../../deploy/apiserver/webhook.kubeconfig")
 	if err != nil {
@@ -232,9 +138,9 @@ func shippedKubeconfig(t testing.TB, server string, p *pki) string {
 	kc := string(data)
 	for from, to := range map[string]string{
 		"https://10.96.0.50:8443/audit":             server,
-		"/etc/kubernetes/audit/ca.crt":              p.caFile,
-		"/etc/kubernetes/audit/apiserver-audit.crt": p.clientCertFile,
-		"/etc/kubernetes/audit/apiserver-audit.key": p.clientKeyFile,
+		"/etc/kubernetes/audit/ca.crt":              p.CAFile,
+		"/etc/kubernetes/audit/apiserver-audit.crt": p.ClientCertFile,
+		"/etc/kubernetes/audit/apiserver-audit.key": p.ClientKeyFile,
 	} {
 		if !strings.Contains(kc, from) {
 			t.Fatalf("the shipped webhook kubeconfig no longer holds %q", from)

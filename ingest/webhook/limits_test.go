@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/metrics"
+	"github.com/vigil-k8s/vigil/internal/pkitest"
 )
 
 func item(id string) string {
@@ -270,7 +271,7 @@ func TestABodyThatNeverFinishesIsCutOffAtTheReadTimeout(t *testing.T) {
 }
 
 func TestNewRejectsUnsafeOrBrokenConfig(t *testing.T) {
-	p := newPKI(t)
+	p := pkitest.New(t)
 	empty := filepath.Join(t.TempDir(), "empty-token")
 	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -282,11 +283,11 @@ func TestNewRejectsUnsafeOrBrokenConfig(t *testing.T) {
 	}{
 		{"no listen", config.Webhook{Insecure: true}, "listen is required"},
 		{"plain HTTP not asked for", config.Webhook{Listen: "127.0.0.1:0"}, "tls.cert and tls.key are required"},
-		{"TLS without authentication", config.Webhook{Listen: "127.0.0.1:0", TLS: config.TLS{Cert: p.certFile, Key: p.keyFile}}, "no authentication configured"},
-		{"client CA without TLS", config.Webhook{Listen: "127.0.0.1:0", Insecure: true, TLS: config.TLS{ClientCA: p.caFile}}, "client_ca needs tls.cert"},
-		{"missing key", config.Webhook{Listen: "127.0.0.1:0", TLS: config.TLS{Cert: p.certFile, ClientCA: p.caFile}}, "must be set together"},
-		{"key is not a key", config.Webhook{Listen: "127.0.0.1:0", TLS: config.TLS{Cert: p.certFile, Key: p.caFile, ClientCA: p.caFile}}, "tls.key " + p.caFile},
-		{"client CA is not PEM", config.Webhook{Listen: "127.0.0.1:0", TLS: config.TLS{Cert: p.certFile, Key: p.keyFile, ClientCA: empty}}, "holds no PEM certificate"},
+		{"TLS without authentication", config.Webhook{Listen: "127.0.0.1:0", TLS: config.TLS{Cert: p.CertFile, Key: p.KeyFile}}, "no authentication configured"},
+		{"client CA without TLS", config.Webhook{Listen: "127.0.0.1:0", Insecure: true, TLS: config.TLS{ClientCA: p.CAFile}}, "client_ca needs tls.cert"},
+		{"missing key", config.Webhook{Listen: "127.0.0.1:0", TLS: config.TLS{Cert: p.CertFile, ClientCA: p.CAFile}}, "must be set together"},
+		{"key is not a key", config.Webhook{Listen: "127.0.0.1:0", TLS: config.TLS{Cert: p.CertFile, Key: p.CAFile, ClientCA: p.CAFile}}, "tls.key " + p.CAFile},
+		{"client CA is not PEM", config.Webhook{Listen: "127.0.0.1:0", TLS: config.TLS{Cert: p.CertFile, Key: p.KeyFile, ClientCA: empty}}, "holds no PEM certificate"},
 		{"empty token file", config.Webhook{Listen: "127.0.0.1:0", Insecure: true, BearerTokenFile: empty}, "is empty"},
 		{"missing token file", config.Webhook{Listen: "127.0.0.1:0", Insecure: true, BearerTokenFile: "/nonexistent/token"}, "bearer_token_file"},
 		{"negative limit", config.Webhook{Listen: "127.0.0.1:0", Insecure: true, MaxEvents: -1}, "must not be negative"},

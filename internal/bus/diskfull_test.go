@@ -3,60 +3,21 @@ package bus_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/disktest"
 	"github.com/vigil-k8s/vigil/internal/natstest"
 )
-
-// mountTmpfs mounts a tmpfs of size on a fresh folder for the test, or
-// skips the test where mounting is not permitted.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		if errors.Is(err, syscall.EPERM) {
-			t.Skipf("mounting a tmpfs is not permitted here (%v): the disk-full test needs root or CAP_SYS_ADMIN", err)
-		}
-		t.Fatalf("mount tmpfs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fill writes path until the file system has no space left.
-func fill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("fill %s: %v", path, err)
-			}
-			return
-		}
-	}
-}
 
 type logBuffer struct {
 	mu sync.Mutex
@@ -95,7 +56,7 @@ func events(t *testing.T, from, n int) []audit.Raw {
 // freed the server comes back by itself, so that a publisher that retries
 // stores every event exactly once.
 func TestEmbeddedRecoversWhenDataDirHasSpaceAgain(t *testing.T) {
-	dataDir := mountTmpfs(t, "32m")
+	dataDir := disktest.Tmpfs(t, "32m")
 	logs := &logBuffer{}
 	emb, err := bus.StartEmbedded(dataDir, "", slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
@@ -126,7 +87,7 @@ func TestEmbeddedRecoversWhenDataDirHasSpaceAgain(t *testing.T) {
 	}
 
 	ballast := filepath.Join(dataDir, "ballast")
-	fill(t, ballast)
+	disktest.Fill(t, ballast)
 	refused := false
 	for i := 0; i < 20 && !refused; i++ {
 		// A write may still fit in a page the store already holds: publish
