@@ -280,6 +280,10 @@ func (t *tailer) readAvailable(ctx context.Context) (bool, error) {
 			_ = wait()
 			return false, fmt.Errorf("read %s: %w", t.name, err)
 		}
+		if err := t.takeFingerprint(); err != nil {
+			_ = wait()
+			return false, err
+		}
 		if err := t.handle(ctx, l); err != nil {
 			_ = wait()
 			return false, err
@@ -416,6 +420,24 @@ func (t *tailer) retry(ctx context.Context, what string, fn func(context.Context
 	}
 }
 
+// takeFingerprint fingerprints the first bytes of the file as soon as
+// they have been read, not when their batch is stored: a copytruncate in
+// between would otherwise fingerprint the new content, and the copy that
+// holds the lines not yet read would no longer be recognised.
+func (t *tailer) takeFingerprint() error {
+	pos := t.rd.ReadPos()
+	if t.fpLen >= fingerprintBytes || pos <= t.fpLen {
+		return nil
+	}
+	n := min(pos, fingerprintBytes)
+	fp, err := fingerprint(t.f, n)
+	if err != nil {
+		return err
+	}
+	t.fp, t.fpLen = fp, n
+	return nil
+}
+
 // checkpoint saves the current position if it moved.
 func (t *tailer) checkpoint() error { return t.checkpointAt(t.rd.Offset()) }
 
@@ -428,13 +450,8 @@ func (t *tailer) checkpointAt(off int64) error {
 	if t.ckFull.failures > 0 && time.Now().Before(t.ckFull.retryAt) {
 		return nil // data_dir full: not yet time to try again
 	}
-	if t.fpLen < fingerprintBytes && off > t.fpLen {
-		n := min(off, fingerprintBytes)
-		fp, err := fingerprint(t.f, n)
-		if err != nil {
-			return err
-		}
-		t.fp, t.fpLen = fp, n
+	if err := t.takeFingerprint(); err != nil {
+		return err
 	}
 	ck := &checkpoint{
 		Path: t.path, File: t.name, Dev: t.id.Dev, Ino: t.id.Ino, Offset: off,
