@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/metrics"
 )
@@ -47,6 +48,7 @@ type Source struct {
 	glob       bool
 	startAtEnd bool
 	maxLine    int
+	maxDepth   int
 	poll       time.Duration
 	ckDir      string
 	log        *slog.Logger
@@ -63,11 +65,12 @@ func New(cfg config.FileSource, dataDir string, logger *slog.Logger) (*Source, e
 		return nil, fmt.Errorf("file source %q: bad glob: %w", cfg.Path, err)
 	}
 	s := &Source{
-		pattern: cfg.Path,
-		glob:    hasMeta(cfg.Path),
-		maxLine: cfg.MaxLineBytes,
-		poll:    cfg.PollInterval,
-		log:     logger,
+		pattern:  cfg.Path,
+		glob:     hasMeta(cfg.Path),
+		maxLine:  cfg.MaxLineBytes,
+		maxDepth: cfg.MaxJSONDepth,
+		poll:     cfg.PollInterval,
+		log:      logger,
 	}
 	switch cfg.StartAt {
 	case "", config.StartBeginning:
@@ -81,6 +84,12 @@ func New(cfg config.FileSource, dataDir string, logger *slog.Logger) (*Source, e
 		return nil, fmt.Errorf("file source %q: max_line_bytes must be positive, got %d", cfg.Path, s.maxLine)
 	case s.maxLine == 0:
 		s.maxLine = config.DefaultMaxLineBytes
+	}
+	switch {
+	case s.maxDepth < 0 || s.maxDepth > audit.MaxDepth:
+		return nil, fmt.Errorf("file source %q: max_json_depth must be between 1 and %d, got %d", cfg.Path, audit.MaxDepth, s.maxDepth)
+	case s.maxDepth == 0:
+		s.maxDepth = audit.MaxDepth
 	}
 	switch {
 	case s.poll < 0:

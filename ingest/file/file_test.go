@@ -295,3 +295,27 @@ func TestEventTooLargeForNATSIsDeadLetteredAndReadingGoesOn(t *testing.T) {
 		t.Errorf("dead letter carries %d bytes, want a %d-byte sample", n, sampleBytes)
 	}
 }
+
+// TestLineNestedTooDeepIsDeadLettered: with max_json_depth 20, a line whose
+// requestObject nests 30 levels is dead-lettered and counted, the lines
+// around it stored.
+func TestLineNestedTooDeepIsDeadLettered(t *testing.T) {
+	env := newJS(t)
+	log := filepath.Join(t.TempDir(), "audit.log")
+	want := map[string]bool{}
+	deep := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"deep","stage":"ResponseComplete","requestObject":` +
+		strings.Repeat(`{"a":`, 29) + `1` + strings.Repeat(`}`, 29) + "}\n"
+	appendFile(t, log, []byte(events(want, "before", 3)+deep+events(want, "after", 3)))
+	m := metrics.New(prometheus.NewRegistry())
+	r := start(t, config.FileSource{Path: log, MaxJSONDepth: 20}, t.TempDir(), env.pub, func(s *Source) { s.SetMetrics(m) })
+	env.waitCount(t, bus.StreamAudit, uint64(len(want)))
+	env.waitCount(t, bus.StreamDead, 1)
+	r.stop(t)
+	env.expectExactlyOnce(t, want)
+	if reason := env.messages(t, bus.StreamDead)[0].Headers().Get(bus.HeaderReason); !strings.Contains(reason, "exceeded max depth") {
+		t.Errorf("dead letter reason %q, want it to say the nesting is too deep", reason)
+	}
+	if got := value(t, m.LimitExceeded.WithLabelValues("max_json_depth")); got != 1 {
+		t.Errorf(`vigil_limit_exceeded_total{limit="max_json_depth"} = %v, want 1`, got)
+	}
+}

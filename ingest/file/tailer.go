@@ -326,8 +326,11 @@ func (t *tailer) handle(ctx context.Context, l line) error {
 	if len(data) == 0 {
 		return nil
 	}
-	raw, err := audit.ParseRaw(data)
+	raw, err := audit.ParseRawDepth(data, t.src.maxDepth)
 	if err != nil {
+		if m := t.src.metrics; m != nil && errors.Is(err, audit.ErrTooDeep) {
+			m.LimitExceeded.WithLabelValues("max_json_depth").Inc()
+		}
 		return t.deadLetter(ctx, l, err.Error())
 	}
 	// The reader reuses its buffer: the batch needs its own copy.

@@ -344,7 +344,10 @@ func (s *Server) parse(body []byte) (events []audit.Raw, where []string, bad []b
 	}
 	switch env.Kind {
 	case "Event":
-		r, err := audit.ParseRaw(body)
+		r, err := audit.ParseRawDepth(body, s.cfg.MaxJSONDepth)
+		if errors.Is(err, audit.ErrTooDeep) {
+			return nil, nil, nil, limited("max_json_depth", http.StatusBadRequest, "event nested deeper than max_json_depth %d: %v", s.cfg.MaxJSONDepth, err)
+		}
 		if err != nil {
 			return nil, nil, nil, fail(http.StatusBadRequest, "malformed event: %v", err)
 		}
@@ -359,7 +362,10 @@ func (s *Server) parse(body []byte) (events []audit.Raw, where []string, bad []b
 	events = make([]audit.Raw, 0, len(env.Items))
 	where = make([]string, 0, len(env.Items))
 	for i, item := range env.Items {
-		r, err := audit.ParseRaw(item)
+		r, err := audit.ParseRawDepth(item, s.cfg.MaxJSONDepth)
+		if errors.Is(err, audit.ErrTooDeep) && s.metrics != nil {
+			s.metrics.LimitExceeded.WithLabelValues("max_json_depth").Inc()
+		}
 		if err != nil {
 			// A few bad items are dead-lettered one by one; a list with
 			// more is not what an apiserver sends, and is refused whole.

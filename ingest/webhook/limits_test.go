@@ -198,6 +198,47 @@ func TestTooManyBadItemsRefuseTheList(t *testing.T) {
 	}
 }
 
+// TestItemsNestedTooDeepAreDeadLettered: with max_json_depth 20 an item
+// nested 30 levels (counted from the item) is dead-lettered and counted,
+// the items beside it stored; a single Event body that deep is refused.
+func TestItemsNestedTooDeepAreDeadLettered(t *testing.T) {
+	env := newJS(t)
+	m := metrics.New(prometheus.NewRegistry())
+	s := runServer(t, config.Webhook{Insecure: true, MaxJSONDepth: 20}, env.pub, nil, func(s *Server) { s.SetMetrics(m) })
+	url := "http://" + s.Addr().String() + "/"
+	deep := `{"level":"Request","auditID":"deep","stage":"ResponseComplete","verb":"create","requestObject":` +
+		strings.Repeat(`{"a":`, 29) + `1` + strings.Repeat(`}`, 29) + `}`
+	resp, err := http.Post(url, "application/json", strings.NewReader(eventList("audit.k8s.io/v1", item("shallow-1"), deep, item("shallow-2"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d, want 200 (the deep item dead-lettered, the rest stored)", resp.StatusCode)
+	}
+	resp, err = http.Post(url, "application/json", strings.NewReader(`{"kind":"Event","apiVersion":"audit.k8s.io/v1",`+deep[1:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	if resp.StatusCode != 400 || !strings.Contains(string(msg), "max_json_depth 20") {
+		t.Fatalf("deep single Event: status %d %q, want 400 naming max_json_depth", resp.StatusCode, msg)
+	}
+	env.expectExactlyOnce(t, map[string]bool{"shallow-1/ResponseComplete": true, "shallow-2/ResponseComplete": true})
+	dead := env.messages(t, bus.StreamDead)
+	if len(dead) != 2 {
+		t.Fatalf("DEAD holds %d messages, want 2 (the item, the refused body)", len(dead))
+	}
+	if reason := dead[0].Headers().Get(bus.HeaderReason); !strings.Contains(reason, "exceeded max depth") {
+		t.Errorf("dead letter reason %q, want it to say the nesting is too deep", reason)
+	}
+	if got := value(t, m.LimitExceeded.WithLabelValues("max_json_depth")); got != 2 {
+		t.Errorf(`vigil_limit_exceeded_total{limit="max_json_depth"} = %v, want 2`, got)
+	}
+}
+
 func TestSaturatedReceiverAnswers429WithRetryAfter(t *testing.T) {
 	env := newJS(t)
 	s := runServer(t, config.Webhook{Insecure: true, MaxConcurrent: 1}, env.pub, nil)

@@ -63,12 +63,13 @@ func New(cfg config.Webhook, logger *slog.Logger) (*Server, error) {
 	if c.Listen == "" {
 		return nil, errors.New("webhook: listen is required (e.g. \":8443\")")
 	}
-	if c.MaxBodyBytes < 0 || c.MaxEvents < 0 || c.MaxBadItems < 0 || c.MaxConcurrent < 0 || c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0 {
+	if c.MaxBodyBytes < 0 || c.MaxEvents < 0 || c.MaxBadItems < 0 || c.MaxJSONDepth < 0 || c.MaxConcurrent < 0 || c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0 {
 		return nil, errors.New("webhook: max_body_bytes, max_events, max_bad_items, max_concurrent and timeouts must not be negative")
 	}
 	c.MaxBodyBytes = orDefault(c.MaxBodyBytes, config.DefaultMaxBodyBytes)
 	c.MaxEvents = orDefault(c.MaxEvents, config.DefaultMaxEvents)
 	c.MaxBadItems = orDefault(c.MaxBadItems, config.DefaultMaxBadItems)
+	c.MaxJSONDepth = orDefault(c.MaxJSONDepth, config.DefaultMaxJSONDepth)
 	c.MaxConcurrent = orDefault(c.MaxConcurrent, config.DefaultMaxConcurrent)
 	c.ReadTimeout = orDefault(c.ReadTimeout, defaultReadTimeout)
 	c.WriteTimeout = orDefault(c.WriteTimeout, defaultWriteTimeout)

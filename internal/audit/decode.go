@@ -530,12 +530,18 @@ func listField(name string) int {
 // it, keeping the original bytes. Only the identifying fields are decoded:
 // ingest does not need the rest, and the engine decodes it fully.
 func ParseRaw(data []byte) (Raw, error) {
+	return ParseRawDepth(data, MaxDepth)
+}
+
+// ParseRawDepth is ParseRaw refusing an event nested deeper than depth
+// levels (at most MaxDepth); errors.Is(err, ErrTooDeep) tells that case.
+func ParseRawDepth(data []byte, depth int) (Raw, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
 		return Raw{}, errors.New("empty event")
 	}
 	var kind, apiVersion, auditID, stage string
-	d := decoder{data: data}
+	d := decoder{data: data, limit: depth}
 	err := d.document(func() error {
 		return d.members(1, func(key []byte) error {
 			f := headerField(string(key))

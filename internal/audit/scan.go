@@ -25,16 +25,28 @@ import (
 // rejected rather than risking the stack, and so must it be here.
 const maxDepth = 10000
 
+// MaxDepth is the deepest nesting any decoding accepts; ParseRawDepth can
+// be given less.
+const MaxDepth = maxDepth
+
 // syntaxError is malformed JSON, or JSON of a shape an Event cannot hold,
 // at byte Offset of the event.
 type syntaxError struct {
 	Offset int
 	msg    string
+	// tooDeep marks the nesting limit, for ErrTooDeep.
+	tooDeep bool
 }
+
+func (e *syntaxError) Is(target error) bool { return target == ErrTooDeep && e.tooDeep }
 
 func (e *syntaxError) Error() string { return fmt.Sprintf("%s (at byte %d)", e.msg, e.Offset) }
 
 var errDepth = errors.New("exceeded max depth")
+
+// ErrTooDeep matches (errors.Is) an error of a document nested deeper than
+// the limit it was decoded with.
+var ErrTooDeep = errors.New("JSON nested too deeply")
 
 // decoder reads one JSON document. Strings it decodes are carved from arena
 // chunks that are never written again once a string refers to them, which
@@ -44,6 +56,24 @@ type decoder struct {
 	pos   int
 	arena []byte
 	strs  []string
+	// limit, when set, is a nesting limit below maxDepth.
+	limit int
+}
+
+// depthLimit is the nesting the decoder accepts.
+func (d *decoder) depthLimit() int {
+	if d.limit > 0 && d.limit < maxDepth {
+		return d.limit
+	}
+	return maxDepth
+}
+
+// tooDeep is the error of a container opened past the nesting limit, with
+// encoding/json's wording.
+func (d *decoder) tooDeep(c byte) error {
+	e := d.errorf("invalid character %s %v", quoteChar(c), errDepth).(*syntaxError)
+	e.tooDeep = true
+	return e
 }
 
 // containers is the stack of containers open while skipping a value, one
@@ -465,8 +495,8 @@ func (d *decoder) skip(depth int) error {
 		// A value is expected here.
 		switch c := d.next(); {
 		case c == '{' || c == '[':
-			if depth+open.n >= maxDepth {
-				return d.errorf("invalid character %s %v", quoteChar(c), errDepth)
+			if depth+open.n >= d.depthLimit() {
+				return d.tooDeep(c)
 			}
 			d.pos++
 			closing := byte(']')
@@ -592,8 +622,8 @@ func (d *decoder) stringList(depth int, field string) ([]string, error) {
 	default:
 		return nil, d.mismatch(depth, field, "[]string")
 	}
-	if depth+1 > maxDepth {
-		return nil, d.errorf("invalid character '[' %v", errDepth)
+	if depth+1 > d.depthLimit() {
+		return nil, d.tooDeep('[')
 	}
 	d.pos++
 	if d.strs == nil {

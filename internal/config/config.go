@@ -103,6 +103,9 @@ type FileSource struct {
 	StartAt string `yaml:"start_at"`
 	// MaxLineBytes is the longest line accepted; longer ones are dead-lettered.
 	MaxLineBytes int `yaml:"max_line_bytes"`
+	// MaxJSONDepth bounds the nesting of one event (line); deeper is
+	// dead-lettered. At most 10,000, encoding/json's limit.
+	MaxJSONDepth int `yaml:"max_json_depth"`
 	// PollInterval is how often the file is checked when idle.
 	PollInterval time.Duration `yaml:"poll_interval"`
 }
@@ -120,7 +123,10 @@ type Webhook struct {
 	MaxEvents    int    `yaml:"max_events"`
 	// MaxBadItems is how many items of one EventList that are not audit
 	// events are dead-lettered one by one; a list with more is refused.
-	MaxBadItems   int `yaml:"max_bad_items"`
+	MaxBadItems int `yaml:"max_bad_items"`
+	// MaxJSONDepth bounds the nesting of one event (an item, counted from
+	// the item); deeper is dead-lettered. At most 10,000.
+	MaxJSONDepth  int `yaml:"max_json_depth"`
 	MaxConcurrent int `yaml:"max_concurrent"`
 	// Timeouts of the HTTP server.
 	ReadTimeout  time.Duration `yaml:"read_timeout"`
@@ -202,6 +208,9 @@ type Destination struct {
 	RateLimit float64 `yaml:"rate_limit"`
 	// MaxAttempts bounds retries before the alert is dead-lettered.
 	MaxAttempts int `yaml:"max_attempts"`
+	// MaxTextChars (Slack) bounds the characters of each text of a message
+	// (the section, the context, the fallback); 0: Slack's own limits.
+	MaxTextChars int `yaml:"max_text_chars"`
 }
 
 // Route sends matching alerts to destinations. The first matching route

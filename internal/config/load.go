@@ -18,12 +18,18 @@ import (
 
 // Defaults.
 const (
-	DefaultCluster          = "default"
-	DefaultDataDir          = "./data"
-	DefaultMaxLineBytes     = 16 << 20
-	DefaultMaxBodyBytes     = 32 << 20
-	DefaultMaxEvents        = 100_000
-	DefaultMaxBadItems      = 16
+	DefaultCluster      = "default"
+	DefaultDataDir      = "./data"
+	DefaultMaxLineBytes = 16 << 20
+	DefaultMaxBodyBytes = 32 << 20
+	DefaultMaxEvents    = 100_000
+	DefaultMaxBadItems  = 16
+	// DefaultMaxJSONDepth is encoding/json's (and audit.MaxDepth's)
+	// nesting limit, the most any decoding accepts.
+	DefaultMaxJSONDepth = 10_000
+	// MinJSONDepth is the smallest max_json_depth: an audit event's own
+	// fields go 3 levels deep, and bodies need a few more.
+	MinJSONDepth            = 8
 	DefaultMaxConcurrent    = 64
 	DefaultPollInterval     = 50 * time.Millisecond
 	DefaultAckWait          = 30 * time.Second
@@ -51,6 +57,11 @@ const (
 	// and rules.MaxObjectBytes (a test keeps them equal).
 	DefaultMaxRuleCost    = 1_000_000
 	DefaultMaxObjectBytes = 4 << 20
+	// MinSlackTextChars and MaxSlackTextChars bound a Slack destination's
+	// max_text_chars: shorter would not say what happened, longer Slack
+	// refuses (a section's text is at most 3,000 characters).
+	MinSlackTextChars = 200
+	MaxSlackTextChars = 3000
 	// MinRuleCost is the smallest engine.max_rule_cost: below it even
 	// simple conditions over a few fields would fail.
 	MinRuleCost = 1_000
@@ -115,6 +126,9 @@ func (c *Config) setDefaults() {
 		if f.StartAt == "" {
 			f.StartAt = StartBeginning
 		}
+		if f.MaxJSONDepth == 0 {
+			f.MaxJSONDepth = DefaultMaxJSONDepth
+		}
 		if f.MaxLineBytes == 0 {
 			f.MaxLineBytes = DefaultMaxLineBytes
 		}
@@ -134,6 +148,9 @@ func (c *Config) setDefaults() {
 		}
 		if w.MaxBadItems == 0 {
 			w.MaxBadItems = DefaultMaxBadItems
+		}
+		if w.MaxJSONDepth == 0 {
+			w.MaxJSONDepth = DefaultMaxJSONDepth
 		}
 		if w.MaxConcurrent == 0 {
 			w.MaxConcurrent = DefaultMaxConcurrent
@@ -235,6 +252,9 @@ func (c *Config) validate(root *yaml.Node) []error {
 		if f.MaxLineBytes < 0 {
 			bad([]any{"ingest", "files", i, "max_line_bytes"}, "must be positive")
 		}
+		if f.MaxJSONDepth < MinJSONDepth || f.MaxJSONDepth > DefaultMaxJSONDepth {
+			bad([]any{"ingest", "files", i, "max_json_depth"}, "must be between %d and %d, got %d", MinJSONDepth, DefaultMaxJSONDepth, f.MaxJSONDepth)
+		}
 	}
 	if w := c.Ingest.Webhook; w != nil {
 		if w.Listen == "" {
@@ -245,6 +265,9 @@ func (c *Config) validate(root *yaml.Node) []error {
 		}
 		if w.MaxBodyBytes < 0 || w.MaxEvents < 0 || w.MaxConcurrent < 0 || w.MaxBadItems < 0 {
 			bad([]any{"ingest", "webhook"}, "limits must be positive")
+		}
+		if w.MaxJSONDepth < MinJSONDepth || w.MaxJSONDepth > DefaultMaxJSONDepth {
+			bad([]any{"ingest", "webhook", "max_json_depth"}, "must be between %d and %d, got %d", MinJSONDepth, DefaultMaxJSONDepth, w.MaxJSONDepth)
 		}
 	}
 	c.validateEngine(bad)
@@ -299,6 +322,14 @@ func (c *Config) validate(root *yaml.Node) []error {
 		}
 		if d.RateLimit < 0 || d.MaxAttempts < 0 {
 			bad(p, "rate_limit and max_attempts must not be negative")
+		}
+		if d.MaxTextChars != 0 {
+			switch {
+			case d.Type != DestinationSlack:
+				bad(append(p, "max_text_chars"), "only applies to slack destinations")
+			case d.MaxTextChars < MinSlackTextChars || d.MaxTextChars > MaxSlackTextChars:
+				bad(append(p, "max_text_chars"), "must be between %d and %d (Slack's limit), got %d", MinSlackTextChars, MaxSlackTextChars, d.MaxTextChars)
+			}
 		}
 	}
 	for i, r := range c.Routes {
