@@ -126,8 +126,12 @@ func NewDispatcher(cfg *config.Config, js jetstream.JetStream, logger *slog.Logg
 	if len(dests) == 0 {
 		dests = []config.Destination{{Name: ImplicitStdout, Type: config.DestinationStdout, Timeout: config.DefaultDestTimeout}}
 	}
+	// The notifiers count the messages they had to cut.
+	nopts := append(slices.Clone(opts), func(o *options) {
+		o.truncated = func(dest string) { m.truncated.WithLabelValues(dest).Inc() }
+	})
 	for _, dc := range dests {
-		n, err := NewNotifier(dc, logger, opts...)
+		n, err := NewNotifier(dc, logger, nopts...)
 		if err != nil {
 			return nil, err
 		}

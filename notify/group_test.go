@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/slacktest"
@@ -211,5 +212,62 @@ func TestRateLimitSpacesMessages(t *testing.T) {
 	// One message at once, then one per 200ms.
 	if span := msgs[5].at.Sub(msgs[0].at); span < 950*time.Millisecond {
 		t.Errorf("6 messages at 5/s took %s, want at least 1s", span)
+	}
+}
+
+func TestSlackMaxTextCharsCutsAndCounts(t *testing.T) {
+	e := newEnv(t)
+	h := newSlackHook(t)
+	dst := h.dest(t, "secops")
+	dst.MaxTextChars = 500
+	cfg := testConfig([]config.Destination{dst})
+
+	long := alerttest.Sample()
+	long.Output = strings.Repeat("<!channel> ", 1000) // 11,000 characters
+	long.Output = long.Output[:10_000]
+	short := alerttest.Many(2)[1]
+	e.publish(long, short)
+	e.run(cfg)
+
+	waitFor(t, "both alerts notified", func() bool { return len(h.messages()) >= 2 })
+	waitFor(t, "every alert acknowledged", e.settled("secops"))
+	msgs := h.messages()
+	if len(msgs) != 2 {
+		t.Fatalf("%d Slack messages, want 2", len(msgs))
+	}
+	var cut *slack.WebhookMessage
+	for i, m := range msgs {
+		if strings.Contains(m.msg.Text, "&lt;!channel&gt;") {
+			cut = &msgs[i].msg
+		}
+	}
+	if cut == nil {
+		t.Fatalf("no message carries the long output: %+v", msgs)
+	}
+	if n := utf8.RuneCountInString(cut.Text); n > 500 || !strings.HasSuffix(cut.Text, "…") {
+		t.Errorf("fallback text has %d characters (limit 500) and ends %q", n, cut.Text[max(0, len(cut.Text)-10):])
+	}
+	sections := 0
+	for _, blk := range cut.Attachments[0].Blocks.BlockSet {
+		s, ok := blk.(*slack.SectionBlock)
+		if !ok || s.Text == nil {
+			continue
+		}
+		sections++
+		if n := utf8.RuneCountInString(s.Text.Text); n > 500 {
+			t.Errorf("section text has %d characters, limit 500", n)
+		}
+		if strings.Contains(s.Text.Text, "<!channel>") {
+			t.Error("the section text holds a live <!channel>")
+		}
+	}
+	if sections != 1 {
+		t.Errorf("%d section texts, want the output's", sections)
+	}
+	if n := e.counter("vigil_notify_truncated_texts_total", "secops"); n != 1 {
+		t.Errorf("truncated metric = %v, want 1 (the short alert was not cut)", n)
+	}
+	if n := e.counter("vigil_notify_delivered_alerts_total", "secops"); n != 2 {
+		t.Errorf("delivered metric = %v, want 2", n)
 	}
 }

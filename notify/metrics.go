@@ -12,6 +12,7 @@ type metrics struct {
 	failures   *prometheus.CounterVec
 	dead       *prometheus.CounterVec
 	duplicates *prometheus.CounterVec
+	truncated  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -25,11 +26,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		failures:   vec("failed_attempts_total", "Delivery attempts that failed."),
 		dead:       vec("dead_letters_total", "Alerts given up on and published to the dead-letter stream."),
 		duplicates: vec("duplicates_skipped_total", "Redelivered alerts not sent again because they were already delivered."),
+		truncated:  vec("truncated_texts_total", "Messages delivered with at least one text cut to fit the destination's limits."),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []**prometheus.CounterVec{&m.delivered, &m.failures, &m.dead, &m.duplicates} {
+	for _, c := range []**prometheus.CounterVec{&m.delivered, &m.failures, &m.dead, &m.duplicates, &m.truncated} {
 		if err := reg.Register(*c); err != nil {
 			// A second dispatcher on the same registry shares the counters.
 			var are prometheus.AlreadyRegisteredError

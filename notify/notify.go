@@ -57,6 +57,9 @@ type options struct {
 	maxWait    time.Duration
 	reg        prometheus.Registerer
 	now        func() time.Time
+	// truncated is told the destination of each Slack message delivered
+	// with a text cut to fit.
+	truncated func(dest string)
 }
 
 // Option tunes a Dispatcher or NewNotifier.
@@ -108,7 +111,11 @@ func NewNotifier(d config.Destination, logger *slog.Logger, opts ...Option) (Not
 		}
 		return n, nil
 	case config.DestinationSlack:
-		c := slack.Config{Channel: d.Channel, APIURL: d.APIURL, Timeout: d.Timeout}
+		c := slack.Config{Channel: d.Channel, APIURL: d.APIURL, Timeout: d.Timeout, MaxTextChars: d.MaxTextChars}
+		if o.truncated != nil {
+			name := d.Name
+			c.OnTruncated = func() { o.truncated(name) }
+		}
 		var err error
 		if d.TokenEnv != "" || d.TokenFile != "" {
 			c.Token, err = config.Secret(where+": token", d.TokenEnv, d.TokenFile)

@@ -47,10 +47,17 @@ var (
 // Message builds the Slack message for one notification: a single alert,
 // or a group whose first alert is shown in full and the others listed as
 // "N more like this". It is a pure function of its input.
-func Message(alerts []*alert.Alert) *slack.WebhookMessage {
+//
+// maxText, when positive, lowers the limit of the section, context and
+// fallback texts below Slack's own (MaxSectionText, MaxContextText,
+// MaxFallbackText); the header and the fields keep Slack's limits.
+// truncated reports whether any text of the message was cut to fit, by
+// maxText or by one of Slack's limits.
+func Message(alerts []*alert.Alert, maxText int) (msg *slack.WebhookMessage, truncated bool) {
 	if len(alerts) == 0 {
-		return &slack.WebhookMessage{}
+		return &slack.WebhookMessage{}, false
 	}
+	b := &builder{maxText: maxText}
 	a := alerts[0]
 	sev := strings.ToUpper(a.Severity)
 	emoji, ok := severityEmoji[a.Severity]
@@ -71,12 +78,12 @@ func Message(alerts []*alert.Alert) *slack.WebhookMessage {
 		head = fmt.Sprintf("%s (%d alerts)", head, len(alerts))
 	}
 	blocks := []slack.Block{
-		slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, Truncate(head, MaxHeaderText), true, false)),
+		slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, b.fit(Truncate(head, MaxHeaderText), head), true, false)),
 	}
 	if a.Output != "" {
-		blocks = append(blocks, section(Escape(a.Output)))
+		blocks = append(blocks, b.section(Escape(a.Output)))
 	}
-	blocks = append(blocks, slack.NewSectionBlock(nil, fields(a), nil))
+	blocks = append(blocks, slack.NewSectionBlock(nil, b.fields(a), nil))
 
 	ctx := []string{"rule `" + Escape(a.Rule) + "`"}
 	if len(a.Tags) > 0 {
@@ -93,13 +100,14 @@ func Message(alerts []*alert.Alert) *slack.WebhookMessage {
 		ctx = append(ctx, c)
 	}
 	blocks = append(blocks, slack.NewContextBlock("",
-		slack.NewTextBlockObject(slack.MarkdownType, truncateEscaped(strings.Join(ctx, "  ·  "), MaxContextText), false, false)))
+		slack.NewTextBlockObject(slack.MarkdownType, b.cut(strings.Join(ctx, "  ·  "), MaxContextText), false, false)))
 
 	if rest := alerts[1:]; len(rest) > 0 {
-		blocks = append(blocks, slack.NewDividerBlock(), section(moreLikeThis(rest)))
+		blocks = append(blocks, slack.NewDividerBlock(), b.section(b.moreLikeThis(rest)))
 	}
 	if len(blocks) > MaxBlocks {
 		blocks = blocks[:MaxBlocks]
+		b.truncated = true
 	}
 
 	fallback := "[" + sev + "] " + title + ": " + a.Output
@@ -107,21 +115,50 @@ func Message(alerts []*alert.Alert) *slack.WebhookMessage {
 		fallback = fmt.Sprintf("[%s] %s: %d alerts", sev, title, len(alerts))
 	}
 	return &slack.WebhookMessage{
-		Text: truncateEscaped(Escape(fallback), MaxFallbackText),
+		Text: b.cut(Escape(fallback), MaxFallbackText),
 		Attachments: []slack.Attachment{{
 			Color:  color,
 			Blocks: slack.Blocks{BlockSet: blocks},
 		}},
-	}
+	}, b.truncated
 }
 
-func section(mrkdwn string) *slack.SectionBlock {
+// builder holds what one call of Message needs besides its input: the
+// configured text limit, and whether anything was cut so far.
+type builder struct {
+	maxText   int
+	truncated bool
+}
+
+// limit is Slack's limit of a text, lowered to the configured one.
+func (b *builder) limit(slackMax int) int {
+	if b.maxText > 0 && b.maxText < slackMax {
+		return b.maxText
+	}
+	return slackMax
+}
+
+// cut fits escaped mrkdwn to min(slackMax, the configured limit).
+func (b *builder) cut(mrkdwn string, slackMax int) string {
+	return b.fit(truncateEscaped(mrkdwn, b.limit(slackMax)), mrkdwn)
+}
+
+// fit returns cut, noting whether it differs from the text it was cut from.
+func (b *builder) fit(cut, from string) string {
+	if cut != from {
+		b.truncated = true
+	}
+	return cut
+}
+
+func (b *builder) section(mrkdwn string) *slack.SectionBlock {
 	return slack.NewSectionBlock(
-		slack.NewTextBlockObject(slack.MarkdownType, truncateEscaped(mrkdwn, MaxSectionText), false, false), nil, nil)
+		slack.NewTextBlockObject(slack.MarkdownType, b.cut(mrkdwn, MaxSectionText), false, false), nil, nil)
 }
 
 // fields are the event's facts, at most MaxFields, empty ones left out.
-func fields(a *alert.Alert) []*slack.TextBlockObject {
+// They keep Slack's limit whatever the configured one.
+func (b *builder) fields(a *alert.Alert) []*slack.TextBlockObject {
 	user := a.User
 	if a.ImpersonatedUser != "" {
 		user += " (as " + a.ImpersonatedUser + ")"
@@ -156,23 +193,28 @@ func fields(a *alert.Alert) []*slack.TextBlockObject {
 	}
 	var out []*slack.TextBlockObject
 	for _, f := range kv {
-		if f[1] == "" || len(out) == MaxFields {
+		if f[1] == "" {
+			continue
+		}
+		if len(out) == MaxFields {
+			b.truncated = true
 			continue
 		}
 		label := "*" + f[0] + "*\n"
+		v := Escape(f[1])
 		out = append(out, slack.NewTextBlockObject(slack.MarkdownType,
-			label+truncateEscaped(Escape(f[1]), MaxFieldText-utf8.RuneCountInString(label)), false, false))
+			label+b.fit(truncateEscaped(v, MaxFieldText-utf8.RuneCountInString(label)), v), false, false))
 	}
 	return out
 }
 
 // moreLikeThis lists the other alerts of a group, one short line each.
-func moreLikeThis(rest []*alert.Alert) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d more like this*", len(rest))
+func (b *builder) moreLikeThis(rest []*alert.Alert) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "*%d more like this*", len(rest))
 	for i, a := range rest {
 		if i == MaxListed {
-			fmt.Fprintf(&b, "\n…and %d more", len(rest)-MaxListed)
+			fmt.Fprintf(&s, "\n…and %d more", len(rest)-MaxListed)
 			break
 		}
 		line := a.Time.UTC().Format("15:04:05Z") + " " + a.User + " " + a.Verb + " " + a.Resource
@@ -186,9 +228,10 @@ func moreLikeThis(rest []*alert.Alert) string {
 		}
 		// Each line is capped so that one huge value cannot push the
 		// count line out of the section.
-		b.WriteString("\n• " + truncateEscaped(Escape(line), 200))
+		line = Escape(line)
+		s.WriteString("\n• " + b.fit(truncateEscaped(line, 200), line))
 	}
-	return b.String()
+	return s.String()
 }
 
 // Escape makes s safe as mrkdwn text: Slack reads <...> as links and
@@ -220,6 +263,9 @@ func Truncate(s string, n int) string {
 func truncateEscaped(s string, n int) string {
 	if utf8.RuneCountInString(s) <= n {
 		return s
+	}
+	if n < 1 {
+		return ""
 	}
 	t := []rune(s)[:n-1]
 	for i := len(t) - 1; i >= 0 && i >= len(t)-5; i-- {

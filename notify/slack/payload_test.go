@@ -6,9 +6,12 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/slack-go/slack"
 
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/notify/internal/alerttest"
@@ -66,7 +69,10 @@ func TestMessageGolden(t *testing.T) {
 		{"escaped.json", []*alert.Alert{hostile}},
 		{"group.json", alerttest.Many(25)},
 	} {
-		t.Run(tc.name, func(t *testing.T) { golden(t, tc.name, Message(tc.alerts)) })
+		t.Run(tc.name, func(t *testing.T) {
+			msg, _ := Message(tc.alerts, 0)
+			golden(t, tc.name, msg)
+		})
 	}
 }
 
@@ -74,7 +80,8 @@ func TestMessageEscapesMentions(t *testing.T) {
 	a := alerttest.Sample()
 	a.User = "<!channel>"
 	a.Output = "<!everyone> <@U1> <#C1>"
-	b, err := json.Marshal(Message([]*alert.Alert{a}))
+	msg, _ := Message([]*alert.Alert{a}, 0)
+	b, err := json.Marshal(msg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +127,10 @@ func TestMessageWithinLimits(t *testing.T) {
 	a.SourceIPs = strings.Split(strings.Repeat("10.0.0.1,", 1000), ",")
 	group := append([]*alert.Alert{a}, alerttest.Many(200)...)
 	for _, alerts := range [][]*alert.Alert{{a}, group} {
-		msg := Message(alerts)
+		msg, truncated := Message(alerts, 0)
+		if !truncated {
+			t.Error("the message was cut but not reported as truncated")
+		}
 		if n := utf8.RuneCountInString(msg.Text); n > MaxFallbackText {
 			t.Errorf("fallback text has %d characters, limit %d", n, MaxFallbackText)
 		}
@@ -181,6 +191,148 @@ func TestTruncate(t *testing.T) {
 	} {
 		if got := Truncate(tc.in, tc.n); got != tc.want {
 			t.Errorf("Truncate(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}
+
+// texts are the texts of a message by kind: "section", "field", "context",
+// "header" and "fallback".
+func texts(t *testing.T, msg *slack.WebhookMessage) map[string][]string {
+	t.Helper()
+	out := map[string][]string{"fallback": {msg.Text}}
+	for _, blk := range msg.Attachments[0].Blocks.BlockSet {
+		switch x := blk.(type) {
+		case *slack.HeaderBlock:
+			out["header"] = append(out["header"], x.Text.Text)
+		case *slack.SectionBlock:
+			if x.Text != nil {
+				out["section"] = append(out["section"], x.Text.Text)
+			}
+			for _, f := range x.Fields {
+				out["field"] = append(out["field"], f.Text)
+			}
+		case *slack.ContextBlock:
+			for _, e := range x.ContextElements.Elements {
+				if o, ok := e.(*slack.TextBlockObject); ok {
+					out["context"] = append(out["context"], o.Text)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// A configured limit cuts the section, context and fallback texts, never
+// into an entity, so that a cut cannot bring a mention back to life.
+func TestMessageMaxText(t *testing.T) {
+	const limit = 500
+	// Every cut position around the mention: before, inside and after
+	// each of its entities.
+	for pad := limit - 20; pad <= limit+2; pad++ {
+		a := alerttest.Sample()
+		a.Output = strings.Repeat("x", pad) + "<!channel> & <@U1>" + strings.Repeat("é", 10_000)
+		a.Tags = []string{strings.Repeat("t", pad) + "<!here>" + strings.Repeat("t", 3000)}
+		a.Title = strings.Repeat("<T>", 100)
+		a.User = strings.Repeat("u", 1500) // a field: keeps Slack's limit
+		msg, truncated := Message([]*alert.Alert{a}, limit)
+		if !truncated {
+			t.Fatalf("pad %d: a cut message is not reported as truncated", pad)
+		}
+		got := texts(t, msg)
+		for _, kind := range []string{"section", "context", "fallback"} {
+			if len(got[kind]) != 1 {
+				t.Fatalf("pad %d: %d %s texts, want 1", pad, len(got[kind]), kind)
+			}
+			s := got[kind][0]
+			if n := utf8.RuneCountInString(s); n > limit {
+				t.Errorf("pad %d: %s has %d characters, limit %d", pad, kind, n, limit)
+			}
+			if !strings.HasSuffix(s, "…") {
+				t.Errorf("pad %d: %s does not end with …: %q", pad, kind, s[max(0, len(s)-20):])
+			}
+			checkEscaped(t, kind, s)
+		}
+		if n := utf8.RuneCountInString(got["header"][0]); n != MaxHeaderText {
+			t.Errorf("header has %d characters, want Slack's %d", n, MaxHeaderText)
+		}
+		if !slices.ContainsFunc(got["field"], func(f string) bool { return utf8.RuneCountInString(f) > limit }) {
+			t.Errorf("no field longer than %d characters: fields are cut to the configured limit", limit)
+		}
+	}
+}
+
+// checkEscaped fails if s holds a raw < or > (a live link or mention) or
+// ends in a cut entity.
+func checkEscaped(t *testing.T, what, s string) {
+	t.Helper()
+	if strings.ContainsAny(s, "<>") {
+		t.Errorf("%s contains a raw < or >: %q", what, s)
+	}
+	body := strings.TrimSuffix(s, "…")
+	if i := strings.LastIndexByte(body, '&'); i >= 0 && !strings.Contains(body[i:], ";") {
+		t.Errorf("%s ends in a cut entity: %q", what, body[i:])
+	}
+}
+
+// 0 keeps Slack's limits; a limit above one of them changes nothing.
+func TestMessageDefaultLimits(t *testing.T) {
+	a := alerttest.Sample()
+	a.Output = strings.Repeat("x", 10_000)
+	a.Tags = []string{strings.Repeat("t", 10_000)}
+	for _, maxText := range []int{0, MaxSectionText, 1_000_000} {
+		msg, truncated := Message([]*alert.Alert{a}, maxText)
+		if !truncated {
+			t.Errorf("max %d: a cut message is not reported as truncated", maxText)
+		}
+		got := texts(t, msg)
+		for kind, want := range map[string]int{"section": MaxSectionText, "context": MaxContextText, "fallback": MaxFallbackText} {
+			if n := utf8.RuneCountInString(got[kind][0]); n != want {
+				t.Errorf("max %d: %s has %d characters, want Slack's %d", maxText, kind, n, want)
+			}
+		}
+	}
+}
+
+// Grouped messages are cut too: both sections and the fallback.
+func TestGroupMessageMaxText(t *testing.T) {
+	const limit = 200
+	group := alerttest.Many(25)
+	group[0].Output = strings.Repeat("<!channel>", 100)
+	group[0].Title = strings.Repeat("T", 200)
+	msg, truncated := Message(group, limit)
+	if !truncated {
+		t.Fatal("a cut message is not reported as truncated")
+	}
+	got := texts(t, msg)
+	if len(got["section"]) != 2 {
+		t.Fatalf("%d section texts, want the output and the list", len(got["section"]))
+	}
+	for _, kind := range []string{"section", "context", "fallback"} {
+		for _, s := range got[kind] {
+			if n := utf8.RuneCountInString(s); n > limit {
+				t.Errorf("%s has %d characters, limit %d", kind, n, limit)
+			}
+			checkEscaped(t, kind, s)
+		}
+	}
+	if !strings.HasPrefix(got["section"][1], "*24 more like this*") {
+		t.Errorf("list section = %q", got["section"][1])
+	}
+}
+
+// Messages that fit are not reported as truncated, and a limit they fit
+// in leaves them as they were.
+func TestMessageNotTruncated(t *testing.T) {
+	for _, alerts := range [][]*alert.Alert{{alerttest.Sample()}, alerttest.Many(3)} {
+		plain, cut := Message(alerts, 0)
+		limited, cutLimited := Message(alerts, 200)
+		if cut || cutLimited {
+			t.Errorf("%d alerts reported as truncated (%v, %v)", len(alerts), cut, cutLimited)
+		}
+		a, _ := json.Marshal(plain)
+		b, _ := json.Marshal(limited)
+		if !bytes.Equal(a, b) {
+			t.Errorf("a limit the message fits in changed it:\n%s\n%s", a, b)
 		}
 	}
 }

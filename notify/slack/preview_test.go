@@ -37,7 +37,9 @@ func TestPreview(t *testing.T) {
 	}
 	var b strings.Builder
 	b.WriteString(previewHead)
-	for _, m := range []*slack.WebhookMessage{Message([]*alert.Alert{single}), Message(group)} {
+	m1, _ := Message([]*alert.Alert{single}, 0)
+	m2, _ := Message(group, 0)
+	for _, m := range []*slack.WebhookMessage{m1, m2} {
 		renderMessage(&b, m)
 	}
 	b.WriteString("</div></body></html>\n")

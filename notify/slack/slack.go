@@ -25,14 +25,23 @@ type Config struct {
 	// tests).
 	APIURL  string
 	Timeout time.Duration
+	// MaxTextChars, when positive, cuts the section, context and fallback
+	// texts of each message to that many characters if Slack's own limits
+	// are higher; 0 keeps Slack's limits.
+	MaxTextChars int
+	// OnTruncated, if set, is called once for each message posted with a
+	// text cut to fit (by MaxTextChars or by Slack's limits).
+	OnTruncated func()
 }
 
 // Notifier posts one Slack message per call to Notify.
 type Notifier struct {
-	webhookURL string
-	channel    string
-	api        *slack.Client
-	http       *http.Client
+	webhookURL  string
+	channel     string
+	api         *slack.Client
+	http        *http.Client
+	maxText     int
+	onTruncated func()
 }
 
 // New builds a Notifier; its http.Client is built once and reused.
@@ -44,10 +53,15 @@ func New(cfg Config) (*Notifier, error) {
 	if hasToken && cfg.Channel == "" {
 		return nil, errors.New("slack: a bot token needs a channel")
 	}
+	if cfg.MaxTextChars < 0 {
+		return nil, fmt.Errorf("slack: max text characters must not be negative, got %d", cfg.MaxTextChars)
+	}
 	n := &Notifier{
-		webhookURL: cfg.WebhookURL,
-		channel:    cfg.Channel,
-		http:       &http.Client{Timeout: cfg.Timeout},
+		webhookURL:  cfg.WebhookURL,
+		channel:     cfg.Channel,
+		http:        &http.Client{Timeout: cfg.Timeout},
+		maxText:     cfg.MaxTextChars,
+		onTruncated: cfg.OnTruncated,
 	}
 	if hasToken {
 		opts := []slack.Option{slack.OptionHTTPClient(n.http)}
@@ -68,7 +82,7 @@ func (n *Notifier) Notify(ctx context.Context, alerts ...*alert.Alert) (bool, er
 	if len(alerts) == 0 {
 		return false, nil
 	}
-	msg := Message(alerts)
+	msg, truncated := Message(alerts, n.maxText)
 	var err error
 	if n.api != nil {
 		_, _, err = n.api.PostMessageContext(ctx, n.channel,
@@ -78,6 +92,9 @@ func (n *Notifier) Notify(ctx context.Context, alerts ...*alert.Alert) (bool, er
 		err = slack.PostWebhookCustomHTTPContext(ctx, n.webhookURL, n.http, msg)
 	}
 	if err == nil {
+		if truncated && n.onTruncated != nil {
+			n.onTruncated()
+		}
 		return false, nil
 	}
 	return classify(err)

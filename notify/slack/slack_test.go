@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/slacktest"
@@ -227,5 +228,35 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		if _, err := New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want %q", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+func TestMaxTextCharsAndOnTruncated(t *testing.T) {
+	s := newServer(t, nil)
+	var calls int
+	n, err := New(Config{WebhookURL: s.hookURL(), Timeout: 5 * time.Second, MaxTextChars: 300, OnTruncated: func() { calls++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	long := alerttest.Sample()
+	long.Output = strings.Repeat("y", 1000)
+	for _, a := range []*alert.Alert{long, alerttest.Sample()} {
+		if _, err := n.Notify(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var msg slack.WebhookMessage
+	if err := json.Unmarshal(<-s.hooks, &msg); err != nil {
+		t.Fatal(err)
+	}
+	if n := utf8.RuneCountInString(msg.Text); n != 300 {
+		t.Errorf("fallback text has %d characters, want 300", n)
+	}
+	if calls != 1 {
+		t.Errorf("OnTruncated called %d times, want once (for the long alert only)", calls)
+	}
+	if _, err := New(Config{WebhookURL: "https://x", MaxTextChars: -1}); err == nil {
+		t.Error("a negative MaxTextChars is accepted")
 	}
 }
