@@ -71,9 +71,7 @@ func (d *decoder) depthLimit() int {
 // tooDeep is the error of a container opened past the nesting limit, with
 // encoding/json's wording.
 func (d *decoder) tooDeep(c byte) error {
-	e := d.errorf("invalid character %s %v", quoteChar(c), errDepth).(*syntaxError)
-	e.tooDeep = true
-	return e
+	return &syntaxError{Offset: d.pos, msg: fmt.Sprintf("invalid character %s %v", quoteChar(c), errDepth), tooDeep: true}
 }
 
 // containers is the stack of containers open while skipping a value, one
