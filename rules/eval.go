@@ -347,25 +347,31 @@ func (a *activation) macro(i int) ref.Val {
 
 func (a *activation) requestObject() ref.Val {
 	if a.reqObj == nil {
-		a.reqObj = decodeObject(a.ev, a.ev.RequestObject, a.set.objectBytes)
+		a.reqObj = a.set.decodeObject(a.ev, a.ev.RequestObject)
 	}
 	return a.reqObj
 }
 
 func (a *activation) responseObject() ref.Val {
 	if a.respObj == nil {
-		a.respObj = decodeObject(a.ev, a.ev.ResponseObject, a.set.objectBytes)
+		a.respObj = a.set.decodeObject(a.ev, a.ev.ResponseObject)
 	}
 	return a.respObj
 }
 
-// decodeObject turns a request or response body of at most limit bytes
-// into a CEL value; a larger one reads as absent. Secret material is
-// redacted here, before any rule or output can see it, so an alert can
-// never carry it.
-func decodeObject(ev *audit.Event, raw json.RawMessage, limit int) ref.Val {
+// decodeObject turns a request or response body of at most the set's
+// object limit into a CEL value; a larger one reads as absent. Secret
+// material is redacted here, before any rule or output can see it, so an
+// alert can never carry it.
+func (s *Set) decodeObject(ev *audit.Event, raw json.RawMessage) ref.Val {
 	empty := types.NewStringInterfaceMap(types.DefaultTypeAdapter, map[string]any{})
-	if len(raw) == 0 || len(raw) > limit {
+	if len(raw) > s.objectBytes {
+		if s.onObjectTooLarge != nil {
+			s.onObjectTooLarge()
+		}
+		return empty
+	}
+	if len(raw) == 0 {
 		return empty
 	}
 	var v any

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/vigil-k8s/vigil/internal/audit"
@@ -71,13 +72,17 @@ rules:
 		limit int
 		match bool
 	}{{0, true}, {len(body), true}, {len(body) - 1, false}} {
-		set, err := CompileWith(file, Limits{ObjectBytes: c.limit})
+		var over atomic.Int64
+		set, err := CompileWith(file, Limits{ObjectBytes: c.limit, OnObjectTooLarge: func() { over.Add(1) }})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ms, err := set.Eval(context.Background(), ev)
 		if err != nil || (len(ms) == 1) != c.match {
 			t.Errorf("object of %d bytes, limit %d: %d matches, %v; want match %v", len(body), c.limit, len(ms), err, c.match)
+		}
+		if got, want := over.Load(), int64(map[bool]int{true: 0, false: 1}[c.match]); got != want {
+			t.Errorf("limit %d: object over the limit counted %d times, want %d", c.limit, got, want)
 		}
 	}
 }

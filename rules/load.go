@@ -98,8 +98,10 @@ type Set struct {
 	objs   map[string]*objType
 	hash   string
 	pool   sync.Pool // of *activation
-	// objectBytes bounds the request and response objects rules decode.
-	objectBytes int
+	// objectBytes bounds the request and response objects rules decode;
+	// onObjectTooLarge is told of each one over it.
+	objectBytes      int
+	onObjectTooLarge func()
 }
 
 // Rules returns every rule, enabled and disabled, in file order.
@@ -270,7 +272,7 @@ func CompileWith(files []File, limits Limits) (*Set, error) {
 	}
 	c := &compiler{probs: &probs, limits: limits}
 	set := c.compile(parsed)
-	set.objectBytes = limits.ObjectBytes
+	set.objectBytes, set.onObjectTooLarge = limits.ObjectBytes, limits.OnObjectTooLarge
 	if err := probs.errOrNil(); err != nil {
 		return nil, err
 	}

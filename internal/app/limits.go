@@ -35,3 +35,12 @@ func ruleOptions(cfg *config.Config) rules.LoadOptions {
 		Limits:  rules.Limits{Cost: cfg.Engine.MaxRuleCost, ObjectBytes: cfg.Engine.MaxObjectBytes},
 	}
 }
+
+// ruleOptionsCounted is ruleOptions counting each object over
+// engine.max_object_bytes in vigil_limit_exceeded_total.
+func (a *App) ruleOptionsCounted(cfg *config.Config) rules.LoadOptions {
+	o := ruleOptions(cfg)
+	over := a.metrics.LimitExceeded.WithLabelValues("max_object_bytes")
+	o.Limits.OnObjectTooLarge = over.Inc
+	return o
+}
