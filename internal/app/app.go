@@ -119,7 +119,7 @@ func New(cfg *config.Config, roles Role, logger *slog.Logger, opts ...Option) (_
 		}
 	}()
 	if roles&RoleWorker != 0 {
-		set, err := rules.Load(a.ruleOptionsCounted(cfg))
+		set, err := rules.Load(a.ruleOptions(cfg))
 		if err != nil {
 			return nil, fmt.Errorf("rules: %w", err)
 		}

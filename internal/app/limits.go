@@ -27,20 +27,16 @@ func (a *App) maxThresholdGroups() int {
 }
 
 // ruleOptions are the rule files of cfg with its limits on what one
-// evaluation may cost (engine.max_rule_cost, engine.max_object_bytes).
-func ruleOptions(cfg *config.Config) rules.LoadOptions {
+// evaluation may cost (engine.max_rule_cost, engine.max_object_bytes), each
+// object over the limit counted in vigil_limit_exceeded_total.
+func (a *App) ruleOptions(cfg *config.Config) rules.LoadOptions {
 	return rules.LoadOptions{
 		Paths:   cfg.Rules,
 		Default: cfg.UseDefaultRules(),
-		Limits:  rules.Limits{Cost: cfg.Engine.MaxRuleCost, ObjectBytes: cfg.Engine.MaxObjectBytes},
+		Limits: rules.Limits{
+			Cost:             cfg.Engine.MaxRuleCost,
+			ObjectBytes:      cfg.Engine.MaxObjectBytes,
+			OnObjectTooLarge: a.metrics.LimitExceeded.WithLabelValues("max_object_bytes").Inc,
+		},
 	}
-}
-
-// ruleOptionsCounted is ruleOptions counting each object over
-// engine.max_object_bytes in vigil_limit_exceeded_total.
-func (a *App) ruleOptionsCounted(cfg *config.Config) rules.LoadOptions {
-	o := ruleOptions(cfg)
-	over := a.metrics.LimitExceeded.WithLabelValues("max_object_bytes")
-	o.Limits.OnObjectTooLarge = over.Inc
-	return o
 }

@@ -47,7 +47,7 @@ func (a *App) reload(ctx context.Context) error {
 	var set *rules.Set
 	if eval != nil {
 		var err error
-		set, err = rules.Load(a.ruleOptionsCounted(cfg))
+		set, err = rules.Load(a.ruleOptions(cfg))
 		if err != nil {
 			return fmt.Errorf("rules: %w", err)
 		}
