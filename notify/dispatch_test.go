@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/natstest"
+	"github.com/vigil-k8s/vigil/internal/waittest"
 	"github.com/vigil-k8s/vigil/notify/internal/alerttest"
 	"github.com/vigil-k8s/vigil/notify/webhook"
 )
@@ -35,13 +36,7 @@ func TestMain(m *testing.M) {
 // waitFor polls cond until it holds; the deadline only bounds a broken test.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waittest.Until(t, 20*time.Second, what, cond)
 }
 
 // env is a real JetStream with vigil's streams and buckets.

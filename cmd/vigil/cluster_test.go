@@ -27,6 +27,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/natstest"
+	"github.com/vigil-k8s/vigil/internal/waittest"
 	"github.com/vigil-k8s/vigil/rules"
 )
 
@@ -124,8 +125,15 @@ log: {level: info}
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{name: name, metrics: fmt.Sprintf("http://127.0.0.1:%d", port), exited: make(chan struct{}), logs: &lockedBuffer{}}
-	p.cmd = exec.Command(bin, role, "--config", path)
+	return launch(t, bin, role, name, path, port)
+}
+
+// launch runs `vigil ROLE --config cfgPath` as a process killed when the
+// test ends; metricsPort is the config's metrics.listen port.
+func launch(t *testing.T, bin, role, name, cfgPath string, metricsPort int) *proc {
+	t.Helper()
+	p := &proc{name: name, metrics: fmt.Sprintf("http://127.0.0.1:%d", metricsPort), exited: make(chan struct{}), logs: &lockedBuffer{}}
+	p.cmd = exec.Command(bin, role, "--config", cfgPath)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -182,13 +190,7 @@ func (p *proc) eventsEvaluated() float64 {
 
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waittest.Until(t, timeout, what, cond)
 }
 
 // alertSink is the webhook destination; it counts deliveries per alert id.

@@ -12,9 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/disktest"
-	"github.com/vigil-k8s/vigil/internal/natstest"
 )
 
 // eventList is the body kube-apiserver's webhook backend posts.
@@ -95,7 +93,7 @@ destinations: [{name: sink, type: webhook, url: %q}]
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := startWith(t, bin, "run", cfgPath, metricsPort)
+	p := launch(t, bin, "run", "run", cfgPath, metricsPort)
 	p.waitReady(t)
 	alive := func(when string) {
 		t.Helper()
@@ -183,32 +181,7 @@ destinations: [{name: sink, type: webhook, url: %q}]
 	}
 	t.Logf("after freeing space: %d webhook attempts refused while recovering", retries)
 
-	waitUntil(t, 2*time.Minute, "every expected alert delivered", func() bool {
-		alive("while recovering")
-		got := sink.snapshot()
-		for id := range want {
-			if got[id] == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	_, js := natstest.Connect(t, fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
-	waitUntil(t, time.Minute, "consumers idle", func() bool {
-		return consumerIdle(ctx, js, bus.StreamAudit, bus.ConsumerEngine) &&
-			consumerIdle(ctx, js, bus.StreamAlerts, bus.ConsumerNotifyPrefix+"sink")
-	})
-	if n := natstest.Count(t, js, bus.StreamAudit); n != uint64(len(events)) {
-		t.Errorf("AUDIT holds %d events, want each of the %d appended or accepted once", n, len(events))
-	}
-	got := sink.snapshot()
-	duplicates := 0
-	for id, n := range got {
-		if !want[id] {
-			t.Errorf("unexpected alert %s", id)
-		}
-		duplicates += n - 1
-	}
+	duplicates := expectDelivered(ctx, t, natsPort, sink, want, len(events), func() { alive("while recovering") })
 	if !strings.Contains(p.logs.String(), "embedded NATS restarted") {
 		t.Errorf("no log line says the embedded server was restarted")
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -19,30 +18,38 @@ import (
 // killSeedEnv names a seed to replay one run of TestRunSurvivesKillsAtAnyMoment.
 const killSeedEnv = "VIGIL_KILL_SEED"
 
-// startWith runs `vigil run --config cfgPath`: unlike startProc, the caller
-// owns the config and data_dir, so that a process can be started again on
-// the state a killed one left. metricsPort is the config's metrics.listen
-// port.
-func startWith(t *testing.T, bin, name, cfgPath string, metricsPort int) *proc {
+// expectDelivered waits until every alert of want reached sink (calling
+// running to fail fast if vigil died), then until nothing is left to
+// evaluate or deliver, so that what the sink holds is all vigil will send.
+// It checks that AUDIT holds each of the events once and that the sink got
+// no alert outside want, and returns how many deliveries were repeats.
+func expectDelivered(ctx context.Context, t *testing.T, natsPort int, sink *alertSink, want map[string]bool, events int, running func()) (duplicates int) {
 	t.Helper()
-	p := &proc{name: name, metrics: fmt.Sprintf("http://127.0.0.1:%d", metricsPort), exited: make(chan struct{}), logs: &lockedBuffer{}}
-	p.cmd = exec.Command(bin, "run", "--config", cfgPath)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("--- %s logs ---\n%s", p.name, p.logs.String())
+	waitUntil(t, 2*time.Minute, "every expected alert delivered", func() bool {
+		running()
+		got := sink.snapshot()
+		for id := range want {
+			if got[id] == 0 {
+				return false
+			}
 		}
+		return true
 	})
-	return p
+	_, js := natstest.Connect(t, fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
+	waitUntil(t, time.Minute, "consumers idle", func() bool {
+		return consumerIdle(ctx, js, bus.StreamAudit, bus.ConsumerEngine) &&
+			consumerIdle(ctx, js, bus.StreamAlerts, bus.ConsumerNotifyPrefix+"sink")
+	})
+	if n := natstest.Count(t, js, bus.StreamAudit); n != uint64(events) {
+		t.Errorf("AUDIT holds %d events, want each of the %d appended or accepted once", n, events)
+	}
+	for id, n := range sink.snapshot() {
+		if !want[id] {
+			t.Errorf("unexpected alert %s", id)
+		}
+		duplicates += n - 1
+	}
+	return duplicates
 }
 
 // appendEvents appends events to the audit log at path, one per line, in
@@ -144,7 +151,7 @@ destinations: [{name: sink, type: webhook, url: %q}]
 	}()
 
 	for i := range kills {
-		p := startWith(t, bin, fmt.Sprintf("run-%d", i+1), cfgPath, metricsPort)
+		p := launch(t, bin, "run", fmt.Sprintf("run-%d", i+1), cfgPath, metricsPort)
 		delay := 50*time.Millisecond + time.Duration(rng.Int64N(int64(1450*time.Millisecond)))
 		select {
 		case <-p.exited:
@@ -162,39 +169,14 @@ destinations: [{name: sink, type: webhook, url: %q}]
 		t.Fatalf("writing the log: %v", err)
 	}
 
-	last := startWith(t, bin, "run-final", cfgPath, metricsPort)
+	last := launch(t, bin, "run", "run-final", cfgPath, metricsPort)
 	last.waitReady(t)
-	waitUntil(t, 2*time.Minute, "every expected alert delivered", func() bool {
+	duplicates := expectDelivered(ctx, t, natsPort, sink, want, len(events), func() {
 		select {
 		case <-last.exited:
 			t.Fatalf("%s exited: %v", last.name, last.err)
 		default:
 		}
-		got := sink.snapshot()
-		for id := range want {
-			if got[id] == 0 {
-				return false
-			}
-		}
-		return true
 	})
-	// Nothing left to evaluate or deliver: what the sink holds now is all
-	// vigil will ever send for this log.
-	_, js := natstest.Connect(t, fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
-	waitUntil(t, time.Minute, "consumers idle", func() bool {
-		return consumerIdle(ctx, js, bus.StreamAudit, bus.ConsumerEngine) &&
-			consumerIdle(ctx, js, bus.StreamAlerts, bus.ConsumerNotifyPrefix+"sink")
-	})
-	if n := natstest.Count(t, js, bus.StreamAudit); n != uint64(len(events)) {
-		t.Errorf("AUDIT holds %d events, want each of the %d lines of the log once", n, len(events))
-	}
-	got := sink.snapshot()
-	duplicates := 0
-	for id, n := range got {
-		if !want[id] {
-			t.Errorf("unexpected alert %s", id)
-		}
-		duplicates += n - 1
-	}
 	t.Logf("%d kills; %d expected alerts all delivered, %d deliveries in all, %d duplicates", kills, len(want), len(want)+duplicates, duplicates)
 }

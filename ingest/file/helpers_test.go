@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/natstest"
+	"github.com/vigil-k8s/vigil/internal/waittest"
 )
 
 func TestMain(m *testing.M) {
@@ -94,13 +95,7 @@ func (e *jsEnv) waitCount(t testing.TB, stream string, n uint64) {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waittest.Until(t, waitTimeout, what, cond)
 }
 
 func (e *jsEnv) messages(t testing.TB, stream string) []jetstream.Msg {

@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/natstest"
 	"github.com/vigil-k8s/vigil/internal/pkitest"
+	"github.com/vigil-k8s/vigil/internal/waittest"
 )
 
 func TestMain(m *testing.M) {
@@ -75,13 +76,7 @@ func (e *jsEnv) restart(t testing.TB) {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waittest.Until(t, waitTimeout, what, cond)
 }
 
 func (e *jsEnv) messages(t testing.TB, stream string) []jetstream.Msg {
@@ -96,8 +91,6 @@ func (e *jsEnv) expectExactlyOnce(t testing.TB, want map[string]bool) {
 	natstest.ExpectAuditExactlyOnce(t, e.js, want)
 }
 
-// pki is a CA with a server certificate for 127.0.0.1 and a client
-// certificate, written as PEM files.
 // kubeconfig writes the webhook kubeconfig kube-apiserver is given with
 // --audit-webhook-config-file; user is the "user:" entry's fields.
 func kubeconfig(t testing.TB, server, caFile, user string) string {
