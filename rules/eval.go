@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -74,8 +73,14 @@ func (s *Set) eval(ctx context.Context, ev *audit.Event, observe func(string, ti
 	if len(rs) == 0 {
 		return nil, nil
 	}
-	a := s.acquire(ev)
-	defer s.release(a)
+	// Most events pass no rule's guard: the activation is only taken for
+	// one that does.
+	var a *activation
+	defer func() {
+		if a != nil {
+			s.release(a)
+		}
+	}()
 	var matches []Match
 	var errs *EvalErrors
 	fail := func(r *Rule, err error) {
@@ -88,8 +93,11 @@ func (s *Set) eval(ctx context.Context, ev *audit.Event, observe func(string, ti
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if r.verbs != nil && !slices.Contains(r.verbs, ev.Verb) {
+		if r.guard != nil && !r.guard(ev) {
 			continue
+		}
+		if a == nil {
+			a = s.acquire(ev)
 		}
 		var start time.Time
 		if observe != nil {

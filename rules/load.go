@@ -59,10 +59,11 @@ type Rule struct {
 
 	cond   cel.Program
 	output cel.Program // nil: the default output
-	// resources and verbs are what the condition demands of the event
-	// (nil: anything), for the prefilter.
+	// resources is what the condition demands of event.objectRef.resource
+	// (nil: anything), and guard what Go can decide of it (nil: nothing),
+	// for the prefilter.
 	resources []string
-	verbs     []string
+	guard     func(*audit.Event) bool
 	needs     Needs
 	by        []cel.Program
 	distinct  cel.Program
@@ -97,6 +98,9 @@ type Set struct {
 	macros []cel.Program
 	objs   map[string]*objType
 	hash   string
+	// probes are the values the rules' guards compare each event field
+	// with, by field path: what tests move events through.
+	probes map[string][]string
 	pool   sync.Pool // of *activation
 	// objectBytes bounds the request and response objects rules decode;
 	// onObjectTooLarge is told of each one over it.
@@ -371,7 +375,7 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 	}
 	c.checkCycles(macroDefs, refs)
 	resourceOf := newAnalyzer([]string{"objectRef", "resource"}, lists, macroASTs)
-	verbOf := newAnalyzer([]string{"verb"}, lists, macroASTs)
+	guardOf := newGuardBuilder(lists, macroASTs)
 	needsOf := newNeedsAnalyzer(lists, macroASTs)
 
 	ids := map[string]*Rule{}
@@ -389,7 +393,7 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 				if ast := c.check(d.condition, r.ID, types.BoolType, "condition"); ast != nil {
 					r.cond = c.program(d.condition, r.ID, ast, c.limits.Cost)
 					r.resources = resourceOf.expr(ast.NativeRep().Expr())
-					r.verbs = verbOf.expr(ast.NativeRep().Expr())
+					r.guard = guardOf.condition(ast.NativeRep().Expr())
 					r.needs = needsOf.condition(ast.NativeRep().Expr())
 				}
 			}
@@ -414,6 +418,7 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 		}
 	}
 	set.index = buildIndex(set.rules)
+	set.probes = guardOf.probes
 	for _, f := range files {
 		for _, t := range f.tests {
 			if t.tc.Rule != "" {

@@ -58,11 +58,10 @@ type analyzer struct {
 	lists  map[string][]string
 	macros map[string]celast.Expr
 	memo   map[string]constraint
-	done   map[string]bool
 }
 
 func newAnalyzer(path []string, lists map[string][]string, macros map[string]celast.Expr) *analyzer {
-	return &analyzer{path: path, lists: lists, macros: macros, memo: map[string]constraint{}, done: map[string]bool{}}
+	return &analyzer{path: path, lists: lists, macros: macros, memo: map[string]constraint{}}
 }
 
 func (a *analyzer) expr(e celast.Expr) constraint {
@@ -110,17 +109,25 @@ func (a *analyzer) expr(e celast.Expr) constraint {
 }
 
 func (a *analyzer) macro(name string) constraint {
-	if c, ok := a.memo[name]; ok || a.done[name] {
-		return c
+	return macroOnce(a.memo, a.macros, name, a.expr)
+}
+
+// macroOnce reads the named macro's expression with read, once: the result
+// is kept in memo. A macro that refers to itself reads as the zero value
+// (compilation rejects such cycles anyway).
+func macroOnce[T any](memo map[string]T, macros map[string]celast.Expr, name string, read func(celast.Expr) T) T {
+	if v, ok := memo[name]; ok {
+		return v
 	}
-	a.done[name] = true // guards against cycles, which compilation rejects anyway
-	e, ok := a.macros[name]
+	var zero T
+	memo[name] = zero
+	e, ok := macros[name]
 	if !ok {
-		return nil
+		return zero
 	}
-	c := a.expr(e)
-	a.memo[name] = c
-	return c
+	v := read(e)
+	memo[name] = v
+	return v
 }
 
 // isField reports whether e is event.<path...>.

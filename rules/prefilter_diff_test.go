@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -146,21 +147,53 @@ func TestPrefilterNeverDropsAMatch(t *testing.T) {
 
 // TestPrefilterNeverDropsAMatchUnderMutation moves each matching event of
 // the pack's tests and the labelled corpora along the fields the prefilter
-// reads — resource, verb, subresource, stage — through every value a rule
-// names, so that each rule's constraint is probed from both sides.
+// reads — resource, subresource, stage, and every field a guard compares
+// (verb, user, groups, response code, impersonation, …) — through every
+// value a rule names, so that each rule's constraint is probed from both
+// sides.
 func TestPrefilterNeverDropsAMatchUnderMutation(t *testing.T) {
 	set, err := Load(LoadOptions{Default: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	resources, verbs := []string{"", "pods", "secrets", "no-such-resource"}, []string{"", "get", "create", "no-such-verb"}
+	resources := []string{"", "pods", "secrets", "no-such-resource"}
+	guarded := 0
 	for _, r := range set.rules {
-		res, vs := r.prefilterOf()
-		resources = appendNew(resources, res...)
-		verbs = appendNew(verbs, vs...)
+		resources = appendNew(resources, r.resources...)
+		if r.guarded() {
+			guarded++
+		}
 	}
-	subresources := []string{"", "exec", "attach", "portforward", "proxy", "token", "status", "ephemeralcontainers", "log"}
-	stages := []string{audit.StageRequestReceived, audit.StageResponseStarted, audit.StageResponseComplete, audit.StagePanic}
+	// The guards must cover the rules that watch every resource, or most
+	// events would still reach CEL.
+	for _, id := range []string{"anonymous-request-allowed", "forbidden-burst", "impersonation-used"} {
+		if r, ok := set.Rule(id); !ok || !r.guarded() {
+			t.Errorf("rule %s has no guard", id)
+		}
+	}
+	probes := map[string][]string{
+		"objectRef.resource":    resources,
+		"objectRef.subresource": {"", "exec", "attach", "portforward", "proxy", "token", "status", "ephemeralcontainers", "log"},
+		"stage":                 {audit.StageRequestReceived, audit.StageResponseStarted, audit.StageResponseComplete, audit.StagePanic},
+		"verb":                  {"", "get", "create", "no-such-verb"},
+		"user.username":         {"", "alice"},
+		"user.groups":           {"", "developers"},
+		"responseStatus.code":   {"0", "200", "403", "500"},
+		"objectRef":             {""},
+	}
+	for path, vs := range set.probes {
+		probes[path] = appendNew(probes[path], vs...)
+	}
+	for _, want := range []string{"user.username", "user.groups", "responseStatus.code", "impersonatedUser"} {
+		if len(set.probes[want]) == 0 {
+			t.Errorf("no guard compares %s", want)
+		}
+	}
+	paths := make([]string, 0, len(probes))
+	for p := range probes {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
 
 	var bases []*audit.Event
 	corpora := corpusEvents(t)
@@ -181,55 +214,124 @@ func TestPrefilterNeverDropsAMatchUnderMutation(t *testing.T) {
 	}
 	n := 0
 	for i, base := range bases {
-		for j, res := range resources {
-			if (i+j)%stride != 0 {
-				continue
+		for _, path := range paths {
+			for j, v := range probes[path] {
+				if path != "stage" && (i+j)%stride != 0 {
+					continue
+				}
+				ev, ok := mutate(base, path, v)
+				if !ok {
+					t.Fatalf("the test cannot move events along %s, which a guard compares", path)
+				}
+				diffEval(t, set, ev, path+" "+v)
+				n++
 			}
-			ev := withObjectRef(base, func(o *audit.ObjectReference) { o.Resource = res })
-			diffEval(t, set, ev, "resource "+res)
-			n++
 		}
-		for j, v := range verbs {
-			if (i+j)%(stride/2) != 0 {
-				continue
-			}
-			ev := *base
-			ev.Verb = v
-			diffEval(t, set, &ev, "verb "+v)
-			n++
-		}
-		for j, sub := range subresources {
-			if (i+j)%(stride/2) != 0 {
-				continue
-			}
-			ev := withObjectRef(base, func(o *audit.ObjectReference) { o.Subresource = sub })
-			diffEval(t, set, ev, "subresource "+sub)
-			n++
-		}
-		for _, st := range stages {
-			ev := *base
-			ev.Stage = st
-			diffEval(t, set, &ev, "stage "+st)
-			n++
-		}
-		ev := *base
-		ev.ObjectRef = nil
-		diffEval(t, set, &ev, "no objectRef")
 	}
-	if n < 2000 {
+	if n < 4000 {
 		t.Errorf("only %d mutated events compared", n)
 	}
 }
 
-func withObjectRef(base *audit.Event, f func(*audit.ObjectReference)) *audit.Event {
+// mutate returns a copy of base with the field at path set to v: for a
+// list, v is added to it ("" empties it); for an optional part, its
+// presence is toggled.
+func mutate(base *audit.Event, path, v string) (*audit.Event, bool) {
 	ev := *base
-	o := audit.ObjectReference{}
-	if base.ObjectRef != nil {
-		o = *base.ObjectRef
+	user := func() *audit.UserInfo {
+		u := audit.UserInfo{}
+		if base.ImpersonatedUser != nil {
+			u = *base.ImpersonatedUser
+		}
+		ev.ImpersonatedUser = &u
+		return &u
 	}
-	f(&o)
-	ev.ObjectRef = &o
-	return &ev
+	status := func() *audit.Status {
+		s := audit.Status{}
+		if base.ResponseStatus != nil {
+			s = *base.ResponseStatus
+		}
+		ev.ResponseStatus = &s
+		return &s
+	}
+	list := func(l []string) []string {
+		if v == "" {
+			return nil
+		}
+		return append(slices.Clone(l), v)
+	}
+	if name, ok := strings.CutPrefix(path, "objectRef."); ok {
+		var o audit.ObjectReference
+		fields := map[string]*string{"resource": &o.Resource, "subresource": &o.Subresource, "namespace": &o.Namespace,
+			"name": &o.Name, "uid": &o.UID, "apiGroup": &o.APIGroup, "apiVersion": &o.APIVersion, "resourceVersion": &o.ResourceVersion}
+		if fields[name] == nil {
+			return nil, false
+		}
+		if base.ObjectRef != nil {
+			o = *base.ObjectRef
+		}
+		*fields[name] = v
+		ev.ObjectRef = &o
+		return &ev, true
+	}
+	switch path {
+	case "verb":
+		ev.Verb = v
+	case "stage":
+		ev.Stage = v
+	case "level":
+		ev.Level = v
+	case "requestURI":
+		ev.RequestURI = v
+	case "userAgent":
+		ev.UserAgent = v
+	case "user.username":
+		ev.User.Username = v
+	case "user.uid":
+		ev.User.UID = v
+	case "user.groups":
+		ev.User.Groups = list(ev.User.Groups)
+	case "sourceIPs":
+		ev.SourceIPs = list(ev.SourceIPs)
+	case "impersonatedUser.username":
+		user().Username = v
+	case "impersonatedUser.groups":
+		u := user()
+		u.Groups = list(u.Groups)
+	case "impersonatedUser":
+		if base.ImpersonatedUser != nil {
+			ev.ImpersonatedUser = nil
+		} else {
+			user().Username = "bob"
+		}
+	case "objectRef":
+		if base.ObjectRef != nil {
+			ev.ObjectRef = nil
+		} else {
+			ev.ObjectRef = &audit.ObjectReference{}
+		}
+	case "responseStatus":
+		if base.ResponseStatus != nil {
+			ev.ResponseStatus = nil
+		} else {
+			status()
+		}
+	case "responseStatus.code":
+		code, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, false
+		}
+		status().Code = code
+	case "responseStatus.status":
+		status().Status = v
+	case "responseStatus.reason":
+		status().Reason = v
+	case "responseStatus.message":
+		status().Message = v
+	default:
+		return nil, false
+	}
+	return &ev, true
 }
 
 func appendNew(to []string, vs ...string) []string {
@@ -247,8 +349,8 @@ func itoa(i int) string {
 }
 
 // FuzzPrefilter mutates the fields rules read — verb, resource,
-// subresource, namespace, stage, user, groups, response code and the
-// bodies — of events from the pack's tests, and checks that Eval with the
+// subresource, namespace, stage, user, groups, response code, the
+// impersonated user and the bodies — of events from the pack's tests, and checks that Eval with the
 // prefilter finds exactly the matches of evaluating every rule.
 //
 //	go test -run '^$' -fuzz FuzzPrefilter ./rules
@@ -315,6 +417,12 @@ func FuzzPrefilter(f *testing.F) {
 		} else {
 			ev.ObjectRef = &o
 		}
+		if mask&(1<<11) != 0 {
+			ev.ImpersonatedUser = &audit.UserInfo{Username: user, Groups: []string{group}}
+		}
+		if mask&(1<<12) != 0 {
+			ev.ResponseStatus = nil
+		}
 		diffEval(t, set, &ev, "fuzzed event")
 	})
 }
@@ -331,7 +439,8 @@ func (r *recorder) Errorf(format string, args ...any) {
 }
 
 // TestDiffCatchesADroppingPrefilter breaks the index on purpose — one rule
-// filed under a resource it does not watch — and checks that the
+// filed under a resource it does not watch, one guard wrong about a
+// value — and checks that the
 // comparison above reports the match it loses.
 func TestDiffCatchesADroppingPrefilter(t *testing.T) {
 	set, err := Load(LoadOptions{Default: true})
@@ -352,5 +461,18 @@ func TestDiffCatchesADroppingPrefilter(t *testing.T) {
 	diffEval(rec, set, ev, "broken index")
 	if len(rec.errors) == 0 {
 		t.Fatal("a prefilter that drops secret-read-by-non-node went unnoticed")
+	}
+
+	// A guard that is wrong about one field value: 404 is not denied.
+	r, ok = set.Rule("forbidden-burst")
+	if !ok {
+		t.Fatal("no rule forbidden-burst")
+	}
+	r.guard = func(ev *audit.Event) bool { return ev.ResponseCode() == 404 }
+	rec = &recorder{TB: t}
+	diffEval(rec, set, &audit.Event{AuditID: "b", Stage: audit.StageResponseComplete, Verb: "get",
+		User: audit.UserInfo{Username: "mallory"}, ResponseStatus: &audit.Status{Code: 403}}, "broken guard")
+	if len(rec.errors) == 0 {
+		t.Fatal("a guard that drops forbidden-burst went unnoticed")
 	}
 }

@@ -33,6 +33,5 @@ func (s *Set) evalUnfiltered(ev *audit.Event) []string {
 	return ids
 }
 
-// prefilterOf returns what the prefilter derived from a rule's condition
-// (nil: any value).
-func (r *Rule) prefilterOf() (resources, verbs []string) { return r.resources, r.verbs }
+// guarded reports whether the prefilter holds a guard for the rule.
+func (r *Rule) guarded() bool { return r.guard != nil }
