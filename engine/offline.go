@@ -134,7 +134,8 @@ func readLine(br *bufio.Reader) (data []byte, tooLong bool, err error) {
 }
 
 func (r *replayer) line(ctx context.Context, name string, n int, data []byte, event *audit.Event) error {
-	err := audit.DecodeInto(data, event)
+	// Each line is read into memory of its own, never reused.
+	err := audit.DecodeShared(data, event)
 	if errors.Is(err, audit.ErrWrongKind) && bytes.Contains(data, []byte(`"EventList"`)) {
 		raws, lerr := audit.ParseBody(data)
 		if lerr != nil {
@@ -142,7 +143,7 @@ func (r *replayer) line(ctx context.Context, name string, n int, data []byte, ev
 			return nil
 		}
 		for i, raw := range raws {
-			if err := audit.DecodeInto(raw.Data, event); err != nil {
+			if err := audit.DecodeShared(raw.Data, event); err != nil {
 				r.malformed(name, n, fmt.Errorf("items[%d]: %w", i, err))
 				continue
 			}

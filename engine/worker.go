@@ -210,8 +210,9 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 			}
 			lastProgress = time.Now()
 		}
-		ev, err := audit.Decode(m.Data())
-		if err != nil {
+		// A message's payload is its own copy, never written again.
+		ev := &audit.Event{}
+		if err := audit.DecodeShared(m.Data(), ev); err != nil {
 			w.deadLetter(ctx, m, err)
 			continue
 		}

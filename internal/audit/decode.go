@@ -48,12 +48,26 @@ func Decode(data []byte) (*Event, error) {
 // bodies can be large and are mostly never read. data must stay unchanged
 // for as long as they are in use. Every other value is a copy.
 func DecodeInto(data []byte, ev *Event) error {
+	return decodeInto(data, ev, false)
+}
+
+// DecodeShared is DecodeInto for a caller that never changes data once
+// decoded (a message's own payload, a freshly read line): ev's strings
+// share data's memory wherever they needed no unescaping, instead of being
+// copied, which was a third of the cost of decoding an event. data must
+// stay unchanged for as long as ev or any string taken from it is in use;
+// the garbage collector keeps it alive that long.
+func DecodeShared(data []byte, ev *Event) error {
+	return decodeInto(data, ev, true)
+}
+
+func decodeInto(data []byte, ev *Event, shared bool) error {
 	*ev = Event{}
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
 		return errors.New("empty event")
 	}
-	d := decoder{data: data}
+	d := decoder{data: data, alias: shared}
 	if err := d.document(func() error { return d.event(ev) }); err != nil {
 		return fmt.Errorf("malformed audit event: %w", err)
 	}
@@ -425,13 +439,80 @@ func (d *decoder) status(s *Status) error {
 }
 
 // time decodes a timestamp exactly as encoding/json does: by handing the
-// literal to time.Time's UnmarshalJSON.
+// literal to time.Time's UnmarshalJSON, unless it is in the one form
+// kube-apiserver writes, which is read directly at a fraction of the cost.
 func (d *decoder) time(t *time.Time) error {
 	raw, err := d.raw(1)
 	if err != nil {
 		return err
 	}
+	if v, ok := utcTime(raw); ok {
+		*t = v
+		return nil
+	}
 	return t.UnmarshalJSON(raw)
+}
+
+// utcTime reads a JSON string "YYYY-MM-DDTHH:MM:SS[.fraction]Z" as
+// time.Parse(time.RFC3339Nano) would, false for anything else.
+func utcTime(b []byte) (time.Time, bool) {
+	if len(b) < len(`"2006-01-02T15:04:05Z"`) || b[0] != '"' || b[len(b)-1] != '"' || b[len(b)-2] != 'Z' {
+		return time.Time{}, false
+	}
+	s := b[1 : len(b)-2]
+	if s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, false
+	}
+	year, ok1 := digits(s[0:4])
+	month, ok2 := digits(s[5:7])
+	day, ok3 := digits(s[8:10])
+	hour, ok4 := digits(s[11:13])
+	minute, ok5 := digits(s[14:16])
+	sec, ok6 := digits(s[17:19])
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 ||
+		month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	nsec := 0
+	if frac := s[19:]; len(frac) > 0 {
+		if len(frac) < 2 || len(frac) > 10 || frac[0] != '.' {
+			return time.Time{}, false
+		}
+		n, ok := digits(frac[1:])
+		if !ok {
+			return time.Time{}, false
+		}
+		for range 10 - len(frac) {
+			n *= 10
+		}
+		nsec = n
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC), true
+}
+
+// digits reads a run of decimal digits, false if any byte is not one.
+func digits(b []byte) (int, bool) {
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }
 
 // stringMap decodes annotations. Like encoding/json, it adds to a map
@@ -446,7 +527,7 @@ func (d *decoder) stringMap(m *map[string]string) error {
 		*m = map[string]string{}
 	}
 	return d.members(2, func(key []byte) error {
-		k := d.intern(key)
+		k := d.keep(key)
 		v := ""
 		if err := d.string(&v, 2, "Event.annotations"); err != nil {
 			return err
@@ -466,7 +547,7 @@ func (d *decoder) extra(m *map[string][]string, depth int) error {
 		*m = map[string][]string{}
 	}
 	return d.members(depth+1, func(key []byte) error {
-		k := d.intern(key)
+		k := d.keep(key)
 		v, err := d.stringList(depth+1, "UserInfo.extra")
 		if err != nil {
 			return err
@@ -575,30 +656,8 @@ func ParseRawDepth(data []byte, depth int) (Raw, error) {
 // fails the whole body, naming its index. The events' Data are sub-slices of
 // body.
 func ParseBody(body []byte) ([]Raw, error) {
-	var (
-		kind, apiVersion string
-		items            [][]byte
-	)
 	d := decoder{data: body}
-	err := d.document(func() error {
-		return d.members(1, func(key []byte) error {
-			f := listField(string(key))
-			if f == fUnknown {
-				f = listField(canonical(key, []string{"kind", "apiVersion", "items"}))
-			}
-			var err error
-			switch f {
-			case fKind:
-				return d.string(&kind, 1, "listHeader.kind")
-			case fAPIVersion:
-				return d.string(&apiVersion, 1, "listHeader.apiVersion")
-			case fItems:
-				items, err = d.rawList(1, "listHeader.items")
-				return err
-			}
-			return d.skip(1)
-		})
-	})
+	kind, _, items, err := d.list(false)
 	if err != nil {
 		return nil, fmt.Errorf("malformed audit body: %w", err)
 	}
@@ -624,8 +683,46 @@ func ParseBody(body []byte) ([]Raw, error) {
 	return out, nil
 }
 
-// rawList decodes an array into its elements' bytes; null gives nil.
-func (d *decoder) rawList(depth int, field string) ([][]byte, error) {
+// SplitList reads the envelope of a body as json.Unmarshal would into
+// {kind, apiVersion string; items []json.RawMessage}, except that each
+// item's nesting is counted from the item itself: kube-apiserver checks an
+// event's depth on its own, so an item as deep as encoding/json allows must
+// not refuse its whole batch. Items are sub-slices of body, validated as
+// JSON but not decoded.
+func SplitList(body []byte) (kind, apiVersion string, items [][]byte, err error) {
+	d := decoder{data: body}
+	return d.list(true)
+}
+
+// list decodes a list envelope; ownDepth counts each item's nesting from
+// the item rather than from the body.
+func (d *decoder) list(ownDepth bool) (kind, apiVersion string, items [][]byte, err error) {
+	err = d.document(func() error {
+		return d.members(1, func(key []byte) error {
+			f := listField(string(key))
+			if f == fUnknown {
+				f = listField(canonical(key, []string{"kind", "apiVersion", "items"}))
+			}
+			var err error
+			switch f {
+			case fKind:
+				return d.string(&kind, 1, "listHeader.kind")
+			case fAPIVersion:
+				return d.string(&apiVersion, 1, "listHeader.apiVersion")
+			case fItems:
+				items, err = d.rawList(1, ownDepth, "listHeader.items")
+				return err
+			}
+			return d.skip(1)
+		})
+	})
+	return kind, apiVersion, items, err
+}
+
+// rawList decodes an array at depth into its elements' bytes, their nesting
+// counted from the array or, with ownDepth, from each element; null gives
+// nil.
+func (d *decoder) rawList(depth int, ownDepth bool, field string) ([][]byte, error) {
 	switch d.next() {
 	case 'n':
 		return nil, d.literal()
@@ -639,8 +736,12 @@ func (d *decoder) rawList(depth int, field string) ([][]byte, error) {
 		d.pos++
 		return out, nil
 	}
+	itemDepth := depth + 1
+	if ownDepth {
+		itemDepth = 0
+	}
 	for {
-		item, err := d.raw(depth + 1)
+		item, err := d.raw(itemDepth)
 		if err != nil {
 			return nil, err
 		}

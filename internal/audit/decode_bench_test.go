@@ -75,6 +75,15 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			})
 		})
+		b.Run(set.name+"-shared", func(b *testing.B) {
+			b.SetBytes(n / int64(len(set.lines)))
+			var ev Event
+			loopCPU(b, func(i int) {
+				if err := DecodeShared(set.lines[i%len(set.lines)], &ev); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
 		b.Run(set.name+"-encoding-json", func(b *testing.B) {
 			b.SetBytes(n / int64(len(set.lines)))
 			loopCPU(b, func(i int) {

@@ -101,13 +101,30 @@ func sameError(got, want error) bool {
 
 func checkSame(t *testing.T, data []byte) {
 	t.Helper()
-	ev, err := Decode(data)
+	// Decode copies every string: overwriting its input afterwards must
+	// change nothing but the bodies, which stay sub-slices.
+	buf := bytes.Clone(data)
+	ev, err := Decode(buf)
+	if err == nil {
+		ev.RequestObject, ev.ResponseObject = bytes.Clone(ev.RequestObject), bytes.Clone(ev.ResponseObject)
+	}
+	for i := range buf {
+		buf[i] = 'x'
+	}
 	want, werr := refDecode(data)
 	if !sameError(err, werr) {
 		t.Fatalf("Decode(%.200q): error %v, encoding/json: %v", data, err, werr)
 	}
 	if err == nil && !reflect.DeepEqual(ev, want) {
 		t.Fatalf("Decode(%.200q) =\n%#v\nencoding/json:\n%#v", data, ev, want)
+	}
+	var shared Event
+	err = DecodeShared(bytes.Clone(data), &shared)
+	if !sameError(err, werr) {
+		t.Fatalf("DecodeShared(%.200q): error %v, encoding/json: %v", data, err, werr)
+	}
+	if err == nil && !reflect.DeepEqual(&shared, want) {
+		t.Fatalf("DecodeShared(%.200q) =\n%#v\nencoding/json:\n%#v", data, &shared, want)
 	}
 	raw, err := ParseRaw(data)
 	wraw, werr := refParseRaw(data)
@@ -218,6 +235,27 @@ func edgeCases() []string {
 		`{` + ok + `,"stageTimestamp":{"a":1}}`,
 		`{` + ok + `,"stageTimestamp":"2020-01-01T00:00:00Z","stageTimestamp":null}`,
 		`{` + ok + `,"requestReceivedTimestamp":"2020-02-30T00:00:00Z"}`,
+		`{` + ok + `,"stageTimestamp":"2024-02-29T23:59:59.5Z"}`,
+		`{` + ok + `,"stageTimestamp":"2023-02-29T00:00:00Z"}`,
+		`{` + ok + `,"stageTimestamp":"1900-02-29T00:00:00Z"}`,
+		`{` + ok + `,"stageTimestamp":"2000-02-29T00:00:00Z"}`,
+		`{` + ok + `,"stageTimestamp":"2020-04-31T00:00:00Z"}`,
+		`{` + ok + `,"stageTimestamp":"2020-01-01T24:00:00Z"}`,
+		`{` + ok + `,"stageTimestamp":"2020-01-01T00:60:00Z"}`,
+		`{` + ok + `,"stageTimestamp":"2020-01-01T00:00:60Z"}`,
+		`{` + ok + `,"stageTimestamp":"2020-13-01T00:00:00Z"}`,
+		`{` + ok + `,"stageTimestamp":"2020-00-10T00:00:00Z"}`,
+		`{` + ok + `,"stageTimestamp":"2020-01-00T00:00:00Z"}`,
+		`{` + ok + `,"stageTimestamp":"0000-01-01T00:00:00Z"}`,
+		`{` + ok + `,"stageTimestamp":"9999-12-31T23:59:59.999999999Z"}`,
+		`{` + ok + `,"stageTimestamp":"2020-01-01T00:00:00.Z"}`,
+		`{` + ok + `,"stageTimestamp":"2020-01-01T00:00:00,5Z"}`,
+		`{` + ok + `,"stageTimestamp":"2020-01-01T00:00:00.12a4Z"}`,
+		`{` + ok + `,"stageTimestamp":"+020-01-01T00:00:00Z"}`,
+		`{` + ok + `,"stageTimestamp":"2020-1-01T00:00:00Z"}`,
+		`{` + ok + `,"stageTimestamp":"2020-01-01T00:00:00.0000000000Z"}`,
+		`{` + ok + `,"stageTimestamp":"2020-01-01T00:00:00.1234567890Z"}`,
+		`{` + ok + `,"stageTimestamp":"2020-01-01T00:00:00.000001Z"}`,
 		`{` + ok + `,"requestObject":  {"a":1}  ,"responseObject":[ 1 ,"x", true,false,null,-0.5e-3]}`,
 		`{` + ok + `,"requestObject":null,"responseObject":"null"}`,
 		`{` + ok + `,"requestObject":1,"requestObject":null}`,

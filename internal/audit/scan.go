@@ -48,9 +48,10 @@ var errDepth = errors.New("exceeded max depth")
 // the limit it was decoded with.
 var ErrTooDeep = errors.New("JSON nested too deeply")
 
-// decoder reads one JSON document. Strings it decodes are carved from arena
-// chunks that are never written again once a string refers to them, which
-// makes an event's strings one allocation instead of one each.
+// decoder reads one JSON document. Strings it decodes either share the
+// input's memory (alias) or are carved from arena chunks that are never
+// written again once a string refers to them, which makes an event's
+// strings one allocation instead of one each.
 type decoder struct {
 	data  []byte
 	pos   int
@@ -58,6 +59,9 @@ type decoder struct {
 	strs  []string
 	// limit, when set, is a nesting limit below maxDepth.
 	limit int
+	// alias lets decoded strings share the input's memory instead of
+	// being copied: for a caller that keeps the input unchanged.
+	alias bool
 }
 
 // depthLimit is the nesting the decoder accepts.
@@ -286,9 +290,22 @@ func isHex(c byte) bool {
 // encoding/json does.
 func (d *decoder) str(raw []byte, flags int) string {
 	if flags&strEscaped == 0 && (flags&strNonASCII == 0 || utf8.Valid(raw)) {
-		return d.intern(raw)
+		return d.keep(raw)
 	}
-	return d.intern(unquote(raw))
+	// unquote's result is new memory that nothing else writes.
+	b := unquote(raw)
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// keep makes a string of b, which is either a part of the input or memory
+// of the decoder's own. In alias mode the string shares b's memory: the
+// input's owner has promised not to change it. Otherwise b is copied into
+// the arena.
+func (d *decoder) keep(b []byte) string {
+	if d.alias {
+		return unsafe.String(unsafe.SliceData(b), len(b))
+	}
+	return d.intern(b)
 }
 
 // intern copies b into the arena. A chunk that is full is left to the

@@ -240,7 +240,7 @@ func BenchmarkEngine(b *testing.B) {
 			b.ReportAllocs()
 			var e audit.Event
 			for i := 0; b.Loop(); i++ {
-				if err := audit.DecodeInto(lines[i%len(lines)], &e); err != nil {
+				if err := audit.DecodeShared(lines[i%len(lines)], &e); err != nil {
 					b.Fatal(err)
 				}
 				if _, err := ev.Evaluate(ctx, &e); err != nil {
@@ -252,7 +252,7 @@ func BenchmarkEngine(b *testing.B) {
 			b.ReportAllocs()
 			var e audit.Event
 			for i := 0; b.Loop(); i++ {
-				if err := audit.DecodeInto(lines[i%len(lines)], &e); err != nil {
+				if err := audit.DecodeShared(lines[i%len(lines)], &e); err != nil {
 					b.Fatal(err)
 				}
 			}
