@@ -264,68 +264,20 @@ type envelope struct {
 	Items      []json.RawMessage `json:"items"`
 }
 
-// decodeEnvelope is json.Unmarshal into an envelope, but with each item
-// decoded on its own. encoding/json refuses nesting deeper than 10,000
-// levels counted from the value it decodes; the apiserver checks each
-// event's requestObject alone, so an event it logs (a patch body is logged
-// as sent) may be 10,000 deep by itself and deeper inside a list. Counted
-// from the whole body, that one event would refuse its whole batch, and with
-// it the other users' events.
+// decodeEnvelope is json.Unmarshal into an envelope, but with each item's
+// nesting counted from the item (audit.SplitList): encoding/json refuses
+// nesting deeper than 10,000 levels counted from the value it decodes, and
+// the apiserver checks each event's requestObject alone, so an event it
+// logs (a patch body is logged as sent) may be 10,000 deep by itself and
+// deeper inside a list. Counted from the whole body, that one event would
+// refuse its whole batch, and with it the other users' events.
 func decodeEnvelope(body []byte) (envelope, error) {
-	var env envelope
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return env, fmt.Errorf("not a JSON object (%w)", err)
+	kind, apiVersion, items, err := audit.SplitList(body)
+	env := envelope{Kind: kind, APIVersion: apiVersion, Items: make([]json.RawMessage, len(items))}
+	for i, item := range items {
+		env.Items[i] = item
 	}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return env, err
-		}
-		switch key, _ := t.(string); key {
-		case "kind":
-			err = dec.Decode(&env.Kind)
-		case "apiVersion":
-			err = dec.Decode(&env.APIVersion)
-		case "items":
-			err = decodeItems(dec, &env.Items)
-		default:
-			var skip json.RawMessage
-			err = dec.Decode(&skip)
-		}
-		if err != nil {
-			return env, fmt.Errorf("%q: %w", t, err)
-		}
-	}
-	if _, err := dec.Token(); err != nil {
-		return env, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return env, errors.New("data after the JSON object")
-	}
-	return env, nil
-}
-
-func decodeItems(dec *json.Decoder, items *[]json.RawMessage) error {
-	t, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if t == nil {
-		return nil
-	}
-	if t != json.Delim('[') {
-		return fmt.Errorf("want an array, got %v", t)
-	}
-	for dec.More() {
-		var item json.RawMessage
-		if err := dec.Decode(&item); err != nil {
-			return err
-		}
-		*items = append(*items, item)
-	}
-	_, err = dec.Token()
-	return err
+	return env, err
 }
 
 // parse splits a body into events. A body that is not an EventList or an
