@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -12,9 +14,10 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	var (
-		opts   bench.Options
-		output string
-		skip   []string
+		opts       bench.Options
+		output     string
+		skip       []string
+		cpuProfile string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [--events N] [--output text|json] [--rate R] [--duration D] [--skip e2e,webhook,latency,jq]",
@@ -39,6 +42,13 @@ func newBenchCmd() *cobra.Command {
 			errOut := cmd.ErrOrStderr()
 			opts.Logger = slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: slog.LevelError}))
 			opts.Progress = func(phase string) { fmt.Fprintf(errOut, "bench: %s...\n", phase) }
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			r, err := bench.Run(cmd.Context(), opts)
 			if err != nil {
 				return err
@@ -65,5 +75,22 @@ func newBenchCmd() *cobra.Command {
 	f.Uint64Var(&opts.Seed, "seed", bench.DefaultSeed, "workload seed; the same seed gives the same events")
 	f.StringSliceVar(&skip, "skip", nil, "phases to skip: e2e, webhook, latency, jq")
 	f.StringVar(&opts.TempDir, "tmpdir", "", "where JetStream stores and logs are written (default: the system's temp dir)")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
 	return cmd
+}
+
+// startCPUProfile profiles the process into path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("--cpuprofile %s: %w", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }

@@ -91,8 +91,9 @@ func runLatency(ctx context.Context, w *Workload, set *rules.Set, rate int, dur 
 		return nil, err
 	}
 	// Whatever is still in flight gets the stall timeout to arrive.
+	s.expect(expected)
 	deadline := time.Now().Add(stallTimeout)
-	for s.progress(expected) < len(expected) && time.Now().Before(deadline) {
+	for s.progress() < len(expected) && time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()

@@ -1,0 +1,120 @@
+package bus_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-k8s/vigil/engine"
+	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/internal/bench"
+	"github.com/vigil-k8s/vigil/internal/bus"
+	"github.com/vigil-k8s/vigil/internal/config"
+)
+
+// BenchmarkJetStreamFloor measures what the pipeline's messaging alone
+// costs, with none of vigil's work: the bench workload's events published
+// in batches of 400 through the ingest publisher into the embedded server
+// with file storage (each acknowledged), then consumed through the engine's
+// consumer and acknowledged one by one, as a worker does. It bounds what
+// the end-to-end and webhook phases of `vigil bench` can reach on a
+// machine, whatever the engine's speed.
+//
+//	go test -run '^$' -bench JetStreamFloor -benchtime 100000x ./internal/bus
+func BenchmarkJetStreamFloor(b *testing.B) {
+	w, err := bench.NewWorkload(bench.DefaultSeed)
+	if err != nil {
+		b.Fatal(err)
+	}
+	setup := func(b *testing.B) (context.Context, jetstream.JetStream) {
+		b.Helper()
+		emb, err := bus.StartEmbedded(b.TempDir(), "", slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(emb.Shutdown)
+		nc, err := nats.Connect("", emb.ConnectOptions()...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		b.Cleanup(cancel)
+		if err := bus.EnsureStreams(ctx, js, config.NATS{}); err != nil {
+			b.Fatal(err)
+		}
+		return ctx, js
+	}
+	events := func(b *testing.B, n int) (batches [][]audit.Raw, size int64) {
+		b.Helper()
+		var batch []audit.Raw
+		for i := range n {
+			line, _ := w.Event(nil, i)
+			r, err := audit.ParseRaw(line)
+			if err != nil {
+				b.Fatal(err)
+			}
+			size += int64(len(line))
+			if batch = append(batch, r); len(batch) == 400 || i == n-1 {
+				batches, batch = append(batches, batch), nil
+			}
+		}
+		return batches, size
+	}
+	publish := func(b *testing.B, ctx context.Context, js jetstream.JetStream, batches [][]audit.Raw) {
+		b.Helper()
+		pub := bus.NewPublisher(js, "bench")
+		for _, batch := range batches {
+			if err := pub.Publish(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+
+	b.Run("publish", func(b *testing.B) {
+		ctx, js := setup(b)
+		batches, size := events(b, b.N)
+		b.SetBytes(size / int64(b.N))
+		b.ResetTimer()
+		publish(b, ctx, js, batches)
+		b.StopTimer()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+	b.Run("consume-ack", func(b *testing.B) {
+		ctx, js := setup(b)
+		batches, size := events(b, b.N)
+		publish(b, ctx, js, batches)
+		b.SetBytes(size / int64(b.N))
+		cons, err := bus.EnsureConsumer(ctx, js, bus.StreamAudit, engine.ConsumerConfig(config.Engine{}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		got := make(chan struct{}, b.N)
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			_ = m.Ack()
+			got <- struct{}{}
+		}, jetstream.PullMaxMessages(config.DefaultFetchBatch))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range b.N {
+			select {
+			case <-got:
+			case <-ctx.Done():
+				b.Fatal(ctx.Err())
+			}
+		}
+		b.StopTimer()
+		cc.Stop()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+}
