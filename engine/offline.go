@@ -116,7 +116,15 @@ func (r *replayer) file(ctx context.Context, name string, in io.Reader) error {
 	}
 }
 
+// readLine returns the next line. One that fits the reader's buffer is
+// returned in place, valid until the next read: copying every line cost
+// more than decoding it. Longer ones are assembled in memory of their own.
 func readLine(br *bufio.Reader) (data []byte, tooLong bool, err error) {
+	chunk, err := br.ReadSlice('\n')
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		return chunk, false, err
+	}
+	data = append(data, chunk...)
 	for {
 		chunk, err := br.ReadSlice('\n')
 		if !tooLong {
@@ -134,8 +142,9 @@ func readLine(br *bufio.Reader) (data []byte, tooLong bool, err error) {
 }
 
 func (r *replayer) line(ctx context.Context, name string, n int, data []byte, event *audit.Event) error {
-	// Each line is read into memory of its own, never reused.
-	err := audit.DecodeShared(data, event)
+	// data is the reader's buffer: the event must copy its strings, as
+	// alerts made from it outlive the next read.
+	err := audit.DecodeInto(data, event)
 	if errors.Is(err, audit.ErrWrongKind) && bytes.Contains(data, []byte(`"EventList"`)) {
 		raws, lerr := audit.ParseBody(data)
 		if lerr != nil {
@@ -143,7 +152,7 @@ func (r *replayer) line(ctx context.Context, name string, n int, data []byte, ev
 			return nil
 		}
 		for i, raw := range raws {
-			if err := audit.DecodeShared(raw.Data, event); err != nil {
+			if err := audit.DecodeInto(raw.Data, event); err != nil {
 				r.malformed(name, n, fmt.Errorf("items[%d]: %w", i, err))
 				continue
 			}

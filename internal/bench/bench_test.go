@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vigil-k8s/vigil/engine"
+	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/rules"
 )
@@ -258,4 +261,33 @@ func BenchmarkEngine(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkReplay is the vigil side of the jq comparison: engine.Replay
+// over a log of the workload, read from a file, full pack.
+func BenchmarkReplay(b *testing.B) {
+	w, err := NewWorkload(DefaultSeed)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 20_000
+	var data []byte
+	for i := range n {
+		data, _ = w.Event(data, i)
+		data = append(data, '\n')
+	}
+	path := filepath.Join(b.TempDir(), "audit.log")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	set := defaultSet(b)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		st, err := engine.Replay(context.Background(), set, []string{path}, engine.ReplayOptions{OnAlert: func(*alert.Alert) error { return nil }})
+		if err != nil || st.Events != n {
+			b.Fatalf("replayed %d events: %v", st.Events, err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
 }
