@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,7 +21,8 @@ import (
 // costs, with none of vigil's work: the bench workload's events published
 // in batches of 400 through the ingest publisher into the embedded server
 // with file storage (each acknowledged), then consumed through the engine's
-// consumer and acknowledged one by one, as a worker does. It bounds what
+// consumer and acknowledged one by one, as a worker does, and both at once.
+// It bounds what
 // the end-to-end and webhook phases of `vigil bench` can reach on a
 // machine, whatever the engine's speed.
 //
@@ -88,10 +90,14 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 		b.StopTimer()
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	})
-	b.Run("consume-ack", func(b *testing.B) {
+	// consume acknowledges n messages through the engine's consumer, the
+	// first published by publishing if it is set (concurrently).
+	consume := func(b *testing.B, concurrent bool) {
 		ctx, js := setup(b)
 		batches, size := events(b, b.N)
-		publish(b, ctx, js, batches)
+		if !concurrent {
+			publish(b, ctx, js, batches)
+		}
 		b.SetBytes(size / int64(b.N))
 		cons, err := bus.EnsureConsumer(ctx, js, bus.StreamAudit, engine.ConsumerConfig(config.Engine{}))
 		if err != nil {
@@ -106,6 +112,11 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		defer cc.Stop()
+		var wg sync.WaitGroup
+		if concurrent {
+			wg.Go(func() { publish(b, ctx, js, batches) })
+		}
 		for range b.N {
 			select {
 			case <-got:
@@ -114,7 +125,10 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 			}
 		}
 		b.StopTimer()
-		cc.Stop()
+		wg.Wait()
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-	})
+	}
+	b.Run("consume-ack", func(b *testing.B) { consume(b, false) })
+	// Both at once, as in vigil run: the ceiling of the end-to-end phase.
+	b.Run("publish+consume-ack", func(b *testing.B) { consume(b, true) })
 }
