@@ -225,10 +225,18 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	default:
 		return nil, fail(http.StatusUnsupportedMediaType, "Content-Encoding %q not supported (use gzip or none)", enc)
 	}
-	body, err := io.ReadAll(io.LimitReader(in, max+1))
+	// Sized on Content-Length when it tells (apiservers send it), so that
+	// a batch of a megabyte is not copied over and over as it grows.
+	size := bytes.MinRead
+	if r.ContentLength > 0 && enc != "gzip" {
+		size += int(r.ContentLength)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	_, err := buf.ReadFrom(io.LimitReader(in, max+1))
 	if err != nil {
 		return nil, readError(err, "body", max)
 	}
+	body := buf.Bytes()
 	if int64(len(body)) > max {
 		return nil, limited("max_body_bytes", http.StatusRequestEntityTooLarge, "decompressed body exceeds max_body_bytes %d", max)
 	}
