@@ -227,20 +227,42 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	}
 	// Sized on Content-Length when it tells (apiservers send it), so that
 	// a batch of a megabyte is not copied over and over as it grows.
-	size := bytes.MinRead
+	size := 512
 	if r.ContentLength > 0 && enc != "gzip" {
-		size += int(r.ContentLength)
+		size = int(min(r.ContentLength, maxPresize)) + 1
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, size))
-	_, err := buf.ReadFrom(io.LimitReader(in, max+1))
+	body, err := readAll(io.LimitReader(in, max+1), size)
 	if err != nil {
 		return nil, readError(err, "body", max)
 	}
-	body := buf.Bytes()
 	if int64(len(body)) > max {
 		return nil, limited("max_body_bytes", http.StatusRequestEntityTooLarge, "decompressed body exceeds max_body_bytes %d", max)
 	}
 	return body, nil
+}
+
+// maxPresize bounds the memory a request's declared length reserves before
+// its bytes arrive.
+const maxPresize = 8 << 20
+
+// readAll is io.ReadAll starting with size bytes of room, growing as it
+// does (by a quarter once large), so that a body cut at max_body_bytes
+// holds no more than it.
+func readAll(r io.Reader, size int) ([]byte, error) {
+	b := make([]byte, 0, size)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 func readError(err error, what string, max int64) error {
