@@ -21,11 +21,15 @@ import (
 // condition is false, and CEL need not run.
 //
 // Soundness rests on one invariant: a guard that returns false implies the
-// expression it was read from evaluates to false, not to an error. Atoms
-// read fields that are total (an absent value reads as its zero value, as
-// in CEL), so they are exact; && and || keep the invariant because CEL's
-// logical operators are commutative over errors (false && error is false);
-// ! is only taken of an exact guard.
+// expression it was read from evaluates to false, not to an error value.
+// Atoms read fields that are total (an absent value reads as its zero
+// value, as in CEL), so they are exact; && and || keep the invariant
+// because CEL's logical operators are commutative over errors (false &&
+// error is false); ! is only taken of an exact guard. The one difference a
+// skipped rule makes is that it cannot exceed a resource limit: CEL aborts
+// a whole evaluation on the cost limit, even one that && would have made
+// false, so a rule that blows its budget on events its guard rejects now
+// counts fewer errors. It never matches differently.
 
 // guard is a condition on an event, read from CEL. exact says that it is
 // the expression's value, not only a necessary condition of it.

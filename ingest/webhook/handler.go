@@ -316,6 +316,9 @@ func decodeEnvelope(body []byte) (envelope, error) {
 // hold back the rest of its batch forever.
 func (s *Server) parse(body []byte) (events []audit.Raw, where []string, bad []badItem, err error) {
 	env, err := decodeEnvelope(body)
+	if errors.Is(err, audit.ErrTooDeep) {
+		return nil, nil, nil, limited("max_json_depth", http.StatusBadRequest, "body nested deeper than %d levels: %v", audit.MaxDepth, err)
+	}
 	if err != nil {
 		return nil, nil, nil, fail(http.StatusBadRequest, "malformed body: want an audit.k8s.io EventList: %v", err)
 	}

@@ -200,7 +200,8 @@ func TestTooManyBadItemsRefuseTheList(t *testing.T) {
 
 // TestItemsNestedTooDeepAreDeadLettered: with max_json_depth 20 an item
 // nested 30 levels (counted from the item) is dead-lettered and counted,
-// the items beside it stored; a single Event body that deep is refused.
+// the items beside it stored; a single Event body that deep is refused, and
+// so is one deeper than any decoder accepts, as a depth limit.
 func TestItemsNestedTooDeepAreDeadLettered(t *testing.T) {
 	env := newJS(t)
 	m := metrics.New(prometheus.NewRegistry())
@@ -226,16 +227,30 @@ func TestItemsNestedTooDeepAreDeadLettered(t *testing.T) {
 	if resp.StatusCode != 400 || !strings.Contains(string(msg), "max_json_depth 20") {
 		t.Fatalf("deep single Event: status %d %q, want 400 naming max_json_depth", resp.StatusCode, msg)
 	}
+	// Deeper than any decoder goes (10,000 levels in its requestObject):
+	// refused as a depth limit too, not as malformed JSON.
+	deepest := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"deepest","stage":"ResponseComplete","requestObject":` +
+		strings.Repeat(`{"a":`, 10_000) + `1` + strings.Repeat(`}`, 10_000) + `}`
+	resp, err = http.Post(url, "application/json", strings.NewReader(deepest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	if resp.StatusCode != 400 || !strings.Contains(string(msg), "nested deeper than 10000 levels") {
+		t.Fatalf("Event 10,001 levels deep: status %d %q, want 400 naming the depth", resp.StatusCode, msg)
+	}
 	env.expectExactlyOnce(t, map[string]bool{"shallow-1/ResponseComplete": true, "shallow-2/ResponseComplete": true})
 	dead := env.messages(t, bus.StreamDead)
-	if len(dead) != 2 {
-		t.Fatalf("DEAD holds %d messages, want 2 (the item, the refused body)", len(dead))
+	if len(dead) != 3 {
+		t.Fatalf("DEAD holds %d messages, want 3 (the item, the two refused bodies)", len(dead))
 	}
 	if reason := dead[0].Headers().Get(bus.HeaderReason); !strings.Contains(reason, "exceeded max depth") {
 		t.Errorf("dead letter reason %q, want it to say the nesting is too deep", reason)
 	}
-	if got := value(t, m.LimitExceeded.WithLabelValues("max_json_depth")); got != 2 {
-		t.Errorf(`vigil_limit_exceeded_total{limit="max_json_depth"} = %v, want 2`, got)
+	if got := value(t, m.LimitExceeded.WithLabelValues("max_json_depth")); got != 3 {
+		t.Errorf(`vigil_limit_exceeded_total{limit="max_json_depth"} = %v, want 3`, got)
 	}
 }
 

@@ -55,8 +55,9 @@ func DecodeInto(data []byte, ev *Event) error {
 // decoded (a message's own payload, a freshly read line): ev's strings
 // share data's memory wherever they needed no unescaping, instead of being
 // copied, which was a third of the cost of decoding an event. data must
-// stay unchanged for as long as ev or any string taken from it is in use;
-// the garbage collector keeps it alive that long.
+// never be written again: strings taken from ev may be kept (in alerts, or
+// by address in rule evaluation's caches), and the garbage collector keeps
+// data alive as long as they are.
 func DecodeShared(data []byte, ev *Event) error {
 	return decodeInto(data, ev, true)
 }

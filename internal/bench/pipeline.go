@@ -271,7 +271,7 @@ func runEngine(ctx context.Context, w *Workload, set *rules.Set, n int) (*Throug
 	defer runtime.GOMAXPROCS(prev)
 	ev := engine.NewEvaluator(set, engine.NewMemoryThresholds())
 	const batch = 1024
-	arena := make([]byte, 0, 8<<20)
+	var arena []byte
 	offs := make([]int, 0, batch+1)
 	var (
 		elapsed, cpu    time.Duration
@@ -279,16 +279,17 @@ func runEngine(ctx context.Context, w *Workload, set *rules.Set, n int) (*Throug
 		alerts          int
 		ms              runtime.MemStats
 	)
-	// One Event is decoded into over and over, as the engine's replay
-	// does, sharing the batch's memory as a worker shares a message's:
-	// nothing kept past a batch refers to either (threshold state is
-	// serialized, alerts are only counted).
+	// One Event is decoded into over and over, sharing the batch's memory
+	// as a worker shares a message's. Each batch is generated into new
+	// memory, as each message is: evaluation may remember a large string
+	// by its address (rules' cost trackers do), which only holds for
+	// memory that is never written again.
 	var e audit.Event
 	for from := 0; from < n; from += batch {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		arena, offs = arena[:0], offs[:0]
+		arena, offs = make([]byte, 0, len(arena)+len(arena)/4+1<<20), offs[:0]
 		for i := from; i < min(from+batch, n); i++ {
 			offs = append(offs, len(arena))
 			arena, _ = w.Event(arena, i)

@@ -3,7 +3,6 @@ package bus_test
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -71,14 +70,14 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 		}
 		return batches, size
 	}
-	publish := func(b *testing.B, ctx context.Context, js jetstream.JetStream, batches [][]audit.Raw) {
-		b.Helper()
+	publish := func(ctx context.Context, js jetstream.JetStream, batches [][]audit.Raw) error {
 		pub := bus.NewPublisher(js, "bench")
 		for _, batch := range batches {
 			if err := pub.Publish(ctx, batch); err != nil {
-				b.Fatal(err)
+				return err
 			}
 		}
+		return nil
 	}
 
 	b.Run("publish", func(b *testing.B) {
@@ -86,7 +85,9 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 		batches, size := events(b, b.N)
 		b.SetBytes(size / int64(b.N))
 		b.ResetTimer()
-		publish(b, ctx, js, batches)
+		if err := publish(ctx, js, batches); err != nil {
+			b.Fatal(err)
+		}
 		b.StopTimer()
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	})
@@ -96,7 +97,9 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 		ctx, js := setup(b)
 		batches, size := events(b, b.N)
 		if !concurrent {
-			publish(b, ctx, js, batches)
+			if err := publish(ctx, js, batches); err != nil {
+				b.Fatal(err)
+			}
 		}
 		b.SetBytes(size / int64(b.N))
 		cons, err := bus.EnsureConsumer(ctx, js, bus.StreamAudit, engine.ConsumerConfig(config.Engine{}))
@@ -113,19 +116,30 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer cc.Stop()
-		var wg sync.WaitGroup
+		published := make(chan error, 1)
 		if concurrent {
-			wg.Go(func() { publish(b, ctx, js, batches) })
+			go func() { published <- publish(ctx, js, batches) }()
+		} else {
+			published <- nil
 		}
 		for range b.N {
 			select {
 			case <-got:
+			case err := <-published:
+				if err != nil {
+					b.Fatal(err)
+				}
+				published = nil // done; a nil channel is never ready again
 			case <-ctx.Done():
 				b.Fatal(ctx.Err())
 			}
 		}
 		b.StopTimer()
-		wg.Wait()
+		if published != nil {
+			if err := <-published; err != nil {
+				b.Fatal(err)
+			}
+		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	}
 	b.Run("consume-ack", func(b *testing.B) { consume(b, false) })
