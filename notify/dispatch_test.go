@@ -116,15 +116,27 @@ func (e *env) publish(alerts ...*alert.Alert) {
 }
 
 // settled reports whether a destination's consumer has acknowledged
-// everything on the stream.
+// everything on the stream. Its ack floor must have reached the stream's
+// last message: right after a publish, the server may still report
+// nothing pending, before the consumer has taken the new message in.
 func (e *env) settled(dest string) func() bool {
 	return func() bool {
-		c, err := e.js.Consumer(context.Background(), bus.StreamAlerts, ConsumerName(dest))
+		ctx := context.Background()
+		c, err := e.js.Consumer(ctx, bus.StreamAlerts, ConsumerName(dest))
 		if err != nil {
 			return false
 		}
-		info, err := c.Info(context.Background())
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0
+		info, err := c.Info(ctx)
+		if err != nil {
+			return false
+		}
+		st, err := e.js.Stream(ctx, bus.StreamAlerts)
+		if err != nil {
+			return false
+		}
+		si, err := st.Info(ctx)
+		return err == nil && info.AckFloor.Stream >= si.State.LastSeq &&
+			info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0
 	}
 }
 
