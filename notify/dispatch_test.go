@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/logtest"
 	"github.com/vigil-k8s/vigil/internal/natstest"
 	"github.com/vigil-k8s/vigil/internal/waittest"
 	"github.com/vigil-k8s/vigil/notify/internal/alerttest"
@@ -534,27 +534,9 @@ func TestRedeliveredAlertIsNotSentAgain(t *testing.T) {
 	}
 }
 
-// lockedBuffer is an io.Writer safe to read while the dispatcher writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestNoDestinationsPrintsToStdout(t *testing.T) {
 	e := newEnv(t)
-	var out lockedBuffer
+	var out logtest.Buffer
 	e.run(testConfig(nil), WithStdout(&out))
 
 	alerts := alerttest.Many(3)

@@ -26,6 +26,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bus"
+	"github.com/vigil-k8s/vigil/internal/logtest"
 	"github.com/vigil-k8s/vigil/internal/natstest"
 	"github.com/vigil-k8s/vigil/internal/waittest"
 	"github.com/vigil-k8s/vigil/rules"
@@ -77,24 +78,7 @@ type proc struct {
 	metrics string        // base URL of /metrics
 	exited  chan struct{} // closed when the process has exited
 	err     error         // its exit status, once exited
-	logs    *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs    *logtest.Buffer
 }
 
 func freePort(t *testing.T) int {
@@ -132,7 +116,7 @@ log: {level: info}
 // test ends; metricsPort is the config's metrics.listen port.
 func launch(t *testing.T, bin, role, name, cfgPath string, metricsPort int) *proc {
 	t.Helper()
-	p := &proc{name: name, metrics: fmt.Sprintf("http://127.0.0.1:%d", metricsPort), exited: make(chan struct{}), logs: &lockedBuffer{}}
+	p := &proc{name: name, metrics: fmt.Sprintf("http://127.0.0.1:%d", metricsPort), exited: make(chan struct{}), logs: &logtest.Buffer{}}
 	p.cmd = exec.Command(bin, role, "--config", cfgPath)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigil-k8s/vigil/internal/app"
 	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/logtest"
 	"github.com/vigil-k8s/vigil/notify"
 )
 
@@ -204,8 +205,8 @@ destinations:
   - {name: slack-bot, type: slack, token_env: VIGIL_ADV_SLACK_TOKEN, channel: "#sec", api_url: %q, rate_limit: 1000}
   - {name: console, type: stdout}
 `, logPath, hookAddr, sink.srv.URL, sl.GetAPIURL()))
-	var stdout syncBuffer
-	logs := &syncBuffer{}
+	var stdout logtest.Buffer
+	logs := &logtest.Buffer{}
 	heap := watchHeap()
 	r := startOpts(t, cfg, logs, app.WithNotifyOptions(notify.WithStdout(&stdout)))
 	stopped := false
@@ -406,7 +407,7 @@ destinations:
   - {name: sink, type: webhook, url: %q}
 `, hookAddr, sink.srv.URL))
 	heap := watchHeap()
-	r := startOpts(t, cfg, &syncBuffer{})
+	r := startOpts(t, cfg, &logtest.Buffer{})
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -491,7 +492,7 @@ ingest:
 destinations:
   - {name: sink, type: webhook, url: %q}
 `, hookAddr, sink.srv.URL))
-	r := startOpts(t, cfg, &syncBuffer{})
+	r := startOpts(t, cfg, &logtest.Buffer{})
 	defer r.stop(t)
 
 	var lorises []*loris
@@ -537,7 +538,7 @@ destinations:
   - {name: sink, type: webhook, url: %q}
 `, sink.srv.URL))
 	cfg.Metrics.BearerTokenFile = tokenFile
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	r := startOpts(t, cfg, logs)
 	defer r.stop(t)
 	base := "http://" + r.app.MetricsAddr().String()

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/app"
 	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/logtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -82,24 +82,6 @@ func (s *sink) waitFor(t *testing.T, ids ...string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("alerts %v not all delivered within 30s; got %v", ids, s.snapshot())
-}
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 type running struct {
@@ -189,7 +171,7 @@ func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "audit.log")
 	s := newSink(t)
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	cfg := testConfig(t, dir, logPath, s.srv.URL)
 
 	r := start(t, cfg, logs)

@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/logtest"
 	"github.com/vigil-k8s/vigil/rules"
 )
 
@@ -43,7 +44,7 @@ ingest:
 destinations:
   - {name: sink, type: webhook, url: %q}
 `, natsAddr, pwFile, logPath, sink.srv.URL))
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	r := startOpts(t, cfg, logs)
 	defer r.stop(t)
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-k8s/vigil/internal/logtest"
 	"github.com/vigil-k8s/vigil/internal/pkitest"
 )
 
@@ -32,7 +33,7 @@ func TestMetricsEndpointTLS(t *testing.T) {
 			if mtls {
 				cfg.Metrics.TLS.ClientCA = p.CAFile
 			}
-			logs := &syncBuffer{}
+			logs := &logtest.Buffer{}
 			r := startOpts(t, cfg, logs)
 			defer r.stop(t)
 			addr := r.app.MetricsAddr().String()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/logtest"
 )
 
 const ruleExec = `
@@ -87,7 +88,7 @@ destinations:
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	r := start(t, cfg, logs)
 	base := "http://" + r.app.MetricsAddr().String()
 	v1 := r.app.RulesVersion()

@@ -17,6 +17,7 @@ import (
 	auditwebhook "k8s.io/apiserver/plugin/pkg/audit/webhook"
 
 	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/internal/logtest"
 )
 
 // apiserver is kube-apiserver's own audit webhook backend, in batch mode,
@@ -112,7 +113,7 @@ ingest:
 destinations:
   - {name: sink, type: webhook, url: %q}
 `, hookAddr, sink.srv.URL))
-	r := startOpts(t, cfg, &syncBuffer{})
+	r := startOpts(t, cfg, &logtest.Buffer{})
 	defer r.stop(t)
 	base := "http://" + r.app.MetricsAddr().String()
 	url := "http://" + hookAddr + "/"

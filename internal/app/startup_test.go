@@ -14,6 +14,7 @@ import (
 
 	"github.com/vigil-k8s/vigil/internal/app"
 	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/logtest"
 	"github.com/vigil-k8s/vigil/internal/natstest"
 )
 
@@ -43,7 +44,7 @@ destinations:
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	a, err := app.New(cfg, app.RoleAll, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)

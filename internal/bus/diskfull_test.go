@@ -1,14 +1,12 @@
 package bus_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,25 +14,9 @@ import (
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/disktest"
+	"github.com/vigil-k8s/vigil/internal/logtest"
 	"github.com/vigil-k8s/vigil/internal/natstest"
 )
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func events(t *testing.T, from, n int) []audit.Raw {
 	t.Helper()
@@ -57,7 +39,7 @@ func events(t *testing.T, from, n int) []audit.Raw {
 // stores every event exactly once.
 func TestEmbeddedRecoversWhenDataDirHasSpaceAgain(t *testing.T) {
 	dataDir := disktest.Tmpfs(t, "32m")
-	logs := &logBuffer{}
+	logs := &logtest.Buffer{}
 	emb, err := bus.StartEmbedded(dataDir, "", slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
