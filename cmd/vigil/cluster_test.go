@@ -112,6 +112,30 @@ log: {level: info}
 	return launch(t, bin, role, name, path, port)
 }
 
+// writeRunConfig writes the config of a `vigil run` that the kill and
+// disk-full tests stop and start again on one data_dir: its embedded NATS
+// listening on natsPort, the file source on logPath, extraIngest (lines
+// under ingest) and the sink as its one destination. It returns the path.
+func writeRunConfig(t *testing.T, dataDir, logPath, sinkURL, extraIngest string, natsPort, metricsPort int) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`cluster: c1
+data_dir: %s
+nats: {listen: "127.0.0.1:%d"}
+engine: {ack_wait: 3s, max_deliver: 1000}
+notify: {ack_wait: 3s}
+metrics: {listen: "127.0.0.1:%d"}
+log: {level: info}
+ingest:
+  files: [{path: %s, poll_interval: 20ms}]
+%sdestinations: [{name: sink, type: webhook, url: %q}]
+`, dataDir, natsPort, metricsPort, logPath, extraIngest, sinkURL)
+	path := filepath.Join(t.TempDir(), "vigil.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // launch runs `vigil ROLE --config cfgPath` as a process killed when the
 // test ends; metricsPort is the config's metrics.listen port.
 func launch(t *testing.T, bin, role, name, cfgPath string, metricsPort int) *proc {

@@ -77,22 +77,8 @@ func TestRunRecoversFromFullDataDir(t *testing.T) {
 	logPath := filepath.Join(t.TempDir(), "audit.log")
 	hookPort, metricsPort, natsPort := freePort(t), freePort(t), freePort(t)
 	hookURL := fmt.Sprintf("http://127.0.0.1:%d/audit", hookPort)
-	cfgPath := filepath.Join(t.TempDir(), "vigil.yaml")
-	cfg := fmt.Sprintf(`cluster: c1
-data_dir: %s
-nats: {listen: "127.0.0.1:%d"}
-engine: {ack_wait: 3s, max_deliver: 1000}
-notify: {ack_wait: 3s}
-metrics: {listen: "127.0.0.1:%d"}
-log: {level: info}
-ingest:
-  files: [{path: %s, poll_interval: 20ms}]
-  webhook: {listen: "127.0.0.1:%d", insecure: true, write_timeout: 4s}
-destinations: [{name: sink, type: webhook, url: %q}]
-`, dataDir, natsPort, metricsPort, logPath, hookPort, sinkSrv.URL)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeRunConfig(t, dataDir, logPath, sinkSrv.URL,
+		fmt.Sprintf("  webhook: {listen: \"127.0.0.1:%d\", insecure: true, write_timeout: 4s}\n", hookPort), natsPort, metricsPort)
 	p := launch(t, bin, "run", "run", cfgPath, metricsPort)
 	p.waitReady(t)
 	alive := func(when string) {

@@ -105,21 +105,7 @@ func TestRunSurvivesKillsAtAnyMoment(t *testing.T) {
 	dataDir := t.TempDir()
 	logPath := filepath.Join(t.TempDir(), "audit.log")
 	metricsPort, natsPort := freePort(t), freePort(t)
-	cfgPath := filepath.Join(t.TempDir(), "vigil.yaml")
-	cfg := fmt.Sprintf(`cluster: c1
-data_dir: %s
-nats: {listen: "127.0.0.1:%d"}
-engine: {ack_wait: 3s, max_deliver: 1000}
-notify: {ack_wait: 3s}
-metrics: {listen: "127.0.0.1:%d"}
-log: {level: info}
-ingest:
-  files: [{path: %s, poll_interval: 20ms}]
-destinations: [{name: sink, type: webhook, url: %q}]
-`, dataDir, natsPort, metricsPort, logPath, sinkSrv.URL)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeRunConfig(t, dataDir, logPath, sinkSrv.URL, "", natsPort, metricsPort)
 
 	// The log grows while vigil is being killed: a chunk every 250 ms, over
 	// about as long as the kills take.
