@@ -374,7 +374,6 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 		set.macros[i] = c.program(m.expr, "", ast, c.limits.Cost)
 	}
 	c.checkCycles(macroDefs, refs)
-	resourceOf := newAnalyzer([]string{"objectRef", "resource"}, lists, macroASTs)
 	guardOf := newGuardBuilder(lists, macroASTs)
 	needsOf := newNeedsAnalyzer(lists, macroASTs)
 
@@ -392,9 +391,9 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 			if d.condition.node != nil {
 				if ast := c.check(d.condition, r.ID, types.BoolType, "condition"); ast != nil {
 					r.cond = c.program(d.condition, r.ID, ast, c.limits.Cost)
-					r.resources = resourceOf.expr(ast.NativeRep().Expr())
 					r.guard = guardOf.condition(ast.NativeRep().Expr())
 					r.needs = needsOf.condition(ast.NativeRep().Expr())
+					r.resources = r.needs.Resources
 				}
 			}
 			if d.output != nil {
