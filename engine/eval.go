@@ -10,6 +10,7 @@ import (
 
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/internal/metrics"
 	"github.com/vigil-k8s/vigil/rules"
 )
 
@@ -17,51 +18,56 @@ import (
 // from other workers before the event is handed back for redelivery.
 const maxCASAttempts = 16
 
+// RuleTimingSample is one event in how many whose rules are timed for
+// vigil_rule_eval_seconds_total: timing every event would cost more than
+// the rules, and the sample's times, scaled, estimate what each rule costs
+// overall.
+const RuleTimingSample = 64
+
 // Evaluator turns audit events into alerts ready to publish. It is safe for
 // concurrent use.
 type Evaluator struct {
 	set     *rules.Set
 	th      ThresholdStore
 	onError func(ruleID string, err error)
-	onMatch func(ruleID string)
-	// onTime, when set, receives per-rule evaluation time estimated from
-	// one event in timeEvery.
-	onTime    func(ruleID string, d time.Duration)
-	timeEvery uint64
-	evals     atomic.Uint64
+	m       *metrics.Metrics
+	evals   atomic.Uint64
 }
 
 // Option configures an Evaluator.
 type Option func(*Evaluator)
 
 // WithErrorHandler receives every rule that failed to evaluate on an event
-// (the rule counts as not matching), for metrics and logs. It may be called
-// from several goroutines at once.
+// (the rule counts as not matching), for reports such as replay's. It may
+// be called from several goroutines at once.
 func WithErrorHandler(f func(ruleID string, err error)) Option {
 	return func(e *Evaluator) { e.onError = f }
 }
 
-// WithMatchHandler receives the rule of every condition match, before
-// thresholds decide whether it alerts (for metrics). It may be called from
-// several goroutines at once.
-func WithMatchHandler(f func(ruleID string)) Option {
-	return func(e *Evaluator) { e.onMatch = f }
-}
-
-// WithRuleTimer samples one event in every and reports each rule's
-// evaluation time on it, scaled by every, as an estimate of the time the
-// rule costs overall. Timing every event would cost more than the rules.
-func WithRuleTimer(f func(ruleID string, d time.Duration), every int) Option {
-	return func(e *Evaluator) { e.onTime, e.timeEvery = f, uint64(max(every, 1)) }
+// WithMetrics counts into m each rule's matches (before thresholds decide
+// whether it alerts) and errors, and its evaluation time on one event in
+// RuleTimingSample. Without it the counts go to metrics registered
+// nowhere.
+func WithMetrics(m *metrics.Metrics) Option {
+	return func(e *Evaluator) { e.m = m }
 }
 
 // NewEvaluator evaluates set, keeping threshold windows in th.
 func NewEvaluator(set *rules.Set, th ThresholdStore, opts ...Option) *Evaluator {
-	e := &Evaluator{set: set, th: th, onError: func(string, error) {}, onMatch: func(string) {}}
+	e := &Evaluator{set: set, th: th, onError: func(string, error) {}}
 	for _, o := range opts {
 		o(e)
 	}
+	if e.m == nil {
+		e.m = metrics.New(nil)
+	}
 	return e
+}
+
+// failed counts and reports a rule that failed on an event.
+func (e *Evaluator) failed(ruleID string, err error) {
+	e.m.RuleErrors.WithLabelValues(ruleID).Inc()
+	e.onError(ruleID, err)
 }
 
 // Set is the rule set the evaluator runs.
@@ -80,8 +86,10 @@ func (e *Evaluator) Evaluate(ctx context.Context, ev *audit.Event) ([]*alert.Ale
 		matches []rules.Match
 		err     error
 	)
-	if e.onTime != nil && e.evals.Add(1)%e.timeEvery == 0 {
-		matches, err = e.set.EvalTimed(ctx, ev, func(id string, d time.Duration) { e.onTime(id, d*time.Duration(e.timeEvery)) })
+	if e.evals.Add(1)%RuleTimingSample == 0 {
+		matches, err = e.set.EvalTimed(ctx, ev, func(id string, d time.Duration) {
+			e.m.RuleEvalSeconds.WithLabelValues(id).Add((d * RuleTimingSample).Seconds())
+		})
 	} else {
 		matches, err = e.set.Eval(ctx, ev)
 	}
@@ -91,13 +99,13 @@ func (e *Evaluator) Evaluate(ctx context.Context, ev *audit.Event) ([]*alert.Ale
 			return nil, err
 		}
 		for _, x := range re.List {
-			e.onError(x.RuleID, x.Err)
+			e.failed(x.RuleID, x.Err)
 		}
 	}
 	var out []*alert.Alert
 	for _, m := range matches {
 		r := m.Rule
-		e.onMatch(r.ID)
+		e.m.RuleMatches.WithLabelValues(r.ID).Inc()
 		if r.Threshold == nil {
 			a := newAlert(r, m.Output, ev)
 			a.ID = alert.ID(r.ID, ev.AuditID)
@@ -144,7 +152,7 @@ func (e *Evaluator) observe(ctx context.Context, m rules.Match, ev *audit.Event)
 			if err := json.Unmarshal(val, &st); err != nil {
 				// Unreadable state only loses a partial count; starting
 				// over beats blocking the rule for good.
-				e.onError(m.Rule.ID, fmt.Errorf("threshold state %s unreadable, reset: %w", key, err))
+				e.failed(m.Rule.ID, fmt.Errorf("threshold state %s unreadable, reset: %w", key, err))
 				st = rules.WindowState{}
 			}
 		}

@@ -10,18 +10,25 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-k8s/vigil/internal/metrics"
 )
 
-// DefaultKVPollInterval is how often a KV threshold store reads its
-// bucket's status for vigil_threshold_groups.
-const DefaultKVPollInterval = 15 * time.Second
+// kvPollInterval is how often a KV threshold store reads its bucket's
+// status for vigil_threshold_groups.
+const kvPollInterval = 15 * time.Second
+
+// DefaultMaxThresholdGroups bounds the threshold groups kept, in the KV
+// bucket (bus.StreamOptions.MaxThresholdGroups) as in a memory store: a
+// window holds at most a rule's count entries, so this bounds memory too.
+const DefaultMaxThresholdGroups = 100_000
 
 // KVThresholds keeps threshold windows in a JetStream key-value bucket, so
 // that every worker process sees and updates the same window: a rule gives
 // the same alerts with one worker or five, and after a worker dies.
 //
 // The number of groups is bounded by the bucket itself (bus.EnsureStreams
-// with bus.WithMaxThresholdGroups): its stream keeps at most that many
+// with bus.StreamOptions.MaxThresholdGroups): its stream keeps at most that many
 // messages and discards the oldest. A group is one message (history 1) and
 // each update replaces it, so the server forgets the least recently updated
 // group. A window evaluated meanwhile by a worker fails its compare-and-set
@@ -37,50 +44,36 @@ const DefaultKVPollInterval = 15 * time.Second
 // other processes, or expired by the bucket's TTL, within one poll
 // interval while it fills or drains.
 type KVThresholds struct {
-	kv        jetstream.KeyValue
-	interval  time.Duration
-	onEvicted func()
-	onGroups  func(n uint64)
+	kv jetstream.KeyValue
+	m  *metrics.Metrics
 
 	mu     sync.Mutex
 	groups uint64 // estimated groups in the bucket
 	limit  uint64 // the bucket's bound; 0: none known
 }
 
-// KVOption configures a KV threshold store.
-type KVOption func(*KVThresholds)
-
-// WithKVGroupLimit is the bound assumed until the first poll reads the
-// bucket's own (engine.max_threshold_groups).
-func WithKVGroupLimit(n int) KVOption {
-	return func(s *KVThresholds) { s.limit = uint64(max(n, 0)) }
-}
-
-// WithKVEvicted calls f for each group this store created while the
-// bucket was full, that is for each group the server evicted to make room
-// (vigil_threshold_groups_evicted_total).
-func WithKVEvicted(f func()) KVOption {
-	return func(s *KVThresholds) { s.onEvicted = f }
-}
-
-// WithKVGroups calls f with the number of groups in the bucket at every
-// poll (vigil_threshold_groups).
-func WithKVGroups(f func(n uint64)) KVOption {
-	return func(s *KVThresholds) { s.onGroups = f }
-}
-
-// WithKVPollInterval changes how often Run polls (DefaultKVPollInterval).
-func WithKVPollInterval(d time.Duration) KVOption {
-	return func(s *KVThresholds) { s.interval = d }
+// KVOptions configure a KV threshold store.
+type KVOptions struct {
+	// GroupLimit is the bound assumed until the first poll reads the
+	// bucket's own (DefaultMaxThresholdGroups; negative: none).
+	GroupLimit int
+	// Metrics receive the groups in the bucket at every poll
+	// (vigil_threshold_groups) and each group this store created while the
+	// bucket was full, that is each group the server evicted to make room
+	// (vigil_threshold_groups_evicted_total). Nil: metrics of its own,
+	// registered nowhere.
+	Metrics *metrics.Metrics
 }
 
 // NewKVThresholds is a ThresholdStore on a JetStream KV bucket.
-func NewKVThresholds(kv jetstream.KeyValue, opts ...KVOption) *KVThresholds {
-	s := &KVThresholds{kv: kv, interval: DefaultKVPollInterval, onEvicted: func() {}, onGroups: func(uint64) {}}
-	for _, o := range opts {
-		o(s)
+func NewKVThresholds(kv jetstream.KeyValue, o KVOptions) *KVThresholds {
+	if o.GroupLimit == 0 {
+		o.GroupLimit = DefaultMaxThresholdGroups
 	}
-	return s
+	if o.Metrics == nil {
+		o.Metrics = metrics.New(nil)
+	}
+	return &KVThresholds{kv: kv, m: o.Metrics, limit: uint64(max(o.GroupLimit, 0))}
 }
 
 // kvKey maps a threshold key (rule id and group values, any characters) to
@@ -141,7 +134,7 @@ func (s *KVThresholds) created() {
 	}
 	s.mu.Unlock()
 	if full {
-		s.onEvicted()
+		s.m.ThresholdEvicted.Inc()
 	}
 }
 
@@ -163,14 +156,14 @@ func (s *KVThresholds) Poll(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
-	s.onGroups(n)
+	s.m.ThresholdGroups.Set(float64(n))
 	return nil
 }
 
 // Run polls the bucket until ctx is done, first at once. A failed poll
 // (NATS unreachable) keeps the last figures; the next one retries.
 func (s *KVThresholds) Run(ctx context.Context) error {
-	t := time.NewTicker(s.interval)
+	t := time.NewTicker(kvPollInterval)
 	defer t.Stop()
 	for {
 		_ = s.Poll(ctx)

@@ -10,10 +10,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/metrics"
 	"github.com/vigil-k8s/vigil/internal/natstest"
+	"github.com/vigil-k8s/vigil/internal/waittest"
 )
 
 // thresholdBucket is the threshold bucket of a fresh embedded JetStream,
@@ -24,7 +27,7 @@ func thresholdBucket(t *testing.T, limit int) jetstream.KeyValue {
 	_, js := natstest.Connect(t, srv.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, config.NATS{}, bus.WithMaxThresholdGroups(limit)); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{MaxThresholdGroups: limit}); err != nil {
 		t.Fatal(err)
 	}
 	kv, err := js.KeyValue(ctx, bus.BucketThresholds)
@@ -39,19 +42,12 @@ func TestKVThresholdGroupsBoundedByTheBucket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	kv := thresholdBucket(t, limit)
-	var evicted atomic.Int64
-	groups := make(chan uint64, 16)
-	store := NewKVThresholds(kv, WithKVGroupLimit(limit), WithKVEvicted(func() { evicted.Add(1) }),
-		WithKVGroups(func(n uint64) {
-			select {
-			case groups <- n:
-			default:
-			}
-		}))
+	m := metrics.New(nil)
+	evicted := counter{m.ThresholdEvicted}
+	store := NewKVThresholds(kv, KVOptions{GroupLimit: limit, Metrics: m})
 	if err := store.Poll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	<-groups
 	set := defaultSet(t)
 
 	// Two workers share the bucket, as two worker processes would, and
@@ -121,7 +117,8 @@ func TestKVThresholdGroupsBoundedByTheBucket(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	var run sync.WaitGroup
 	run.Go(func() { _ = store.Run(runCtx) })
-	n := <-groups
+	waittest.Until(t, 10*time.Second, "a poll to report the groups", func() bool { return testutil.ToFloat64(m.ThresholdGroups) > 0 })
+	n := uint64(testutil.ToFloat64(m.ThresholdGroups))
 	stop()
 	run.Wait()
 	if n == 0 || n > limit {
@@ -138,8 +135,9 @@ func TestKVThresholdsEvictedKeyStartsOver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	kv := thresholdBucket(t, limit)
-	var evicted atomic.Int64
-	s := NewKVThresholds(kv, WithKVGroupLimit(limit), WithKVEvicted(func() { evicted.Add(1) }))
+	m := metrics.New(nil)
+	evicted := counter{m.ThresholdEvicted}
+	s := NewKVThresholds(kv, KVOptions{GroupLimit: limit, Metrics: m})
 	rev, err := s.Update(ctx, "victim", []byte("1"), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -185,9 +183,7 @@ func TestKVThresholdsEvictedKeyStartsOver(t *testing.T) {
 	}
 }
 
-func TestThresholdGroupBoundsAgree(t *testing.T) {
-	if config.DefaultMaxThresholdGroups != DefaultMemoryThresholdKeys {
-		t.Errorf("engine.max_threshold_groups defaults to %d, replay's memory store to %d; they are documented as one limit",
-			config.DefaultMaxThresholdGroups, DefaultMemoryThresholdKeys)
-	}
-}
+// counter reads a Prometheus counter the way the tests read an atomic.
+type counter struct{ c prometheus.Counter }
+
+func (c counter) Load() int64 { return int64(testutil.ToFloat64(c.c)) }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"sync"
+
+	"github.com/vigil-k8s/vigil/internal/metrics"
 )
 
 // ErrConflict is returned by ThresholdStore.Update when the key changed since
@@ -23,35 +25,23 @@ type ThresholdStore interface {
 	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
 }
 
-// DefaultMemoryThresholdKeys bounds a memory store. A window holds at most a
-// rule's count entries, so this bounds memory too.
-const DefaultMemoryThresholdKeys = 100_000
-
 // NewMemoryThresholds is a ThresholdStore for one process (replay, tests, a
-// single worker). It keeps the DefaultMemoryThresholdKeys most recently
+// single worker). It keeps the DefaultMaxThresholdGroups most recently
 // updated keys.
 func NewMemoryThresholds() ThresholdStore {
-	return NewMemoryThresholdsSize(DefaultMemoryThresholdKeys)
-}
-
-// MemoryOption configures a memory threshold store.
-type MemoryOption func(*memoryThresholds)
-
-// WithEvicted calls f for each group forgotten at the bound (for
-// vigil_threshold_groups_evicted_total): a flood of distinct groups costs
-// partial counts, and that must show.
-func WithEvicted(f func()) MemoryOption {
-	return func(m *memoryThresholds) { m.onEvict = f }
+	return NewMemoryThresholdsSize(DefaultMaxThresholdGroups, nil)
 }
 
 // NewMemoryThresholdsSize is NewMemoryThresholds keeping at most maxKeys
-// keys; the least recently updated are forgotten first.
-func NewMemoryThresholdsSize(maxKeys int, opts ...MemoryOption) ThresholdStore {
-	m := &memoryThresholds{max: max(maxKeys, 1), keys: map[string]*list.Element{}, order: list.New(), onEvict: func() {}}
-	for _, o := range opts {
-		o(m)
+// keys; the least recently updated are forgotten first, each counted in
+// m's vigil_threshold_groups_evicted_total (nil m: metrics registered
+// nowhere): a flood of distinct groups costs partial counts, and that must
+// show.
+func NewMemoryThresholdsSize(maxKeys int, m *metrics.Metrics) ThresholdStore {
+	if m == nil {
+		m = metrics.New(nil)
 	}
-	return m
+	return &memoryThresholds{max: max(maxKeys, 1), keys: map[string]*list.Element{}, order: list.New(), m: m}
 }
 
 type memEntry struct {
@@ -66,8 +56,7 @@ type memoryThresholds struct {
 	keys  map[string]*list.Element
 	order *list.List // front: most recently updated
 	rev   uint64
-	// onEvict is called with mu held.
-	onEvict func()
+	m     *metrics.Metrics
 }
 
 func (m *memoryThresholds) Get(ctx context.Context, key string) ([]byte, uint64, error) {
@@ -110,7 +99,7 @@ func (m *memoryThresholds) Update(ctx context.Context, key string, value []byte,
 		last := m.order.Back()
 		m.order.Remove(last)
 		delete(m.keys, last.Value.(*memEntry).key)
-		m.onEvict()
+		m.m.ThresholdEvicted.Inc()
 	}
 	return m.rev, nil
 }

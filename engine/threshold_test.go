@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/internal/metrics"
 )
 
 var t0 = time.Date(2024, 2, 19, 1, 0, 0, 0, time.UTC)
@@ -235,8 +238,8 @@ func TestThresholdSharedStoreLosesNoCountUnderContention(t *testing.T) {
 
 func TestMemoryThresholdsCompareAndSet(t *testing.T) {
 	ctx := context.Background()
-	evicted := 0
-	s := NewMemoryThresholdsSize(2, WithEvicted(func() { evicted++ }))
+	m := metrics.New(nil)
+	s := NewMemoryThresholdsSize(2, m)
 	r1, err := s.Update(ctx, "a", []byte("1"), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +268,7 @@ func TestMemoryThresholdsCompareAndSet(t *testing.T) {
 	if v, _, _ := s.Get(ctx, "c"); string(v) != "c" {
 		t.Errorf("newest key lost")
 	}
-	if evicted != 1 {
-		t.Errorf("evictions reported %d, want 1", evicted)
+	if evicted := testutil.ToFloat64(m.ThresholdEvicted); evicted != 1 {
+		t.Errorf("evictions reported %v, want 1", evicted)
 	}
 }

@@ -15,8 +15,8 @@ import (
 
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/internal/backoff"
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/metrics"
 )
 
@@ -24,6 +24,58 @@ import (
 type AlertEvaluator interface {
 	Evaluate(ctx context.Context, ev *audit.Event) ([]*alert.Alert, error)
 }
+
+// Defaults of WorkerOptions.
+const (
+	DefaultAckWait       = 30 * time.Second
+	DefaultMaxDeliver    = 10
+	DefaultMaxAckPending = 10_000
+	DefaultFetchBatch    = 256
+)
+
+// WorkerOptions configure a worker and the durable consumer it shares with
+// every other worker. Zero fields take the defaults.
+type WorkerOptions struct {
+	// AckWait is how long an event may be held before JetStream delivers
+	// it again (DefaultAckWait).
+	AckWait time.Duration
+	// MaxDeliver bounds the deliveries of one event; past it the event is
+	// dead-lettered (DefaultMaxDeliver).
+	MaxDeliver int
+	// MaxAckPending bounds the events held unacknowledged by all workers
+	// together (DefaultMaxAckPending).
+	MaxAckPending int
+	// FetchBatch is how many events one pull fetches (DefaultFetchBatch).
+	FetchBatch int
+	// AlertLimits bound what an alert copies from its event (zero fields:
+	// alert.DefaultLimits).
+	AlertLimits alert.Limits
+	// Metrics count what the worker does. Nil: metrics of its own,
+	// registered nowhere.
+	Metrics *metrics.Metrics
+}
+
+func (o WorkerOptions) withDefaults() WorkerOptions {
+	if o.AckWait <= 0 {
+		o.AckWait = DefaultAckWait
+	}
+	if o.MaxDeliver == 0 {
+		o.MaxDeliver = DefaultMaxDeliver
+	}
+	if o.MaxAckPending <= 0 {
+		o.MaxAckPending = DefaultMaxAckPending
+	}
+	if o.FetchBatch <= 0 {
+		o.FetchBatch = DefaultFetchBatch
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New(nil)
+	}
+	return o
+}
+
+// consumeBackoff paces starting consumption again after it stopped.
+var consumeBackoff = backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 
 // Timing of the worker loop.
 const (
@@ -52,25 +104,24 @@ type WorkerStats struct {
 type Worker struct {
 	js     jetstream.JetStream
 	eval   AlertEvaluator
-	cfg    config.Engine
+	cfg    WorkerOptions
 	logger *slog.Logger
-	m      *metrics.Metrics // nil: no metrics
+	m      *metrics.Metrics
 	stats  WorkerStats
 }
 
-// NewWorker builds a worker; Run starts it. m may be nil.
-func NewWorker(js jetstream.JetStream, eval AlertEvaluator, cfg config.Engine, logger *slog.Logger, m *metrics.Metrics) *Worker {
-	if cfg.FetchBatch <= 0 {
-		cfg.FetchBatch = config.DefaultFetchBatch
-	}
-	return &Worker{js: js, eval: eval, cfg: cfg, logger: logger, m: m}
+// NewWorker builds a worker; Run starts it.
+func NewWorker(js jetstream.JetStream, eval AlertEvaluator, o WorkerOptions, logger *slog.Logger) *Worker {
+	o = o.withDefaults()
+	return &Worker{js: js, eval: eval, cfg: o, logger: logger, m: o.Metrics}
 }
 
 // Stats returns the worker's live counters.
 func (w *Worker) Stats() *WorkerStats { return &w.stats }
 
 // ConsumerConfig is the engine's durable consumer.
-func ConsumerConfig(cfg config.Engine) jetstream.ConsumerConfig {
+func ConsumerConfig(o WorkerOptions) jetstream.ConsumerConfig {
+	cfg := o.withDefaults()
 	return jetstream.ConsumerConfig{
 		Durable:       bus.ConsumerEngine,
 		Description:   "rule evaluation, shared by all workers",
@@ -91,7 +142,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// PullMaxMessages together bound what a worker holds.
 	msgs := make(chan jetstream.Msg, w.cfg.FetchBatch)
 	batch := make([]jetstream.Msg, 0, w.cfg.FetchBatch)
-	backoff := 100 * time.Millisecond
+	waits := consumeBackoff.Sequence()
 	for {
 		cons, err := bus.EnsureConsumer(ctx, w.js, bus.StreamAudit, ConsumerConfig(w.cfg))
 		if err != nil {
@@ -133,7 +184,7 @@ func (w *Worker) Run(ctx context.Context) error {
 					batch = append(batch[:0], m)
 					batch = fill(batch, msgs)
 					w.process(ctx, batch)
-					backoff = 100 * time.Millisecond
+					waits.Reset()
 				case <-cc.Closed():
 					w.logger.Info("consumption stopped; starting it again")
 					break loop
@@ -142,11 +193,8 @@ func (w *Worker) Run(ctx context.Context) error {
 				}
 			}
 		}
-		select {
-		case <-ctx.Done():
+		if backoff.Wait(ctx, waits.Next()) != nil {
 			return nil
-		case <-time.After(backoff):
-			backoff = min(2*backoff, 5*time.Second)
 		}
 	}
 }
@@ -220,7 +268,7 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 		if md, err := m.Metadata(); err == nil {
 			ev.Stored = md.Timestamp
 		}
-		if FromTheFuture(ev) && w.m != nil {
+		if FromTheFuture(ev) {
 			w.m.FutureEvents.Inc()
 		}
 		as, err := w.eval.Evaluate(ctx, ev)
@@ -234,12 +282,8 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 		alerts = append(alerts, as...)
 		done = append(done, m)
 	}
-	limits := alert.Limits{FieldBytes: w.cfg.MaxAlertFieldBytes, SourceIPs: w.cfg.MaxAlertSourceIPs}
 	for _, a := range alerts {
-		cut := a.BoundTo(limits)
-		if w.m == nil {
-			continue
-		}
+		cut := a.BoundTo(w.cfg.AlertLimits)
 		if cut.Fields {
 			w.m.LimitExceeded.WithLabelValues("alert_field_bytes").Inc()
 		}
@@ -248,7 +292,7 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 		}
 	}
 	if len(alerts) > 0 {
-		if err := bus.PublishAlerts(ctx, w.js, alerts); err != nil {
+		if err := PublishAlerts(ctx, w.js, alerts); err != nil {
 			w.logger.Warn("storing alerts failed; events will be redelivered", "alerts", len(alerts), "err", err)
 			for _, m := range done {
 				_ = m.NakWithDelay(retryDelay)
@@ -257,15 +301,11 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 			return
 		}
 		w.stats.Alerts.Add(int64(len(alerts)))
-		if w.m != nil {
-			for _, a := range alerts {
-				w.m.AlertsPublished.WithLabelValues(a.Rule, a.Severity).Inc()
-			}
+		for _, a := range alerts {
+			w.m.AlertsPublished.WithLabelValues(a.Rule, a.Severity).Inc()
 		}
 	}
-	if w.m != nil {
-		w.m.EventsEvaluated.Add(float64(len(done)))
-	}
+	w.m.EventsEvaluated.Add(float64(len(done)))
 	for _, m := range done {
 		if err := m.Ack(); err != nil {
 			w.logger.Debug("ack", "err", err)
@@ -277,9 +317,7 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 // with the reason; redelivering it could never succeed.
 func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, reason error) {
 	w.stats.Malformed.Add(1)
-	if w.m != nil {
-		w.m.DeadLetters.WithLabelValues("engine").Inc()
-	}
+	w.m.DeadLetters.WithLabelValues("engine").Inc()
 	w.logger.Warn("not an audit event; dead-lettered", "subject", m.Subject(), "err", reason)
 	dl := &nats.Msg{Subject: bus.DeadSubject("engine"), Data: m.Data(), Header: nats.Header{}}
 	dl.Header.Set(bus.HeaderReason, reason.Error())

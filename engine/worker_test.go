@@ -14,7 +14,6 @@ import (
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/natstest"
 )
 
@@ -33,7 +32,7 @@ func TestWorkerDeadLettersExhaustedEvents(t *testing.T) {
 	nc, js := natstest.Connect(t, srv.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, config.NATS{}); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	raw, err := audit.ParseRaw([]byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"x-1","stage":"ResponseComplete","verb":"get"}`))
@@ -45,7 +44,7 @@ func TestWorkerDeadLettersExhaustedEvents(t *testing.T) {
 	}
 
 	logger := slog.New(slog.DiscardHandler)
-	w := engine.NewWorker(js, failing{}, config.Engine{AckWait: time.Second, MaxDeliver: 2, MaxAckPending: 10, FetchBatch: 10}, logger, nil)
+	w := engine.NewWorker(js, failing{}, engine.WorkerOptions{AckWait: time.Second, MaxDeliver: 2, MaxAckPending: 10, FetchBatch: 10}, logger)
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = w.Run(runCtx) })

@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/metrics"
 )
 
 // DefaultMaxAckPending bounds how many alerts one destination holds
@@ -40,7 +41,7 @@ type Dispatcher struct {
 	logger  *slog.Logger
 	opts    options
 	dests   []*destination
-	metrics *metrics
+	metrics *metrics.Metrics
 	// routes is swapped whole by SetRoutes (hot reload); a fetch is
 	// routed with one snapshot.
 	routes atomic.Pointer[[]config.Route]
@@ -102,9 +103,9 @@ func NewDispatcher(cfg *config.Config, js jetstream.JetStream, logger *slog.Logg
 	if o.fetchBatch < 1 || o.maxWait <= 0 {
 		return nil, fmt.Errorf("notify: fetch batch and wait must be positive, got %d and %s", o.fetchBatch, o.maxWait)
 	}
-	m, err := newMetrics(o.reg)
-	if err != nil {
-		return nil, err
+	m := o.metrics
+	if m == nil {
+		m = metrics.New(nil)
 	}
 	d := &Dispatcher{cfg: cfg, js: js, logger: logger, opts: o, metrics: m}
 	routes := slices.Clone(cfg.Routes)
@@ -128,7 +129,7 @@ func NewDispatcher(cfg *config.Config, js jetstream.JetStream, logger *slog.Logg
 	}
 	// The notifiers count the messages they had to cut.
 	nopts := append(slices.Clone(opts), func(o *options) {
-		o.truncated = func(dest string) { m.truncated.WithLabelValues(dest).Inc() }
+		o.truncated = func(dest string) { m.NotifyTruncated.WithLabelValues(dest).Inc() }
 	})
 	for _, dc := range dests {
 		n, err := NewNotifier(dc, logger, nopts...)
@@ -181,7 +182,7 @@ func (d *Dispatcher) ackWait() time.Duration {
 	if d.cfg.Notify.AckWait > 0 {
 		return d.cfg.Notify.AckWait
 	}
-	return config.DefaultAckWait
+	return DefaultAckWait
 }
 
 func (d *Dispatcher) maxAge() time.Duration {
@@ -385,7 +386,7 @@ func (w *worker) handle(ctx context.Context, items []item) {
 			continue
 		}
 		if seen[it.a.ID] || w.delivered(ctx, it.a) {
-			w.d.metrics.duplicates.WithLabelValues(w.dst.name).Inc()
+			w.d.metrics.NotifyDuplicates.WithLabelValues(w.dst.name).Inc()
 			w.ack(it.msg)
 			continue
 		}
@@ -437,7 +438,7 @@ func (w *worker) deliver(ctx context.Context, items []item) bool {
 			w.markDelivered(ctx, it.a)
 			w.ack(it.msg)
 		}
-		w.d.metrics.delivered.WithLabelValues(w.dst.name).Add(float64(len(items)))
+		w.d.metrics.NotifyDelivered.WithLabelValues(w.dst.name).Add(float64(len(items)))
 		w.logger.Debug("delivered", "alerts", len(items))
 		return true
 	}
@@ -448,7 +449,7 @@ func (w *worker) deliver(ctx context.Context, items []item) bool {
 		}
 		return false
 	}
-	w.d.metrics.failures.WithLabelValues(w.dst.name).Inc()
+	w.d.metrics.NotifyFailures.WithLabelValues(w.dst.name).Inc()
 	w.failed(ctx, items, retry, err)
 	return false
 }
@@ -528,7 +529,7 @@ func (w *worker) deadLetter(ctx context.Context, it item, reason string) {
 		w.nak(it.msg, w.d.opts.backoffMax)
 		return
 	}
-	w.d.metrics.dead.WithLabelValues(w.dst.name).Inc()
+	w.d.metrics.NotifyDead.WithLabelValues(w.dst.name).Inc()
 	w.logger.Error("alert dead-lettered", "alert", it.a.ID, "reason", reason)
 	w.ack(it.msg)
 }

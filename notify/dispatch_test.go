@@ -17,10 +17,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/vigil-k8s/vigil/engine"
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/logtest"
+	"github.com/vigil-k8s/vigil/internal/metrics"
 	"github.com/vigil-k8s/vigil/internal/natstest"
 	"github.com/vigil-k8s/vigil/internal/waittest"
 	"github.com/vigil-k8s/vigil/notify/internal/alerttest"
@@ -44,6 +46,7 @@ type env struct {
 	t   *testing.T
 	js  jetstream.JetStream
 	reg *prometheus.Registry
+	m   *metrics.Metrics
 }
 
 func newEnv(t *testing.T) *env {
@@ -52,10 +55,11 @@ func newEnv(t *testing.T) *env {
 	_, js := natstest.Connect(t, srv.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, config.NATS{}); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, js: js, reg: prometheus.NewRegistry()}
+	reg := prometheus.NewRegistry()
+	return &env{t: t, js: js, reg: reg, m: metrics.New(reg)}
 }
 
 func testConfig(dests []config.Destination, routes ...config.Route) *config.Config {
@@ -88,7 +92,7 @@ func (e *env) start(cfg *config.Config, opts ...Option) (stop func()) {
 	opts = append([]Option{
 		WithBackoff(20*time.Millisecond, 100*time.Millisecond),
 		WithFetch(100, 100*time.Millisecond),
-		WithRegisterer(e.reg),
+		WithMetrics(e.m),
 	}, opts...)
 	d, err := NewDispatcher(cfg, e.js, slog.New(slog.DiscardHandler), opts...)
 	if err != nil {
@@ -110,7 +114,7 @@ func (e *env) start(cfg *config.Config, opts ...Option) (stop func()) {
 
 func (e *env) publish(alerts ...*alert.Alert) {
 	e.t.Helper()
-	if err := bus.PublishAlerts(context.Background(), e.js, alerts); err != nil {
+	if err := engine.PublishAlerts(context.Background(), e.js, alerts); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -518,7 +522,7 @@ func TestRedeliveredAlertIsNotSentAgain(t *testing.T) {
 	waitFor(t, "first delivery", e.settled("siem"))
 	// The same alert again under another MsgID, as after JetStream's
 	// duplicate window or a replay: the delivery record stops it.
-	msg, err := bus.AlertMsg(a)
+	msg, err := engine.AlertMsg(a)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,10 +13,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/metrics"
 	"github.com/vigil-k8s/vigil/notify/slack"
 	"github.com/vigil-k8s/vigil/notify/stdout"
 	"github.com/vigil-k8s/vigil/notify/webhook"
@@ -55,7 +54,7 @@ type options struct {
 	backoffMax time.Duration
 	fetchBatch int
 	maxWait    time.Duration
-	reg        prometheus.Registerer
+	metrics    *metrics.Metrics
 	now        func() time.Time
 	// truncated is told the destination of each Slack message delivered
 	// with a text cut to fit.
@@ -80,8 +79,14 @@ func WithFetch(batch int, maxWait time.Duration) Option {
 	return func(o *options) { o.fetchBatch, o.maxWait = batch, maxWait }
 }
 
-// WithRegisterer registers the dispatcher's metrics.
-func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.reg = r } }
+// WithMetrics counts deliveries, failures, dead letters, duplicates and
+// cut texts into m, by destination; without it they go to metrics
+// registered nowhere.
+func WithMetrics(m *metrics.Metrics) Option { return func(o *options) { o.metrics = m } }
+
+// DefaultAckWait is how long a destination may hold an alert before
+// JetStream delivers it again.
+const DefaultAckWait = 30 * time.Second
 
 func defaultOptions() options {
 	return options{

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
 )
 
 // BenchmarkFileToJetStream measures a log read from the start into a real
@@ -19,7 +18,7 @@ func BenchmarkFileToJetStream(b *testing.B) {
 	b.SetBytes(int64(len(eventLine("bench-0"))))
 	b.ResetTimer()
 	began := time.Now()
-	r := start(b, config.FileSource{Path: log}, b.TempDir(), env.pub)
+	r := start(b, Options{Path: log}, b.TempDir(), env.pub)
 	env.waitCount(b, bus.StreamAudit, uint64(b.N))
 	elapsed := time.Since(began)
 	b.StopTimer()

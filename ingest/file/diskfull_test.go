@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/disktest"
 )
 
@@ -20,7 +19,7 @@ func TestFullDataDirDelaysCheckpointsWithoutStopping(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "audit.log")
 	want := map[string]bool{}
 	appendFile(t, log, []byte(events(want, "before", 100)))
-	r := start(t, config.FileSource{Path: log}, dataDir, env.pub)
+	r := start(t, Options{Path: log}, dataDir, env.pub)
 	env.waitCount(t, bus.StreamAudit, 100)
 	store := newCheckpointStore(filepath.Join(dataDir, "checkpoints", "file"), log)
 	offset := func() int64 {

@@ -23,7 +23,7 @@ import (
 
 	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/internal/audit"
-	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/backoff"
 	"github.com/vigil-k8s/vigil/internal/metrics"
 )
 
@@ -35,12 +35,47 @@ const (
 	maxBatchBytes  = 8 << 20
 )
 
-// Retry bounds for a Publisher that fails. The log file is the buffer, so
-// ingest waits for JetStream as long as it takes rather than skip lines.
+// retryBackoff paces the retries of a Publisher that fails and of a
+// checkpoint that cannot be saved. The log file is the buffer, so ingest
+// waits for JetStream as long as it takes rather than skip lines.
+var retryBackoff = backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
+
+// Where a log without checkpoint is read from (Options.StartAt).
 const (
-	minRetryDelay = 100 * time.Millisecond
-	maxRetryDelay = 5 * time.Second
+	StartBeginning = "beginning"
+	StartEnd       = "end"
 )
+
+// Defaults of Options.
+const (
+	DefaultMaxLineBytes = 16 << 20
+	DefaultPollInterval = 50 * time.Millisecond
+)
+
+// Options configure a file source. Zero fields take the defaults.
+type Options struct {
+	// Path is a log file or a glob of them (one log per apiserver).
+	Path string
+	// StartAt is where a log with no checkpoint is read from:
+	// StartBeginning (the default) or StartEnd.
+	StartAt string
+	// MaxLineBytes is the longest line accepted (DefaultMaxLineBytes);
+	// longer ones are dead-lettered.
+	MaxLineBytes int
+	// MaxJSONDepth bounds the nesting of one event (audit.MaxDepth, the
+	// most any decoding accepts); deeper is dead-lettered.
+	MaxJSONDepth int
+	// PollInterval is how often an idle log is checked
+	// (DefaultPollInterval).
+	PollInterval time.Duration
+	// DataDir holds the checkpoints, under checkpoints/file. Required.
+	DataDir string
+	// Metrics receive what only the source knows: its checkpoint offsets
+	// and the limits it enforced. Events stored and dead letters are
+	// counted by whoever wraps the Publisher. Nil: metrics of its own,
+	// registered nowhere.
+	Metrics *metrics.Metrics
+}
 
 // Source tails one log, or every active log matching a glob.
 type Source struct {
@@ -55,66 +90,64 @@ type Source struct {
 	metrics    *metrics.Metrics
 }
 
-// New checks cfg and prepares the checkpoint folder under dataDir. Zero
-// values of cfg take the defaults of package config.
-func New(cfg config.FileSource, dataDir string, logger *slog.Logger) (*Source, error) {
-	if cfg.Path == "" {
+// New checks o and prepares the checkpoint folder.
+func New(o Options, logger *slog.Logger) (*Source, error) {
+	if o.Path == "" {
 		return nil, errors.New("file source: path is required")
 	}
-	if _, err := filepath.Match(cfg.Path, ""); err != nil {
-		return nil, fmt.Errorf("file source %q: bad glob: %w", cfg.Path, err)
+	if _, err := filepath.Match(o.Path, ""); err != nil {
+		return nil, fmt.Errorf("file source %q: bad glob: %w", o.Path, err)
 	}
 	s := &Source{
-		pattern:  cfg.Path,
-		glob:     hasMeta(cfg.Path),
-		maxLine:  cfg.MaxLineBytes,
-		maxDepth: cfg.MaxJSONDepth,
-		poll:     cfg.PollInterval,
+		pattern:  o.Path,
+		glob:     hasMeta(o.Path),
+		maxLine:  o.MaxLineBytes,
+		maxDepth: o.MaxJSONDepth,
+		poll:     o.PollInterval,
 		log:      logger,
+		metrics:  o.Metrics,
 	}
-	switch cfg.StartAt {
-	case "", config.StartBeginning:
-	case config.StartEnd:
+	switch o.StartAt {
+	case "", StartBeginning:
+	case StartEnd:
 		s.startAtEnd = true
 	default:
-		return nil, fmt.Errorf("file source %q: start_at must be %q or %q, got %q", cfg.Path, config.StartBeginning, config.StartEnd, cfg.StartAt)
+		return nil, fmt.Errorf("file source %q: start_at must be %q or %q, got %q", o.Path, StartBeginning, StartEnd, o.StartAt)
 	}
 	switch {
 	case s.maxLine < 0:
-		return nil, fmt.Errorf("file source %q: max_line_bytes must be positive, got %d", cfg.Path, s.maxLine)
+		return nil, fmt.Errorf("file source %q: max_line_bytes must be positive, got %d", o.Path, s.maxLine)
 	case s.maxLine == 0:
-		s.maxLine = config.DefaultMaxLineBytes
+		s.maxLine = DefaultMaxLineBytes
 	}
 	switch {
 	case s.maxDepth < 0 || s.maxDepth > audit.MaxDepth:
-		return nil, fmt.Errorf("file source %q: max_json_depth must be between 1 and %d, got %d", cfg.Path, audit.MaxDepth, s.maxDepth)
+		return nil, fmt.Errorf("file source %q: max_json_depth must be between 1 and %d, got %d", o.Path, audit.MaxDepth, s.maxDepth)
 	case s.maxDepth == 0:
 		s.maxDepth = audit.MaxDepth
 	}
 	switch {
 	case s.poll < 0:
-		return nil, fmt.Errorf("file source %q: poll_interval must be positive, got %s", cfg.Path, s.poll)
+		return nil, fmt.Errorf("file source %q: poll_interval must be positive, got %s", o.Path, s.poll)
 	case s.poll == 0:
-		s.poll = config.DefaultPollInterval
+		s.poll = DefaultPollInterval
+	}
+	if s.metrics == nil {
+		s.metrics = metrics.New(nil)
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
 	s.log = s.log.With("source", "file")
-	if dataDir == "" {
-		return nil, fmt.Errorf("file source %q: a data directory is required for checkpoints", cfg.Path)
+	if o.DataDir == "" {
+		return nil, fmt.Errorf("file source %q: a data directory is required for checkpoints", o.Path)
 	}
-	s.ckDir = filepath.Join(dataDir, "checkpoints", "file")
+	s.ckDir = filepath.Join(o.DataDir, "checkpoints", "file")
 	if err := os.MkdirAll(s.ckDir, 0o750); err != nil {
-		return nil, fmt.Errorf("file source %q: checkpoint folder: %w", cfg.Path, err)
+		return nil, fmt.Errorf("file source %q: checkpoint folder: %w", o.Path, err)
 	}
 	return s, nil
 }
-
-// SetMetrics makes the source report into m what only it knows: its
-// checkpoint offsets and lines over max_line_bytes. Events stored and dead
-// letters are counted by whoever wraps the Publisher. Call it before Run.
-func (s *Source) SetMetrics(m *metrics.Metrics) { s.metrics = m }
 
 func hasMeta(p string) bool {
 	return slices.ContainsFunc([]byte(p), func(c byte) bool { return c == '*' || c == '?' || c == '[' || c == '\\' })

@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/metrics"
 )
 
@@ -60,7 +59,7 @@ func TestFollowsRealAuditLogAndDeadLettersWhatIsNotAnEvent(t *testing.T) {
 	}
 
 	m := metrics.New(prometheus.NewRegistry())
-	r := start(t, config.FileSource{Path: log}, t.TempDir(), env.pub, func(s *Source) { s.SetMetrics(m) })
+	r := start(t, Options{Path: log, Metrics: m}, t.TempDir(), env.pub)
 	env.waitCount(t, bus.StreamAudit, uint64(len(want)))
 	env.waitCount(t, bus.StreamDead, 1)
 	// Stored is not yet acknowledged to the tailer: its checkpoint moves
@@ -94,7 +93,7 @@ func TestFollowsRotationTruncationAndLateCreation(t *testing.T) {
 	want := map[string]bool{}
 
 	// The log does not exist yet when vigil starts.
-	r := start(t, config.FileSource{Path: log}, t.TempDir(), env.pub)
+	r := start(t, Options{Path: log}, t.TempDir(), env.pub)
 	appendFile(t, log, []byte(events(want, "created-late", 50)))
 	env.waitCount(t, bus.StreamAudit, uint64(len(want)))
 
@@ -145,7 +144,7 @@ func TestResumesAfterRestartWhenRotatedWhileStopped(t *testing.T) {
 	log := filepath.Join(dir, "audit.log")
 	want := map[string]bool{}
 	appendFile(t, log, []byte(events(want, "first-run", 100)))
-	r := start(t, config.FileSource{Path: log}, data, env.pub)
+	r := start(t, Options{Path: log}, data, env.pub)
 	env.waitCount(t, bus.StreamAudit, uint64(len(want)))
 	r.stop(t)
 
@@ -161,7 +160,7 @@ func TestResumesAfterRestartWhenRotatedWhileStopped(t *testing.T) {
 	}
 	appendFile(t, log, []byte(events(want, "active", 20)))
 
-	r = start(t, config.FileSource{Path: log}, data, env.pub)
+	r = start(t, Options{Path: log}, data, env.pub)
 	env.waitCount(t, bus.StreamAudit, uint64(len(want)))
 	appendFile(t, log, []byte(events(want, "after-restart", 10)))
 	env.waitCount(t, bus.StreamAudit, uint64(len(want)))
@@ -177,7 +176,7 @@ func TestStartAtEndSkipsWhatWasThere(t *testing.T) {
 	appendFile(t, log, []byte(events(old, "old", 100)+partial[:50]))
 
 	data := t.TempDir()
-	r := start(t, config.FileSource{Path: log, StartAt: config.StartEnd}, data, env.pub)
+	r := start(t, Options{Path: log, StartAt: StartEnd}, data, env.pub)
 	// The end is where the log ends when vigil opens it, which it records
 	// in its first checkpoint.
 	waitFor(t, "first checkpoint", func() bool {
@@ -205,7 +204,7 @@ func TestGlobFollowsEachActiveLogWithItsOwnCheckpoint(t *testing.T) {
 	// A backup matches the glob too, but is not a log of its own.
 	appendFile(t, filepath.Join(dir, "apiserver-1-2026-03-04T10-00-00.000.log"), []byte(events(map[string]bool{}, "backup", 30)))
 
-	r := start(t, config.FileSource{Path: filepath.Join(dir, "*.log")}, data, env.pub)
+	r := start(t, Options{Path: filepath.Join(dir, "*.log")}, data, env.pub)
 	env.waitCount(t, bus.StreamAudit, uint64(len(want)))
 	// An apiserver that joins later is picked up.
 	appendFile(t, filepath.Join(dir, "apiserver-3.log"), []byte(events(want, "three", 30)))
@@ -231,7 +230,7 @@ func TestOverlongLineIsDeadLetteredAndReadingGoesOn(t *testing.T) {
 	appendFile(t, log, []byte(huge+events(want, "after", 5)))
 
 	m := metrics.New(prometheus.NewRegistry())
-	r := start(t, config.FileSource{Path: log, MaxLineBytes: limit}, t.TempDir(), env.pub, func(s *Source) { s.SetMetrics(m) })
+	r := start(t, Options{Path: log, MaxLineBytes: limit, Metrics: m}, t.TempDir(), env.pub)
 	env.waitCount(t, bus.StreamAudit, uint64(len(want)))
 	env.waitCount(t, bus.StreamDead, 1)
 	r.stop(t)
@@ -254,16 +253,17 @@ func TestOverlongLineIsDeadLetteredAndReadingGoesOn(t *testing.T) {
 
 func TestNewRejectsBadConfig(t *testing.T) {
 	for _, tc := range []struct {
-		cfg  config.FileSource
+		cfg  Options
 		want string
 	}{
-		{config.FileSource{}, "path is required"},
-		{config.FileSource{Path: "/var/log/[audit.log"}, "bad glob"},
-		{config.FileSource{Path: "/x", StartAt: "middle"}, `start_at must be "beginning" or "end", got "middle"`},
-		{config.FileSource{Path: "/x", MaxLineBytes: -1}, "max_line_bytes must be positive"},
-		{config.FileSource{Path: "/x", PollInterval: -1}, "poll_interval must be positive"},
+		{Options{}, "path is required"},
+		{Options{Path: "/var/log/[audit.log"}, "bad glob"},
+		{Options{Path: "/x", StartAt: "middle"}, `start_at must be "beginning" or "end", got "middle"`},
+		{Options{Path: "/x", MaxLineBytes: -1}, "max_line_bytes must be positive"},
+		{Options{Path: "/x", PollInterval: -1}, "poll_interval must be positive"},
 	} {
-		_, err := New(tc.cfg, t.TempDir(), testLogger(t))
+		tc.cfg.DataDir = t.TempDir()
+		_, err := New(tc.cfg, testLogger(t))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want error containing %q", tc.cfg, err, tc.want)
 		}
@@ -279,7 +279,7 @@ func TestEventTooLargeForNATSIsDeadLetteredAndReadingGoesOn(t *testing.T) {
 	want := map[string]bool{}
 	appendFile(t, log, []byte(events(want, "before", 3)+big+events(want, "after", 3)))
 
-	r := start(t, config.FileSource{Path: log}, t.TempDir(), env.pub)
+	r := start(t, Options{Path: log}, t.TempDir(), env.pub)
 	env.waitCount(t, bus.StreamAudit, uint64(len(want)))
 	env.waitCount(t, bus.StreamDead, 1)
 	r.stop(t)
@@ -307,7 +307,7 @@ func TestLineNestedTooDeepIsDeadLettered(t *testing.T) {
 		strings.Repeat(`{"a":`, 29) + `1` + strings.Repeat(`}`, 29) + "}\n"
 	appendFile(t, log, []byte(events(want, "before", 3)+deep+events(want, "after", 3)))
 	m := metrics.New(prometheus.NewRegistry())
-	r := start(t, config.FileSource{Path: log, MaxJSONDepth: 20}, t.TempDir(), env.pub, func(s *Source) { s.SetMetrics(m) })
+	r := start(t, Options{Path: log, MaxJSONDepth: 20, Metrics: m}, t.TempDir(), env.pub)
 	env.waitCount(t, bus.StreamAudit, uint64(len(want)))
 	env.waitCount(t, bus.StreamDead, 1)
 	r.stop(t)

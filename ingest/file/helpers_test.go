@@ -16,7 +16,6 @@ import (
 
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/natstest"
 	"github.com/vigil-k8s/vigil/internal/waittest"
 )
@@ -66,7 +65,7 @@ func newJS(t testing.TB) *jsEnv {
 	_, js := natstest.Connect(t, srv.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, config.NATS{}); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return &jsEnv{url: srv.ClientURL(), js: js, pub: bus.NewPublisher(js, "test")}
@@ -163,17 +162,15 @@ type running struct {
 	done   chan error
 }
 
-func start(t testing.TB, cfg config.FileSource, dataDir string, pub *bus.Publisher, opts ...func(*Source)) *running {
+func start(t testing.TB, cfg Options, dataDir string, pub *bus.Publisher) *running {
 	t.Helper()
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 10 * time.Millisecond
 	}
-	src, err := New(cfg, dataDir, testLogger(t))
+	cfg.DataDir = dataDir
+	src, err := New(cfg, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, o := range opts {
-		o(src)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{cancel: cancel, done: make(chan error, 1)}

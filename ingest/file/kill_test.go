@@ -23,7 +23,6 @@ import (
 	auditlog "k8s.io/apiserver/plugin/pkg/audit/log"
 
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
 )
 
 // The kill test re-runs this test binary as the tailer process, so that it
@@ -50,7 +49,7 @@ func runChild() int {
 		logger.Error("jetstream", "err", err)
 		return 2
 	}
-	src, err := New(config.FileSource{Path: os.Getenv(childLogEnv), PollInterval: 5 * time.Millisecond}, os.Getenv(childDataEnv), logger)
+	src, err := New(Options{Path: os.Getenv(childLogEnv), PollInterval: 5 * time.Millisecond, DataDir: os.Getenv(childDataEnv)}, logger)
 	if err != nil {
 		logger.Error("new", "err", err)
 		return 2

@@ -5,11 +5,14 @@ import (
 	"bytes"
 	"errors"
 	"io"
+
+	"github.com/vigil-k8s/vigil/ingest"
 )
 
-// sampleBytes is how much of an over-long line is kept for its dead letter:
-// enough to recognise the event, small enough to always fit a message.
-const sampleBytes = 4 << 10
+// sampleBytes is how much of an over-long line is kept for its dead letter,
+// as much as of an event too large to store: enough to recognise the
+// event, small enough to always fit a message.
+const sampleBytes = ingest.SampleBytes
 
 // maxDeadLetterBytes caps the data of a dead letter (a malformed line can be
 // up to max_line_bytes long) below NATS' default maximum message size.

@@ -11,10 +11,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/internal/backoff"
 )
 
 // tailer follows one active log path through its rotations.
@@ -46,16 +45,15 @@ type tailer struct {
 	batchBytes int
 
 	// While data_dir is full, saving is retried with backoff: not before
-	// retryAt, and failures counts the attempts that failed.
+	// retryAt; failures counts the attempts that failed.
 	ckFull struct {
-		failures int
-		delay    time.Duration
+		failures *backoff.Sequence
 		retryAt  time.Time
 	}
 }
 
 func newTailer(s *Source, path string, pub ingest.Publisher, startAtEnd bool) *tailer {
-	return &tailer{
+	t := &tailer{
 		src:        s,
 		path:       path,
 		store:      newCheckpointStore(s.ckDir, path),
@@ -63,6 +61,8 @@ func newTailer(s *Source, path string, pub ingest.Publisher, startAtEnd bool) *t
 		log:        s.log.With("log", path),
 		startAtEnd: startAtEnd,
 	}
+	t.ckFull.failures = retryBackoff.Sequence()
+	return t
 }
 
 // fileState is what the active path says about the file being read.
@@ -86,7 +86,7 @@ func (t *tailer) run(ctx context.Context) error {
 				return err
 			}
 			if !ok {
-				if err := sleep(ctx, t.src.poll); err != nil {
+				if err := backoff.Wait(ctx, t.src.poll); err != nil {
 					return err
 				}
 				continue
@@ -118,7 +118,7 @@ func (t *tailer) run(ctx context.Context) error {
 			return err
 		}
 		if !progressed {
-			if err := sleep(ctx, t.src.poll); err != nil {
+			if err := backoff.Wait(ctx, t.src.poll); err != nil {
 				return err
 			}
 		}
@@ -316,9 +316,7 @@ func (t *tailer) handle(ctx context.Context, l line) error {
 		return nil
 	}
 	if l.TooLong {
-		if m := t.src.metrics; m != nil {
-			m.LimitExceeded.WithLabelValues("max_line_bytes").Inc()
-		}
+		t.src.metrics.LimitExceeded.WithLabelValues("max_line_bytes").Inc()
 		reason := fmt.Sprintf("line of %d bytes exceeds max_line_bytes %d; data is its first %d bytes", l.Size, t.src.maxLine, len(l.Data))
 		return t.deadLetter(ctx, l, reason)
 	}
@@ -328,8 +326,8 @@ func (t *tailer) handle(ctx context.Context, l line) error {
 	}
 	raw, err := audit.ParseRawDepth(data, t.src.maxDepth)
 	if err != nil {
-		if m := t.src.metrics; m != nil && errors.Is(err, audit.ErrTooDeep) {
-			m.LimitExceeded.WithLabelValues("max_json_depth").Inc()
+		if errors.Is(err, audit.ErrTooDeep) {
+			t.src.metrics.LimitExceeded.WithLabelValues("max_json_depth").Inc()
 		}
 		return t.deadLetter(ctx, l, err.Error())
 	}
@@ -351,8 +349,8 @@ func (t *tailer) deadLetter(ctx context.Context, l line, reason string) error {
 		at = fmt.Sprintf("%s@%d", t.name, l.Offset)
 	}
 	t.log.Warn("dead-lettering line", "at", at, "offset", l.Offset, "bytes", l.Size, "reason", reason)
-	d := ingest.DeadLetter{Source: src, Reason: reason, Data: bytes.Clone(l.Data[:min(len(l.Data), maxDeadLetterBytes)])}
-	return t.retry(ctx, "dead-letter", func(ctx context.Context) error { return t.pub.DeadLetter(ctx, d) })
+	data := bytes.Clone(l.Data[:min(len(l.Data), maxDeadLetterBytes)])
+	return t.retry(ctx, "dead-letter", func(ctx context.Context) error { return t.pub.DeadLetter(ctx, src, reason, data) })
 }
 
 // flush publishes the batch and, once the Publisher has stored it,
@@ -369,58 +367,32 @@ func (t *tailer) flush(ctx context.Context) error {
 }
 
 // publish stores a batch, retrying until it is stored or ctx is done.
-// offsets are where its events start in the file being read.
+// offsets are where its events start in the file being read. Events too
+// large to ever be stored are dead-lettered with their beginning: retrying
+// them could never succeed and would stop the log.
 func (t *tailer) publish(ctx context.Context, batch []audit.Raw, offsets []int64) error {
 	return t.retry(ctx, "publish", func(ctx context.Context) error {
-		err := t.pub.Publish(ctx, batch)
-		if errors.Is(err, nats.ErrMaxPayload) {
-			return t.publishEach(ctx, batch, offsets)
-		}
-		return err
+		return ingest.Store(ctx, t.pub, batch, func(ctx context.Context, i int, reason string, sample []byte) error {
+			l := line{Data: sample, Offset: offsets[i], Size: int64(len(batch[i].Data))}
+			return t.deadLetter(ctx, l, reason)
+		})
 	})
-}
-
-// publishEach publishes the batch one event at a time, dead-lettering the
-// events too large for a NATS message (with their beginning): retrying
-// them could never succeed and would stop the log.
-func (t *tailer) publishEach(ctx context.Context, batch []audit.Raw, offsets []int64) error {
-	for i, ev := range batch {
-		err := t.pub.Publish(ctx, batch[i:i+1])
-		if !errors.Is(err, nats.ErrMaxPayload) {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		reason := fmt.Sprintf("event %s of %d bytes is larger than the NATS server's max_payload; data is its first %d bytes", ev.MsgID(), len(ev.Data), min(len(ev.Data), sampleBytes))
-		l := line{Data: ev.Data[:min(len(ev.Data), sampleBytes)], Offset: offsets[i], Size: int64(len(ev.Data))}
-		if err := t.deadLetter(ctx, l, reason); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // retry calls fn until it succeeds or ctx is done.
 func (t *tailer) retry(ctx context.Context, what string, fn func(context.Context) error) error {
-	delay := minRetryDelay
-	for attempt := 1; ; attempt++ {
-		err := fn(ctx)
-		if err == nil {
-			if attempt > 1 {
-				t.log.Info(what+" succeeded after retries", "attempts", attempt)
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		t.log.Warn(what+" failed; retrying", "file", t.name, "attempt", attempt, "retry_in", delay, "err", err)
-		if err := sleep(ctx, delay); err != nil {
-			return err
-		}
-		delay = min(2*delay, maxRetryDelay)
+	attempts := 1
+	err := backoff.Retry(ctx, retryBackoff, fn, backoff.OnRetry(func(err error, attempt int, wait time.Duration) {
+		attempts = attempt + 1
+		t.log.Warn(what+" failed; retrying", "file", t.name, "attempt", attempt, "retry_in", wait, "err", err)
+	}))
+	if err != nil {
+		return ctx.Err()
 	}
+	if attempts > 1 {
+		t.log.Info(what+" succeeded after retries", "attempts", attempts)
+	}
+	return nil
 }
 
 // takeFingerprint fingerprints the first bytes of the file as soon as
@@ -450,7 +422,7 @@ func (t *tailer) checkpointAt(off int64) error {
 	if t.saved.ok && t.saved.id == t.id && t.saved.offset == off {
 		return nil
 	}
-	if t.ckFull.failures > 0 && time.Now().Before(t.ckFull.retryAt) {
+	if t.ckFull.failures.Failures() > 0 && time.Now().Before(t.ckFull.retryAt) {
 		return nil // data_dir full: not yet time to try again
 	}
 	if err := t.takeFingerprint(); err != nil {
@@ -470,14 +442,12 @@ func (t *tailer) checkpointAt(off int64) error {
 		t.checkpointFailed(err)
 		return nil
 	}
-	if t.ckFull.failures > 0 {
-		t.log.Info("checkpoint saved again: data_dir has space", "offset", off, "failed_attempts", t.ckFull.failures)
-		t.ckFull.failures = 0
+	if n := t.ckFull.failures.Failures(); n > 0 {
+		t.log.Info("checkpoint saved again: data_dir has space", "offset", off, "failed_attempts", n)
+		t.ckFull.failures.Reset()
 	}
 	t.saved.id, t.saved.offset, t.saved.ok = t.id, off, true
-	if m := t.src.metrics; m != nil {
-		m.CheckpointOffset.WithLabelValues(t.path).Set(float64(off))
-	}
+	t.src.metrics.CheckpointOffset.WithLabelValues(t.path).Set(float64(off))
 	return nil
 }
 
@@ -487,15 +457,14 @@ func (t *tailer) checkpointAt(off int64) error {
 // restart before the next save reads them again, and their MsgIDs make
 // JetStream drop the copies.
 func (t *tailer) checkpointFailed(err error) {
-	if t.ckFull.failures == 0 {
-		t.ckFull.delay = minRetryDelay
+	first := t.ckFull.failures.Failures() == 0
+	delay := t.ckFull.failures.Next()
+	if first {
 		t.log.Error("cannot save checkpoint: data_dir is full; retrying with backoff (a restart meanwhile re-reads events since the last saved checkpoint)", "err", err)
 	} else {
-		t.log.Warn("checkpoint still not saved: data_dir is full", "attempt", t.ckFull.failures+1, "retry_in", t.ckFull.delay, "err", err)
+		t.log.Warn("checkpoint still not saved: data_dir is full", "attempt", t.ckFull.failures.Failures(), "retry_in", delay, "err", err)
 	}
-	t.ckFull.failures++
-	t.ckFull.retryAt = time.Now().Add(t.ckFull.delay)
-	t.ckFull.delay = min(2*t.ckFull.delay, maxRetryDelay)
+	t.ckFull.retryAt = time.Now().Add(delay)
 }
 
 // state compares the file being read with what the path names now.
@@ -647,15 +616,4 @@ func (t *tailer) truncated(ctx context.Context) error {
 		return err
 	}
 	return t.checkpoint()
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
 }

@@ -25,8 +25,8 @@ import (
 	"k8s.io/apiserver/plugin/pkg/audit/buffered"
 	auditwebhook "k8s.io/apiserver/plugin/pkg/audit/webhook"
 
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/pkitest"
+	"github.com/vigil-k8s/vigil/internal/tlsconfig"
 )
 
 func apiserverEvent(prefix string, i int) *auditinternal.Event {
@@ -54,8 +54,8 @@ var fastRetry = wait.Backoff{Duration: 50 * time.Millisecond, Factor: 1.5, Jitte
 // mtlsServer starts a receiver that requires client certificates and
 // returns it with the kubeconfig vigil ships for kube-apiserver, pointed at
 // it.
-func mtlsServer(t *testing.T, env *jsEnv, p *pkitest.PKI, cfg config.Webhook, logger *slog.Logger) (*Server, string) {
-	cfg.TLS = config.TLS{Cert: p.CertFile, Key: p.KeyFile, ClientCA: p.CAFile}
+func mtlsServer(t *testing.T, env *jsEnv, p *pkitest.PKI, cfg Options, logger *slog.Logger) (*Server, string) {
+	cfg.TLS = tlsconfig.Files{Cert: p.CertFile, Key: p.KeyFile, ClientCA: p.CAFile}
 	s := runServer(t, cfg, env.pub, logger)
 	return s, shippedKubeconfig(t, "https://"+s.Addr().String()+"/audit", p)
 }
@@ -63,7 +63,7 @@ func mtlsServer(t *testing.T, env *jsEnv, p *pkitest.PKI, cfg config.Webhook, lo
 func TestApiserverWebhookBackendDeliversEveryEventOnceOverMTLS(t *testing.T) {
 	env := newJS(t)
 	p := pkitest.New(t)
-	_, kc := mtlsServer(t, env, p, config.Webhook{}, nil)
+	_, kc := mtlsServer(t, env, p, Options{}, nil)
 
 	delegate, err := auditwebhook.NewBackend(kc, auditv1.SchemeGroupVersion, fastRetry, nil)
 	if err != nil {
@@ -93,7 +93,7 @@ func TestApiserverWebhookBackendDeliversEveryEventOnceOverMTLS(t *testing.T) {
 func TestClientsWithoutValidCertificateOrTokenAreRefused(t *testing.T) {
 	env := newJS(t)
 	p := pkitest.New(t)
-	s, _ := mtlsServer(t, env, p, config.Webhook{}, nil)
+	s, _ := mtlsServer(t, env, p, Options{}, nil)
 	url := "https://" + s.Addr().String() + "/audit"
 	body := `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[]}`
 
@@ -126,7 +126,7 @@ func TestClientsWithoutValidCertificateOrTokenAreRefused(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("s3cret-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ts := runServer(t, config.Webhook{TLS: config.TLS{Cert: p.CertFile, Key: p.KeyFile}, BearerTokenFile: tokenFile}, env.pub, nil)
+	ts := runServer(t, Options{TLS: tlsconfig.Files{Cert: p.CertFile, Key: p.KeyFile}, BearerTokenFile: tokenFile}, env.pub, nil)
 	turl := "https://" + ts.Addr().String() + "/"
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Pool}}}
 	defer c.CloseIdleConnections()
@@ -171,7 +171,7 @@ func TestWhileNATSIsDownTheReceiverAnswers503AndTheApiserverRetriesDeliverAll(t 
 	p := pkitest.New(t)
 	var refused atomic.Int64
 	logger := slog.New(&countRefusals{Handler: testLogger(t).Handler(), status: http.StatusServiceUnavailable, n: &refused})
-	s, kc := mtlsServer(t, env, p, config.Webhook{WriteTimeout: time.Second}, logger)
+	s, kc := mtlsServer(t, env, p, Options{WriteTimeout: time.Second}, logger)
 	backend, err := auditwebhook.NewBackend(kc, auditv1.SchemeGroupVersion, fastRetry, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -254,7 +254,7 @@ func TestRenewedCertificateAndTokenApplyWithoutRestart(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("first-token"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := runServer(t, config.Webhook{TLS: config.TLS{Cert: p.CertFile, Key: p.KeyFile, ClientCA: p.CAFile}, BearerTokenFile: tokenFile}, env.pub, nil)
+	s := runServer(t, Options{TLS: tlsconfig.Files{Cert: p.CertFile, Key: p.KeyFile, ClientCA: p.CAFile}, BearerTokenFile: tokenFile}, env.pub, nil)
 	s.creds.mu.Lock()
 	s.creds.every = 0 // check the files on every use
 	s.creds.mu.Unlock()

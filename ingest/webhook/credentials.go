@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/tlsconfig"
 )
 
@@ -23,7 +22,7 @@ type credentials struct {
 	every time.Duration
 }
 
-func newCredentials(tlsFiles config.TLS, tokenFile string, log *slog.Logger) (*credentials, error) {
+func newCredentials(tlsFiles tlsconfig.Files, tokenFile string, log *slog.Logger) (*credentials, error) {
 	r, err := tlsconfig.NewReloader(tlsFiles, tokenFile, log, "http/1.1")
 	if err != nil {
 		return nil, err

@@ -14,8 +14,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/internal/audit"
 )
@@ -23,10 +21,6 @@ import (
 // maxDeadLetterBytes caps what of a bad body is kept as a dead letter, to
 // stay below NATS' default maximum message size.
 const maxDeadLetterBytes = 512 << 10
-
-// sampleBytes is how much of an event too large to store is kept in its
-// dead letter: enough to recognise it.
-const sampleBytes = 4 << 10
 
 // statusError is a failed request: the status to answer and why.
 type statusError struct {
@@ -49,9 +43,6 @@ func limited(limit string, code int, format string, args ...any) *statusError {
 }
 
 func (s *Server) count(code int, limit string) {
-	if s.metrics == nil {
-		return
-	}
 	s.metrics.WebhookRequests.WithLabelValues(strconv.Itoa(code)).Inc()
 	if limit != "" {
 		s.metrics.LimitExceeded.WithLabelValues(limit).Inc()
@@ -133,10 +124,11 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request, pub ingest.Publ
 	if len(events) == 0 {
 		return 0, nil
 	}
-	err = pub.Publish(ctx, events)
-	if errors.Is(err, nats.ErrMaxPayload) {
-		err = s.publishEach(ctx, r, pub, events, where)
-	}
+	// An event too large to store is dead-lettered: the apiserver would
+	// retry it in vain and then drop the whole batch.
+	err = ingest.Store(ctx, pub, events, func(ctx context.Context, i int, reason string, sample []byte) error {
+		return s.deadLetterItem(ctx, r, pub, badItem{where: where[i], err: errors.New(reason), data: sample})
+	})
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return 0, fail(http.StatusServiceUnavailable, "cannot store %d events: JetStream did not acknowledge them within %s", len(events), s.publishLimit)
@@ -153,35 +145,10 @@ func (s *Server) deadLetterItem(ctx context.Context, r *http.Request, pub ingest
 		reason = fmt.Sprintf("%s; data is its first %d of %d bytes", reason, maxDeadLetterBytes, len(data))
 		data = data[:maxDeadLetterBytes]
 	}
-	d := ingest.DeadLetter{Source: "webhook:" + remoteHost(r) + ":" + b.where, Reason: reason, Data: data}
-	if err := pub.DeadLetter(ctx, d); err != nil {
+	if err := pub.DeadLetter(ctx, "webhook:"+remoteHost(r)+":"+b.where, reason, data); err != nil {
 		return fail(http.StatusServiceUnavailable, "cannot store dead letter for %s: %v", b.where, err)
 	}
 	s.log.Warn("dead-lettered audit event", "remote", r.RemoteAddr, "item", b.where, "reason", reason)
-	return nil
-}
-
-// publishEach publishes events one at a time, dead-lettering those too
-// large for a NATS message: the apiserver would retry them in vain and
-// then drop the whole batch.
-func (s *Server) publishEach(ctx context.Context, r *http.Request, pub ingest.Publisher, events []audit.Raw, where []string) error {
-	for i, ev := range events {
-		err := pub.Publish(ctx, events[i:i+1])
-		if !errors.Is(err, nats.ErrMaxPayload) {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		b := badItem{
-			where: where[i],
-			err:   fmt.Errorf("event %s of %d bytes is larger than the NATS server's max_payload", ev.MsgID(), len(ev.Data)),
-			data:  ev.Data[:min(len(ev.Data), sampleBytes)],
-		}
-		if err := s.deadLetterItem(ctx, r, pub, b); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
@@ -348,7 +315,7 @@ func (s *Server) parse(body []byte) (events []audit.Raw, where []string, bad []b
 	where = make([]string, 0, len(env.Items))
 	for i, item := range env.Items {
 		r, err := audit.ParseRawDepth(item, s.cfg.MaxJSONDepth)
-		if errors.Is(err, audit.ErrTooDeep) && s.metrics != nil {
+		if errors.Is(err, audit.ErrTooDeep) {
 			s.metrics.LimitExceeded.WithLabelValues("max_json_depth").Inc()
 		}
 		if err != nil {
@@ -376,8 +343,7 @@ func (s *Server) deadLetter(r *http.Request, pub ingest.Publisher, body []byte, 
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.publishLimit)
 	defer cancel()
-	d := ingest.DeadLetter{Source: "webhook:" + remoteHost(r), Reason: reason, Data: bytes.Clone(data)}
-	if err := pub.DeadLetter(ctx, d); err != nil {
+	if err := pub.DeadLetter(ctx, "webhook:"+remoteHost(r), reason, bytes.Clone(data)); err != nil {
 		s.log.Error("cannot store dead letter of malformed body", "remote", r.RemoteAddr, "err", err)
 	}
 }

@@ -19,7 +19,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/natstest"
 	"github.com/vigil-k8s/vigil/internal/pkitest"
 	"github.com/vigil-k8s/vigil/internal/waittest"
@@ -62,7 +61,7 @@ func newJS(t testing.TB) *jsEnv {
 	_, js := natstest.Connect(t, srv.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, config.NATS{}); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return &jsEnv{srv: srv, store: store, port: srv.Addr().(*net.TCPAddr).Port, js: js, pub: bus.NewPublisher(js, "test")}
@@ -149,7 +148,7 @@ func shippedKubeconfig(t testing.TB, server string, p *pkitest.PKI) string {
 
 // runServer starts a receiver on a random port and stops it when the test
 // ends, checking that it stopped cleanly.
-func runServer(t testing.TB, cfg config.Webhook, pub *bus.Publisher, logger *slog.Logger, opts ...func(*Server)) *Server {
+func runServer(t testing.TB, cfg Options, pub *bus.Publisher, logger *slog.Logger) *Server {
 	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
@@ -160,9 +159,6 @@ func runServer(t testing.TB, cfg config.Webhook, pub *bus.Publisher, logger *slo
 	s, err := New(cfg, logger)
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, o := range opts {
-		o(s)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -21,9 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/metrics"
 	"github.com/vigil-k8s/vigil/internal/pkitest"
+	"github.com/vigil-k8s/vigil/internal/tlsconfig"
 )
 
 func item(id string) string {
@@ -53,7 +53,7 @@ type noLength struct{ io.Reader }
 func TestBodiesAreAnsweredAsTheApiserverNeeds(t *testing.T) {
 	env := newJS(t)
 	m := metrics.New(prometheus.NewRegistry())
-	s := runServer(t, config.Webhook{Insecure: true, MaxBodyBytes: 1 << 20, MaxEvents: 1000}, env.pub, nil, func(s *Server) { s.SetMetrics(m) })
+	s := runServer(t, Options{Insecure: true, MaxBodyBytes: 1 << 20, MaxEvents: 1000, Metrics: m}, env.pub, nil)
 	url := "http://" + s.Addr().String() + "/audit"
 
 	hugeItems := eventList("audit.k8s.io/v1", strings.Repeat(`{},`, 99_999)+`{}`)
@@ -138,7 +138,7 @@ func TestBodiesAreAnsweredAsTheApiserverNeeds(t *testing.T) {
 
 func TestABadItemIsDeadLetteredAndTheRestOfItsBatchStored(t *testing.T) {
 	env := newJS(t)
-	s := runServer(t, config.Webhook{Insecure: true}, env.pub, nil)
+	s := runServer(t, Options{Insecure: true}, env.pub, nil)
 	body := eventList("audit.k8s.io/v1", item("ok-1"), `{"auditID":"no-stage"}`, item("ok-2"))
 	resp, err := http.Post("http://"+s.Addr().String()+"/", "application/json", strings.NewReader(body))
 	if err != nil {
@@ -169,7 +169,7 @@ func TestABadItemIsDeadLetteredAndTheRestOfItsBatchStored(t *testing.T) {
 func TestTooManyBadItemsRefuseTheList(t *testing.T) {
 	env := newJS(t)
 	m := metrics.New(prometheus.NewRegistry())
-	s := runServer(t, config.Webhook{Insecure: true, MaxBadItems: 2}, env.pub, nil, func(s *Server) { s.SetMetrics(m) })
+	s := runServer(t, Options{Insecure: true, MaxBadItems: 2, Metrics: m}, env.pub, nil)
 	url := "http://" + s.Addr().String() + "/"
 	postList := func(items ...string) (int, string) {
 		t.Helper()
@@ -205,7 +205,7 @@ func TestTooManyBadItemsRefuseTheList(t *testing.T) {
 func TestItemsNestedTooDeepAreDeadLettered(t *testing.T) {
 	env := newJS(t)
 	m := metrics.New(prometheus.NewRegistry())
-	s := runServer(t, config.Webhook{Insecure: true, MaxJSONDepth: 20}, env.pub, nil, func(s *Server) { s.SetMetrics(m) })
+	s := runServer(t, Options{Insecure: true, MaxJSONDepth: 20, Metrics: m}, env.pub, nil)
 	url := "http://" + s.Addr().String() + "/"
 	deep := `{"level":"Request","auditID":"deep","stage":"ResponseComplete","verb":"create","requestObject":` +
 		strings.Repeat(`{"a":`, 29) + `1` + strings.Repeat(`}`, 29) + `}`
@@ -256,7 +256,7 @@ func TestItemsNestedTooDeepAreDeadLettered(t *testing.T) {
 
 func TestSaturatedReceiverAnswers429WithRetryAfter(t *testing.T) {
 	env := newJS(t)
-	s := runServer(t, config.Webhook{Insecure: true, MaxConcurrent: 1}, env.pub, nil)
+	s := runServer(t, Options{Insecure: true, MaxConcurrent: 1}, env.pub, nil)
 	url := "http://" + s.Addr().String() + "/"
 
 	// A request whose body is still being sent holds the only slot.
@@ -301,7 +301,7 @@ func TestSaturatedReceiverAnswers429WithRetryAfter(t *testing.T) {
 
 func TestABodyThatNeverFinishesIsCutOffAtTheReadTimeout(t *testing.T) {
 	env := newJS(t)
-	s := runServer(t, config.Webhook{Insecure: true, ReadTimeout: 300 * time.Millisecond}, env.pub, nil)
+	s := runServer(t, Options{Insecure: true, ReadTimeout: 300 * time.Millisecond}, env.pub, nil)
 	conn, err := net.Dial("tcp", s.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -334,20 +334,20 @@ func TestNewRejectsUnsafeOrBrokenConfig(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		cfg  config.Webhook
+		cfg  Options
 		want string
 	}{
-		{"no listen", config.Webhook{Insecure: true}, "listen is required"},
-		{"plain HTTP not asked for", config.Webhook{Listen: "127.0.0.1:0"}, "tls.cert and tls.key are required"},
-		{"TLS without authentication", config.Webhook{Listen: "127.0.0.1:0", TLS: config.TLS{Cert: p.CertFile, Key: p.KeyFile}}, "no authentication configured"},
-		{"client CA without TLS", config.Webhook{Listen: "127.0.0.1:0", Insecure: true, TLS: config.TLS{ClientCA: p.CAFile}}, "client_ca needs tls.cert"},
-		{"missing key", config.Webhook{Listen: "127.0.0.1:0", TLS: config.TLS{Cert: p.CertFile, ClientCA: p.CAFile}}, "must be set together"},
-		{"key is not a key", config.Webhook{Listen: "127.0.0.1:0", TLS: config.TLS{Cert: p.CertFile, Key: p.CAFile, ClientCA: p.CAFile}}, "tls.key " + p.CAFile},
-		{"client CA is not PEM", config.Webhook{Listen: "127.0.0.1:0", TLS: config.TLS{Cert: p.CertFile, Key: p.KeyFile, ClientCA: empty}}, "holds no PEM certificate"},
-		{"empty token file", config.Webhook{Listen: "127.0.0.1:0", Insecure: true, BearerTokenFile: empty}, "is empty"},
-		{"missing token file", config.Webhook{Listen: "127.0.0.1:0", Insecure: true, BearerTokenFile: "/nonexistent/token"}, "bearer_token_file"},
-		{"negative limit", config.Webhook{Listen: "127.0.0.1:0", Insecure: true, MaxEvents: -1}, "must not be negative"},
-		{"bad listen", config.Webhook{Listen: "nonsense", Insecure: true}, "listen on nonsense"},
+		{"no listen", Options{Insecure: true}, "listen is required"},
+		{"plain HTTP not asked for", Options{Listen: "127.0.0.1:0"}, "tls.cert and tls.key are required"},
+		{"TLS without authentication", Options{Listen: "127.0.0.1:0", TLS: tlsconfig.Files{Cert: p.CertFile, Key: p.KeyFile}}, "no authentication configured"},
+		{"client CA without TLS", Options{Listen: "127.0.0.1:0", Insecure: true, TLS: tlsconfig.Files{ClientCA: p.CAFile}}, "client_ca needs tls.cert"},
+		{"missing key", Options{Listen: "127.0.0.1:0", TLS: tlsconfig.Files{Cert: p.CertFile, ClientCA: p.CAFile}}, "must be set together"},
+		{"key is not a key", Options{Listen: "127.0.0.1:0", TLS: tlsconfig.Files{Cert: p.CertFile, Key: p.CAFile, ClientCA: p.CAFile}}, "tls.key " + p.CAFile},
+		{"client CA is not PEM", Options{Listen: "127.0.0.1:0", TLS: tlsconfig.Files{Cert: p.CertFile, Key: p.KeyFile, ClientCA: empty}}, "holds no PEM certificate"},
+		{"empty token file", Options{Listen: "127.0.0.1:0", Insecure: true, BearerTokenFile: empty}, "is empty"},
+		{"missing token file", Options{Listen: "127.0.0.1:0", Insecure: true, BearerTokenFile: "/nonexistent/token"}, "bearer_token_file"},
+		{"negative limit", Options{Listen: "127.0.0.1:0", Insecure: true, MaxEvents: -1}, "must not be negative"},
+		{"bad listen", Options{Listen: "nonsense", Insecure: true}, "listen on nonsense"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := New(tc.cfg, testLogger(t))
@@ -368,7 +368,7 @@ func TestNewRejectsUnsafeOrBrokenConfig(t *testing.T) {
 // JSON.
 func FuzzHandler(f *testing.F) {
 	env := newJS(f)
-	s, err := New(config.Webhook{Listen: "127.0.0.1:0", Insecure: true, MaxBodyBytes: 64 << 10, MaxEvents: 50}, slog.New(slog.DiscardHandler))
+	s, err := New(Options{Listen: "127.0.0.1:0", Insecure: true, MaxBodyBytes: 64 << 10, MaxEvents: 50}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -406,7 +406,7 @@ func FuzzHandler(f *testing.F) {
 
 func TestEventTooLargeForNATSIsDeadLetteredAndTheBatchAccepted(t *testing.T) {
 	env := newJS(t)
-	s := runServer(t, config.Webhook{Insecure: true}, env.pub, nil)
+	s := runServer(t, Options{Insecure: true}, env.pub, nil)
 	big := `{"level":"Request","auditID":"big","stage":"ResponseComplete","verb":"create","requestObject":{"data":{"x":"` + strings.Repeat("a", 2<<20) + `"}}}`
 	resp, err := http.Post("http://"+s.Addr().String()+"/", "application/json", strings.NewReader(eventList("audit.k8s.io/v1", big, item("small"))))
 	if err != nil {

@@ -19,15 +19,60 @@ import (
 	"time"
 
 	"github.com/vigil-k8s/vigil/ingest"
-	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/metrics"
+	"github.com/vigil-k8s/vigil/internal/tlsconfig"
 )
 
-// Defaults for zero values of config.Webhook, as config.Parse sets them.
+// Defaults of Options.
 const (
-	defaultReadTimeout  = 30 * time.Second
-	defaultWriteTimeout = 60 * time.Second
-	defaultIdleTimeout  = 120 * time.Second
+	DefaultMaxBodyBytes  = 32 << 20
+	DefaultMaxEvents     = 100_000
+	DefaultMaxBadItems   = 16
+	DefaultMaxConcurrent = 64
+	DefaultReadTimeout   = 30 * time.Second
+	DefaultWriteTimeout  = 60 * time.Second
+	DefaultIdleTimeout   = 120 * time.Second
+)
+
+// Options configure the receiver. Zero fields take the defaults.
+type Options struct {
+	// Listen is the address to serve on, e.g. ":8443". Required.
+	Listen string
+	// TLS: Cert and Key serve HTTPS (required unless Insecure); ClientCA
+	// also requires client certificates signed by it.
+	TLS tlsconfig.Files
+	// BearerTokenFile, when set, requires "Authorization: Bearer <token>".
+	BearerTokenFile string
+	// Insecure allows plain HTTP without TLS, and no authentication (a
+	// trusted network only).
+	Insecure bool
+	// MaxBodyBytes bounds a body, on the wire and decompressed
+	// (DefaultMaxBodyBytes).
+	MaxBodyBytes int64
+	// MaxEvents bounds the items of one EventList (DefaultMaxEvents).
+	MaxEvents int
+	// MaxBadItems is how many items of one EventList that are not audit
+	// events are dead-lettered one by one; a list with more is refused
+	// (DefaultMaxBadItems).
+	MaxBadItems int
+	// MaxJSONDepth bounds the nesting of one event, counted from the item
+	// (audit.MaxDepth); deeper is dead-lettered.
+	MaxJSONDepth int
+	// MaxConcurrent bounds the requests handled at once; more are answered
+	// 429 (DefaultMaxConcurrent).
+	MaxConcurrent int
+	// Timeouts of the HTTP server.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Metrics receive what only the receiver knows: its answers by status
+	// and the limits reached. Events stored and dead letters are counted
+	// by whoever wraps the Publisher. Nil: metrics of its own, registered
+	// nowhere.
+	Metrics *metrics.Metrics
+}
+
+// Timing of the receiver that is not configurable.
+const (
 	// maxPublishTime bounds how long a request waits for JetStream before
 	// it is answered 503, so that the apiserver retries instead of timing
 	// out on its side.
@@ -41,7 +86,7 @@ const (
 
 // Server is the webhook receiver.
 type Server struct {
-	cfg          config.Webhook
+	cfg          Options
 	log          *slog.Logger
 	ln           net.Listener
 	tls          *tls.Config // nil without TLS; per connection from creds
@@ -51,14 +96,16 @@ type Server struct {
 	metrics      *metrics.Metrics
 }
 
-// New checks cfg, loads the certificates and token, and starts listening,
-// so that Addr is known before Run. Zero values of cfg take the defaults of
-// package config.
-func New(cfg config.Webhook, logger *slog.Logger) (*Server, error) {
+// New checks o, loads the certificates and token, and starts listening, so
+// that Addr is known before Run.
+func New(o Options, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: logger.With("source", "webhook")}
+	s := &Server{cfg: o, log: logger.With("source", "webhook"), metrics: o.Metrics}
+	if s.metrics == nil {
+		s.metrics = metrics.New(nil)
+	}
 	c := &s.cfg
 	if c.Listen == "" {
 		return nil, errors.New("webhook: listen is required (e.g. \":8443\")")
@@ -66,14 +113,14 @@ func New(cfg config.Webhook, logger *slog.Logger) (*Server, error) {
 	if c.MaxBodyBytes < 0 || c.MaxEvents < 0 || c.MaxBadItems < 0 || c.MaxJSONDepth < 0 || c.MaxConcurrent < 0 || c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0 {
 		return nil, errors.New("webhook: max_body_bytes, max_events, max_bad_items, max_concurrent and timeouts must not be negative")
 	}
-	c.MaxBodyBytes = orDefault(c.MaxBodyBytes, config.DefaultMaxBodyBytes)
-	c.MaxEvents = orDefault(c.MaxEvents, config.DefaultMaxEvents)
-	c.MaxBadItems = orDefault(c.MaxBadItems, config.DefaultMaxBadItems)
-	c.MaxJSONDepth = orDefault(c.MaxJSONDepth, config.DefaultMaxJSONDepth)
-	c.MaxConcurrent = orDefault(c.MaxConcurrent, config.DefaultMaxConcurrent)
-	c.ReadTimeout = orDefault(c.ReadTimeout, defaultReadTimeout)
-	c.WriteTimeout = orDefault(c.WriteTimeout, defaultWriteTimeout)
-	c.IdleTimeout = orDefault(c.IdleTimeout, defaultIdleTimeout)
+	c.MaxBodyBytes = orDefault(c.MaxBodyBytes, DefaultMaxBodyBytes)
+	c.MaxEvents = orDefault(c.MaxEvents, DefaultMaxEvents)
+	c.MaxBadItems = orDefault(c.MaxBadItems, DefaultMaxBadItems)
+	c.MaxJSONDepth = orDefault(c.MaxJSONDepth, audit.MaxDepth)
+	c.MaxConcurrent = orDefault(c.MaxConcurrent, DefaultMaxConcurrent)
+	c.ReadTimeout = orDefault(c.ReadTimeout, DefaultReadTimeout)
+	c.WriteTimeout = orDefault(c.WriteTimeout, DefaultWriteTimeout)
+	c.IdleTimeout = orDefault(c.IdleTimeout, DefaultIdleTimeout)
 	// Leave time to write the 503 before the write deadline.
 	s.publishLimit = min(maxPublishTime, c.WriteTimeout/2)
 	s.sem = make(chan struct{}, c.MaxConcurrent)
@@ -127,11 +174,6 @@ func orDefault[T comparable](v, def T) T {
 	}
 	return v
 }
-
-// SetMetrics makes the receiver report into m what only it knows: its
-// answers by status and the limits reached. Events stored and dead letters
-// are counted by whoever wraps the Publisher. Call it before Run.
-func (s *Server) SetMetrics(m *metrics.Metrics) { s.metrics = m }
 
 // Addr is the address the receiver listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }

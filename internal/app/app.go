@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/ingest/file"
 	"github.com/vigil-k8s/vigil/ingest/webhook"
+	"github.com/vigil-k8s/vigil/internal/backoff"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/metrics"
@@ -29,9 +30,8 @@ import (
 	"github.com/vigil-k8s/vigil/rules"
 )
 
-// provisionMaxWait caps the wait between attempts to reach JetStream at
-// start-up.
-const provisionMaxWait = 15 * time.Second
+// provisionBackoff paces the attempts to reach JetStream at start-up.
+var provisionBackoff = backoff.Policy{Initial: time.Second, Max: 15 * time.Second}
 
 // provisionAttempt bounds one attempt to provision JetStream.
 const provisionAttempt = 10 * time.Second
@@ -70,7 +70,6 @@ type App struct {
 	rules   *rules.Set
 	sources []source
 	notify  []notify.Option
-	reg     *prometheus.Registry
 	metrics *metrics.Metrics
 	ops     *opsServer
 	nc      *nats.Conn
@@ -109,7 +108,7 @@ func New(cfg *config.Config, roles Role, logger *slog.Logger, opts ...Option) (_
 		return nil, fmt.Errorf("vigil %s needs nats.url: only `vigil run` starts an embedded NATS server", roles)
 	}
 	reg := prometheus.NewRegistry()
-	a := &App{cfg: cfg, roles: roles, logger: logger, ready: make(chan struct{}), reg: reg, metrics: metrics.New(reg)}
+	a := &App{cfg: cfg, roles: roles, logger: logger, ready: make(chan struct{}), metrics: metrics.New(reg)}
 	for _, o := range opts {
 		o(a)
 	}
@@ -129,19 +128,17 @@ func New(cfg *config.Config, roles Role, logger *slog.Logger, opts ...Option) (_
 	}
 	if roles&RoleIngest != 0 {
 		for _, fc := range cfg.Ingest.Files {
-			s, err := file.New(fc, cfg.DataDir, logger)
+			s, err := file.New(fileOptions(fc, cfg.DataDir, a.metrics), logger)
 			if err != nil {
 				return nil, fmt.Errorf("ingest file %s: %w", fc.Path, err)
 			}
-			s.SetMetrics(a.metrics)
 			a.sources = append(a.sources, source{kind: "file", name: "file " + fc.Path, cluster: fc.Cluster, src: s})
 		}
 		if wc := cfg.Ingest.Webhook; wc != nil {
-			s, err := webhook.New(*wc, logger.With("source", "webhook"))
+			s, err := webhook.New(webhookOptions(*wc, a.metrics), logger.With("source", "webhook"))
 			if err != nil {
 				return nil, fmt.Errorf("ingest webhook: %w", err)
 			}
-			s.SetMetrics(a.metrics)
 			a.sources = append(a.sources, source{kind: "webhook", name: "webhook " + wc.Listen, cluster: wc.Cluster, src: s})
 			a.closers = append(a.closers, s.Close)
 		}
@@ -175,9 +172,6 @@ func (a *App) Close() {
 		_ = c()
 	}
 }
-
-// Registry is the process's Prometheus registry.
-func (a *App) Registry() *prometheus.Registry { return a.reg }
 
 // MetricsAddr is the address /metrics, /healthz and /readyz are served on,
 // nil when metrics.listen is not set.
@@ -253,7 +247,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	var dispatcher *notify.Dispatcher
 	if a.roles&RoleNotify != 0 {
-		nopts := append([]notify.Option{notify.WithRegisterer(a.reg)}, a.notify...)
+		nopts := append([]notify.Option{notify.WithMetrics(a.metrics)}, a.notify...)
 		dispatcher, err = notify.NewDispatcher(a.cfg, js, a.logger.With("role", "notify"), nopts...)
 		if err != nil {
 			return err
@@ -277,17 +271,14 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.roles&RoleWorker != 0 {
 		st := newStage("worker", failed)
-		th := engine.NewKVThresholds(thresholds,
-			engine.WithKVGroupLimit(a.maxThresholdGroups()),
-			engine.WithKVEvicted(a.metrics.ThresholdEvicted.Inc),
-			engine.WithKVGroups(func(n uint64) { a.metrics.ThresholdGroups.Set(float64(n)) }))
+		th := engine.NewKVThresholds(thresholds, engine.KVOptions{GroupLimit: maxThresholdGroups(a.cfg), Metrics: a.metrics})
 		st.goRun(th.Run)
 		eval := engine.NewReloadable(a.newEvaluator(a.rules, th))
 		a.mu.Lock()
 		a.eval = eval
 		a.mu.Unlock()
 		for range max(a.cfg.Engine.Workers, 1) {
-			w := engine.NewWorker(js, eval, a.cfg.Engine, a.logger.With("role", "worker"), a.metrics)
+			w := engine.NewWorker(js, eval, workerOptions(a.cfg.Engine, a.metrics), a.logger.With("role", "worker"))
 			a.mu.Lock()
 			a.workers = append(a.workers, w)
 			a.mu.Unlock()
@@ -338,27 +329,18 @@ func (a *App) Run(ctx context.Context) error {
 // configuration JetStream refuses outright would repeat forever; it is
 // logged on every attempt.
 func (a *App) provision(ctx context.Context, js jetstream.JetStream) error {
-	wait := time.Second
-	for {
+	opts := streamOptions(a.cfg, a.roles)
+	// A stop while waiting is a clean stop: Retry only fails then.
+	_ = backoff.Retry(ctx, provisionBackoff, func(ctx context.Context) error {
 		// Requests to a NATS that is down are buffered, not failed: bound
 		// each attempt so that the wait is reported.
 		actx, cancel := context.WithTimeout(ctx, provisionAttempt)
-		err := bus.EnsureStreams(actx, js, a.cfg.NATS, a.provisionOptions()...)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return nil //nolint:nilerr // stopped while waiting: a clean stop
-		}
+		defer cancel()
+		return bus.EnsureStreams(actx, js, opts)
+	}, backoff.OnRetry(func(err error, _ int, wait time.Duration) {
 		a.logger.Warn("JetStream not available yet; retrying", "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, provisionMaxWait)
-	}
+	}))
+	return nil
 }
 
 // nats returns how to reach JetStream, starting the embedded server when no
@@ -369,13 +351,21 @@ func (a *App) nats() (string, []nats.Option, func(), error) {
 		name += "@" + host
 	}
 	if a.cfg.NATS.URL != "" {
-		opts, err := bus.ClientOptions(a.cfg.NATS, name, a.logger)
+		creds, err := natsCredentials(a.cfg.NATS)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		opts, err := bus.ClientOptions(creds, name, a.logger)
 		if err != nil {
 			return "", nil, nil, err
 		}
 		return a.cfg.NATS.URL, opts, func() {}, nil
 	}
-	security, err := bus.WithListenSecurity(a.cfg.NATS, a.logger)
+	ls, err := listenSecurity(a.cfg.NATS)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	security, err := bus.WithListenSecurity(ls, a.logger)
 	if err != nil {
 		return "", nil, nil, err
 	}

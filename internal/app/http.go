@@ -37,7 +37,7 @@ func newOpsServer(cfg config.Metrics, gatherer prometheus.Gatherer, ready readin
 	}
 	// The certificates and the token are re-read when their files change,
 	// as the webhook receiver's are.
-	creds, err := tlsconfig.NewReloader(cfg.TLS, cfg.BearerTokenFile, logger.With("listener", "metrics"), "http/1.1")
+	creds, err := tlsconfig.NewReloader(tlsFiles(cfg.TLS), cfg.BearerTokenFile, logger.With("listener", "metrics"), "http/1.1")
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}

@@ -16,9 +16,7 @@ import (
 
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/logtest"
-	"github.com/vigil-k8s/vigil/rules"
 )
 
 // TestConfiguredLimitsAndListenAuth runs `vigil run` with the hardening
@@ -93,7 +91,7 @@ destinations:
 		nc.Close()
 		t.Error("connected to nats.listen without credentials")
 	}
-	opts, err := bus.ClientOptions(config.NATS{URL: url, User: "vigil", PasswordFile: pwFile}, "test", slog.New(slog.DiscardHandler))
+	opts, err := bus.ClientOptions(bus.Credentials{User: "vigil", Password: "n4ts-s3cret"}, "test", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,19 +111,5 @@ destinations:
 	}
 	if strings.Contains(logs.String(), "n4ts-s3cret") {
 		t.Error("the NATS password appears in the logs")
-	}
-}
-
-// TestLimitDefaultsAgree keeps the configuration's defaults equal to the
-// constants of the packages that apply them, so that a configuration
-// without the keys behaves as `vigil replay` and `vigil rules test` do.
-func TestLimitDefaultsAgree(t *testing.T) {
-	for _, limit := range []uint64{rules.PerRuleCostLimit, rules.PerMacroCostLimit} {
-		if config.DefaultMaxRuleCost != limit {
-			t.Errorf("engine.max_rule_cost default %d, a rules cost limit %d", config.DefaultMaxRuleCost, limit)
-		}
-	}
-	if config.DefaultMaxObjectBytes != rules.MaxObjectBytes {
-		t.Errorf("engine.max_object_bytes default %d, rules.MaxObjectBytes %d", config.DefaultMaxObjectBytes, rules.MaxObjectBytes)
 	}
 }

@@ -27,15 +27,19 @@ type meteredPublisher struct {
 func (p *meteredPublisher) Publish(ctx context.Context, batch []audit.Raw) error {
 	start := time.Now()
 	err := p.Publisher.Publish(ctx, batch)
-	if err == nil {
-		p.m.PublishDuration.WithLabelValues(p.source).Observe(time.Since(start).Seconds())
-		p.m.IngestEvents.WithLabelValues(p.source, p.cluster).Add(float64(len(batch)))
+	stored := len(batch)
+	if tooLarge, _, ok := ingest.TooLarge(err); ok {
+		stored -= len(tooLarge)
+	} else if err != nil {
+		return err
 	}
+	p.m.PublishDuration.WithLabelValues(p.source).Observe(time.Since(start).Seconds())
+	p.m.IngestEvents.WithLabelValues(p.source, p.cluster).Add(float64(stored))
 	return err
 }
 
-func (p *meteredPublisher) DeadLetter(ctx context.Context, d ingest.DeadLetter) error {
-	err := p.Publisher.DeadLetter(ctx, d)
+func (p *meteredPublisher) DeadLetter(ctx context.Context, source, reason string, data []byte) error {
+	err := p.Publisher.DeadLetter(ctx, source, reason, data)
 	if err == nil {
 		p.m.IngestMalformed.WithLabelValues(p.source).Inc()
 		p.m.DeadLetters.WithLabelValues("ingest").Inc()

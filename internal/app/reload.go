@@ -13,10 +13,6 @@ import (
 	"github.com/vigil-k8s/vigil/rules"
 )
 
-// ruleTimingSample is one event in how many whose rules are timed for
-// vigil_rule_eval_seconds_total.
-const ruleTimingSample = 64
-
 // Reload re-reads the configuration file (when the App was built from
 // one) and the rule files, compiles the new rule set fully and only then
 // swaps it in; routes are replaced likewise. On any problem the error is
@@ -70,12 +66,7 @@ func (a *App) reload(ctx context.Context) error {
 }
 
 func (a *App) newEvaluator(set *rules.Set, th engine.ThresholdStore) *engine.Evaluator {
-	return engine.NewEvaluator(set, th,
-		engine.WithErrorHandler(func(ruleID string, _ error) { a.metrics.RuleErrors.WithLabelValues(ruleID).Inc() }),
-		engine.WithMatchHandler(func(ruleID string) { a.metrics.RuleMatches.WithLabelValues(ruleID).Inc() }),
-		engine.WithRuleTimer(func(ruleID string, d time.Duration) {
-			a.metrics.RuleEvalSeconds.WithLabelValues(ruleID).Add(d.Seconds())
-		}, ruleTimingSample))
+	return engine.NewEvaluator(set, th, engine.WithMetrics(a.metrics))
 }
 
 // RulesVersion is the hash of the rule set the workers run ("" without

@@ -14,7 +14,6 @@ import (
 
 	"github.com/vigil-k8s/vigil/ingest/webhook"
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
 )
 
 // runWebhook posts the workload as EventLists from concurrent clients, as a
@@ -31,11 +30,11 @@ func runWebhook(ctx context.Context, w *Workload, n, clients, batch int, dir str
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	defer nc.Close()
-	if err := bus.EnsureStreams(ctx, js, config.NATS{}); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
 		return nil, fmt.Errorf("bench: provision JetStream: %w", err)
 	}
 	// Plain HTTP on loopback: TLS would measure crypto, not vigil.
-	srv, err := webhook.New(config.Webhook{Listen: "127.0.0.1:0", Insecure: true}, logger)
+	srv, err := webhook.New(webhook.Options{Listen: "127.0.0.1:0", Insecure: true}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}

@@ -11,10 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
-	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/natstest"
 )
 
@@ -28,7 +26,7 @@ func TestEnsureStreamsConcurrentlyCreatesEachOnce(t *testing.T) {
 	errs := make(chan error, 5)
 	for range 5 {
 		_, js := natstest.Connect(t, srv.ClientURL())
-		wg.Go(func() { errs <- bus.EnsureStreams(ctx, js, config.NATS{Replicas: 1}) })
+		wg.Go(func() { errs <- bus.EnsureStreams(ctx, js, bus.StreamOptions{Replicas: 1}) })
 	}
 	wg.Wait()
 	close(errs)
@@ -53,7 +51,7 @@ func TestPublisherDeduplicatesByAuditIDAndStage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, js := natstest.Connect(t, srv.ClientURL())
-	if err := bus.EnsureStreams(ctx, js, config.NATS{}); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	pub := bus.NewPublisher(js, "prod.eu")
@@ -74,7 +72,7 @@ func TestPublisherDeduplicatesByAuditIDAndStage(t *testing.T) {
 			t.Fatalf("Publish: %v", err)
 		}
 	}
-	if err := pub.DeadLetter(ctx, ingest.DeadLetter{Source: "file:x:1", Reason: "bad", Data: []byte("{")}); err != nil {
+	if err := pub.DeadLetter(ctx, "file:x:1", "bad", []byte("{")); err != nil {
 		t.Fatal(err)
 	}
 	st, err := js.Stream(ctx, bus.StreamAudit)
@@ -113,7 +111,7 @@ func TestEnsureStreamsBoundsTheThresholdBucket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, js := natstest.Connect(t, srv.ClientURL())
-	if err := bus.EnsureStreams(ctx, js, config.NATS{}); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	kv, err := js.KeyValue(ctx, bus.BucketThresholds)
@@ -147,7 +145,7 @@ func TestEnsureStreamsBoundsTheThresholdBucket(t *testing.T) {
 	errs := make(chan error, 3)
 	for range 3 {
 		_, js := natstest.Connect(t, srv.ClientURL())
-		wg.Go(func() { errs <- bus.EnsureStreams(ctx, js, config.NATS{}, bus.WithMaxThresholdGroups(10)) })
+		wg.Go(func() { errs <- bus.EnsureStreams(ctx, js, bus.StreamOptions{MaxThresholdGroups: 10}) })
 	}
 	wg.Wait()
 	close(errs)
@@ -175,11 +173,11 @@ func TestEnsureStreamsBoundsTheThresholdBucket(t *testing.T) {
 	}
 	check(10)
 
-	if err := bus.EnsureStreams(ctx, js, config.NATS{}, bus.WithMaxThresholdGroups(20)); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{MaxThresholdGroups: 20}); err != nil {
 		t.Fatal(err)
 	}
 	check(20)
-	if err := bus.EnsureStreams(ctx, js, config.NATS{}); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	check(20)

@@ -8,18 +8,29 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/tlsconfig"
 )
 
 // MaxAsyncPending bounds unacknowledged async publishes per connection.
 const MaxAsyncPending = 4096
 
-// ClientOptions are the connection options for an external NATS from cfg
-// (or another vigil's embedded server on its nats.listen): credentials,
-// nkey, user/password, TLS 1.2+, and reconnecting forever (a NATS
-// outage must not stop vigil; it waits and resumes).
-func ClientOptions(cfg config.NATS, name string, logger *slog.Logger) ([]nats.Option, error) {
+// Credentials are what vigil presents to an external NATS, or to another
+// vigil's embedded server on its listen address.
+type Credentials struct {
+	// CredsFile is a NATS credentials file (JWT and nkey seed).
+	CredsFile string
+	// NKeyFile holds an nkey seed to sign with.
+	NKeyFile string
+	// User and Password log in with a password.
+	User, Password string
+	// TLS: CA verifies the server, Cert/Key are the client identity.
+	TLS tlsconfig.Files
+}
+
+// ClientOptions are the connection options for an external NATS presenting
+// c: credentials, nkey, user/password, TLS 1.2+, and reconnecting forever
+// (a NATS outage must not stop vigil; it waits and resumes).
+func ClientOptions(c Credentials, name string, logger *slog.Logger) ([]nats.Option, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		AsyncErrors(logger),
@@ -33,25 +44,21 @@ func ClientOptions(cfg config.NATS, name string, logger *slog.Logger) ([]nats.Op
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("NATS reconnected", "server", nc.ConnectedServerName()) }),
 	}
-	if cfg.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	if c.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
 	}
-	if cfg.NKeyFile != "" {
-		o, err := nats.NkeyOptionFromSeed(cfg.NKeyFile)
+	if c.NKeyFile != "" {
+		o, err := nats.NkeyOptionFromSeed(c.NKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("nats.nkey_file: %w", err)
 		}
 		opts = append(opts, o)
 	}
-	if cfg.User != "" {
-		pw, err := config.Secret("nats password", cfg.PasswordEnv, cfg.PasswordFile)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, nats.UserInfo(cfg.User, pw))
+	if c.User != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
 	}
-	if cfg.TLS.Enabled() {
-		tc, err := tlsconfig.Client(cfg.TLS)
+	if c.TLS.Enabled() {
+		tc, err := tlsconfig.Client(c.TLS)
 		if err != nil {
 			return nil, fmt.Errorf("nats.tls: %w", err)
 		}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/disktest"
 	"github.com/vigil-k8s/vigil/internal/logtest"
 	"github.com/vigil-k8s/vigil/internal/natstest"
@@ -52,7 +51,7 @@ func TestEmbeddedRecoversWhenDataDirHasSpaceAgain(t *testing.T) {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, config.NATS{}); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	pub := bus.NewPublisher(js, "c1")

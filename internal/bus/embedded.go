@@ -14,24 +14,30 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/vigil-k8s/vigil/internal/backoff"
 )
 
 const (
 	embeddedStartTimeout = 30 * time.Second
 	// embeddedCheckInterval is how often the store's health is checked.
 	embeddedCheckInterval = time.Second
-	// Bounds of the wait between attempts to bring a failed store back.
-	embeddedRecoverMinWait = 250 * time.Millisecond
-	embeddedRecoverMaxWait = 5 * time.Second
 	// A restart after which the store fails again within
-	// embeddedStableAfter did not help: the next one waits longer, up to
-	// embeddedMaxHold.
+	// embeddedStableAfter did not help: the next one waits longer (see
+	// embeddedHold).
 	embeddedStableAfter = time.Minute
-	embeddedMaxHold     = time.Minute
 	// embeddedProbeBytes is how much must be writable in the store's
 	// folder before the server is restarted on it: a restart on a disk
 	// still full would fail the same way at once.
 	embeddedProbeBytes = 1 << 20
+)
+
+var (
+	// embeddedRecover paces the attempts to bring a failed store back.
+	embeddedRecover = backoff.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second}
+	// embeddedHold is the wait before restarting again a store that failed
+	// soon after its last restart: a failing disk rather than a full one.
+	embeddedHold = backoff.Policy{Initial: 5 * time.Second, Max: time.Minute}
 )
 
 // Embedded is a NATS server with JetStream running inside the process.
@@ -182,10 +188,8 @@ func (e *Embedded) watch() {
 	defer close(e.done)
 	tick := time.NewTicker(embeddedCheckInterval)
 	defer tick.Stop()
-	var (
-		restarted time.Time
-		hold      time.Duration // before trying again a restart that did not last
-	)
+	var restarted time.Time
+	hold := embeddedHold.Sequence() // restarts that did not last
 	for {
 		select {
 		case <-e.stop:
@@ -200,12 +204,13 @@ func (e *Embedded) watch() {
 			"data_dir", e.dataDir, "err", fault)
 		// A fault that comes back soon after a restart (a failing disk
 		// rather than a full one) is not fixed by restarting at once.
+		wait := time.Duration(0)
 		if !restarted.IsZero() && time.Since(restarted) < embeddedStableAfter {
-			hold = min(max(2*hold, embeddedRecoverMaxWait), embeddedMaxHold)
+			wait = hold.Next()
 		} else {
-			hold = 0
+			hold.Reset()
 		}
-		if !e.recover(hold) {
+		if !e.recover(wait) {
 			return
 		}
 		restarted = time.Now()
@@ -242,14 +247,19 @@ func (e *Embedded) recover(hold time.Duration) bool {
 		case <-time.After(hold):
 		}
 	}
-	wait := embeddedRecoverMinWait
+	waits := embeddedRecover.Sequence()
 	for attempt := 1; ; attempt++ {
 		err := probeWritable(e.storeDir, embeddedProbeBytes)
+		restartFailed := false
 		if err == nil {
 			if err = e.restart(); err == nil {
 				e.logger.Info("embedded NATS restarted: JetStream can write to data_dir again", "data_dir", e.dataDir, "attempts", attempt)
 				return true
 			}
+			restartFailed = true
+		}
+		wait := waits.Next()
+		if restartFailed {
 			e.logger.Error("restarting embedded NATS failed; retrying", "attempt", attempt, "retry_in", wait, "err", err)
 		} else {
 			e.logger.Warn("data_dir still cannot be written; waiting", "data_dir", e.dataDir, "attempt", attempt, "retry_in", wait, "err", err)
@@ -259,7 +269,6 @@ func (e *Embedded) recover(hold time.Duration) bool {
 			return false
 		case <-time.After(wait):
 		}
-		wait = min(2*wait, embeddedRecoverMaxWait)
 	}
 }
 

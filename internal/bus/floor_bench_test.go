@@ -13,7 +13,6 @@ import (
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bench"
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
 )
 
 // BenchmarkJetStreamFloor measures what the pipeline's messaging alone
@@ -49,7 +48,7 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		b.Cleanup(cancel)
-		if err := bus.EnsureStreams(ctx, js, config.NATS{}); err != nil {
+		if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		return ctx, js
@@ -102,7 +101,7 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 			}
 		}
 		b.SetBytes(size / int64(b.N))
-		cons, err := bus.EnsureConsumer(ctx, js, bus.StreamAudit, engine.ConsumerConfig(config.Engine{}))
+		cons, err := bus.EnsureConsumer(ctx, js, bus.StreamAudit, engine.ConsumerConfig(engine.WorkerOptions{}))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -111,7 +110,7 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 		cc, err := cons.Consume(func(m jetstream.Msg) {
 			_ = m.Ack()
 			got <- struct{}{}
-		}, jetstream.PullMaxMessages(config.DefaultFetchBatch))
+		}, jetstream.PullMaxMessages(engine.DefaultFetchBatch))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -4,11 +4,11 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/tlsconfig"
 )
 
@@ -31,26 +31,35 @@ type listenSecurity struct {
 	client []nats.Option
 }
 
-// WithListenSecurity makes the embedded server require the credentials
-// of cfg (nats.user with password_env/password_file, nats.nkey_file) from
-// every client, and serve TLS 1.2+ with nats.tls.cert/key, requiring client
-// certificates signed by nats.tls.client_ca when set; the certificates are
-// re-read when their files change. It reads the secrets now, so that a
-// missing one stops start-up. It logs a warning when nats.listen can be
-// reached from other machines without TLS, or without authentication
-// (nats.insecure).
-func WithListenSecurity(cfg config.NATS, logger *slog.Logger) (EmbeddedOption, error) {
+// ListenSecurity is what the embedded server requires of its clients.
+type ListenSecurity struct {
+	// Listen is the address the server also serves other processes on;
+	// empty, in-process clients only.
+	Listen string
+	// User and Password, or the nkey whose seed is in NKeyFile, are what
+	// clients must log in with.
+	User, Password string
+	NKeyFile       string
+	// TLS: Cert/Key are the server's identity on Listen, and ClientCA,
+	// when set, requires client certificates signed by it.
+	TLS tlsconfig.Files
+}
+
+// WithListenSecurity makes the embedded server require the credentials of
+// c from every client, and serve TLS 1.2+ on c.Listen with c.TLS.Cert/Key,
+// requiring client certificates signed by c.TLS.ClientCA when set; the
+// certificates are re-read when their files change. It reads the nkey and
+// certificates now, so that a bad one stops start-up. It logs a warning
+// when c.Listen can be reached from other machines without TLS, or without
+// authentication.
+func WithListenSecurity(c ListenSecurity, logger *slog.Logger) (EmbeddedOption, error) {
 	ls := &listenSecurity{}
-	if cfg.User != "" {
-		pw, err := config.Secret("nats password", cfg.PasswordEnv, cfg.PasswordFile)
-		if err != nil {
-			return nil, err
-		}
-		ls.users = append(ls.users, &server.User{Username: cfg.User, Password: pw})
-		ls.client = append(ls.client, nats.UserInfo(cfg.User, pw))
+	if c.User != "" {
+		ls.users = append(ls.users, &server.User{Username: c.User, Password: c.Password})
+		ls.client = append(ls.client, nats.UserInfo(c.User, c.Password))
 	}
-	if cfg.NKeyFile != "" {
-		opt, err := nats.NkeyOptionFromSeed(cfg.NKeyFile)
+	if c.NKeyFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(c.NKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("nats.nkey_file: %w", err)
 		}
@@ -62,26 +71,40 @@ func WithListenSecurity(cfg config.NATS, logger *slog.Logger) (EmbeddedOption, e
 		ls.nkeys = append(ls.nkeys, &server.NkeyUser{Nkey: o.Nkey})
 		ls.client = append(ls.client, opt)
 	}
-	if cfg.Listen != "" && cfg.TLS.Cert != "" {
-		r, err := tlsconfig.NewReloader(cfg.TLS, "", logger.With("listener", "nats"))
+	if c.Listen != "" && c.TLS.Cert != "" {
+		r, err := tlsconfig.NewReloader(c.TLS, "", logger.With("listener", "nats"))
 		if err != nil {
 			return nil, fmt.Errorf("nats.tls: %w", err)
 		}
 		ls.tls = r.TLSConfig()
-		ls.verify = cfg.TLS.ClientCA != ""
+		ls.verify = c.TLS.ClientCA != ""
 	}
-	if cfg.Listen != "" && !config.LoopbackOnly(cfg.Listen) {
+	if c.Listen != "" && !LoopbackOnly(c.Listen) {
 		auth := len(ls.users) > 0 || len(ls.nkeys) > 0
 		switch {
 		case !auth:
 			logger.Warn("embedded NATS accepts any client on nats.listen (nats.insecure: true): whoever reaches it can read every audit event and forge or drop alerts; use it on a trusted network only",
-				"listen", cfg.Listen)
+				"listen", c.Listen)
 		case ls.tls == nil:
 			logger.Warn("embedded NATS serves nats.listen without TLS: audit events, and a password if one is used, cross the network unencrypted; set nats.tls.cert and nats.tls.key",
-				"listen", cfg.Listen)
+				"listen", c.Listen)
 		}
 	}
 	return func(e *Embedded) { e.security = ls }, nil
+}
+
+// LoopbackOnly reports whether a listen address ("host:port") accepts
+// connections from this machine only.
+func LoopbackOnly(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // apply sets the server's authentication and TLS; nil applies nothing.

@@ -19,8 +19,8 @@ import (
 
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/pkitest"
+	"github.com/vigil-k8s/vigil/internal/tlsconfig"
 )
 
 func freeLoopback(t *testing.T) string {
@@ -44,7 +44,7 @@ func writeFile(t *testing.T, name, content string) string {
 
 // startSecured starts the embedded server as `vigil run` does with cfg,
 // and checks that vigil's own in-process connection still provisions.
-func startSecured(t *testing.T, cfg config.NATS, logs *strings.Builder) *bus.Embedded {
+func startSecured(t *testing.T, cfg bus.ListenSecurity, logs *strings.Builder) *bus.Embedded {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	opt, err := bus.WithListenSecurity(cfg, logger)
@@ -63,7 +63,7 @@ func startSecured(t *testing.T, cfg config.NATS, logs *strings.Builder) *bus.Emb
 	t.Cleanup(nc.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, config.NATS{}); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
 		t.Fatalf("in-process provisioning: %v", err)
 	}
 	raw, err := audit.ParseRaw([]byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a-1","stage":"ResponseComplete","verb":"get"}`))
@@ -122,9 +122,8 @@ func plainSession(t *testing.T, addr, user, pass string) bool {
 
 // consumeOne is what a `vigil worker` joining with wcfg does first: connect
 // with bus.ClientOptions, bind the engine's consumer and fetch an event.
-func consumeOne(t *testing.T, url string, wcfg config.NATS) {
+func consumeOne(t *testing.T, url string, wcfg bus.Credentials) {
 	t.Helper()
-	wcfg.URL = url
 	opts, err := bus.ClientOptions(wcfg, "vigil-worker-test", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -160,8 +159,8 @@ func consumeOne(t *testing.T, url string, wcfg config.NATS) {
 // configured with the same credentials and the CA.
 func TestEmbeddedListenRequiresPasswordAndTLS(t *testing.T) {
 	p := pkitest.New(t)
-	pw := writeFile(t, "nats-password", "correct horse battery staple\n")
-	cfg := config.NATS{Listen: freeLoopback(t), User: "vigil", PasswordFile: pw, TLS: config.TLS{Cert: p.CertFile, Key: p.KeyFile}}
+	const pw = "correct horse battery staple"
+	cfg := bus.ListenSecurity{Listen: freeLoopback(t), User: "vigil", Password: pw, TLS: tlsconfig.Files{Cert: p.CertFile, Key: p.KeyFile}}
 	var logs strings.Builder
 	emb := startSecured(t, cfg, &logs)
 	url := emb.ClientURL()
@@ -183,7 +182,7 @@ func TestEmbeddedListenRequiresPasswordAndTLS(t *testing.T) {
 	if pong := plainSession(t, strings.TrimPrefix(url, "tls://"), "vigil", "correct horse battery staple"); pong {
 		t.Error("a plain TCP client with the right password was served, want TLS required")
 	}
-	consumeOne(t, url, config.NATS{User: "vigil", PasswordFile: pw, TLS: config.TLS{CA: p.CAFile}})
+	consumeOne(t, url, bus.Credentials{User: "vigil", Password: pw, TLS: tlsconfig.Files{CA: p.CAFile}})
 	if strings.Contains(logs.String(), "correct horse") {
 		t.Error("the NATS password appears in the logs")
 	}
@@ -203,7 +202,7 @@ func TestEmbeddedListenWithNKeyAndClientCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	seedFile := writeFile(t, "vigil.nk", string(seed))
-	cfg := config.NATS{Listen: freeLoopback(t), NKeyFile: seedFile, TLS: config.TLS{Cert: p.CertFile, Key: p.KeyFile, ClientCA: p.CAFile}}
+	cfg := bus.ListenSecurity{Listen: freeLoopback(t), NKeyFile: seedFile, TLS: tlsconfig.Files{Cert: p.CertFile, Key: p.KeyFile, ClientCA: p.CAFile}}
 	var logs strings.Builder
 	emb := startSecured(t, cfg, &logs)
 	url := emb.ClientURL()
@@ -218,13 +217,13 @@ func TestEmbeddedListenWithNKeyAndClientCertificates(t *testing.T) {
 	if err := refused(t, url, nats.Secure(&tls.Config{RootCAs: p.Pool}), nkeyOpt); err == nil {
 		t.Error("nkey without a client certificate: connected, want refused")
 	}
-	consumeOne(t, url, config.NATS{NKeyFile: seedFile, TLS: config.TLS{CA: p.CAFile, Cert: p.ClientCertFile, Key: p.ClientKeyFile}})
+	consumeOne(t, url, bus.Credentials{NKeyFile: seedFile, TLS: tlsconfig.Files{CA: p.CAFile, Cert: p.ClientCertFile, Key: p.ClientKeyFile}})
 }
 
 // TestEmbeddedListenWarnsWhenReachableWithoutTLS: a listener other
 // machines can reach, with a password but no TLS, says so at start-up.
 func TestEmbeddedListenWarnsWhenReachableWithoutTLS(t *testing.T) {
-	pw := writeFile(t, "nats-password", "s3cret-nats-password")
+	const pw = "s3cret-nats-password"
 	ln, err := net.Listen("tcp", "0.0.0.0:0")
 	if err != nil {
 		t.Skipf("cannot listen on all interfaces: %v", err)
@@ -232,7 +231,7 @@ func TestEmbeddedListenWarnsWhenReachableWithoutTLS(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	var logs strings.Builder
-	opt, err := bus.WithListenSecurity(config.NATS{Listen: addr, User: "vigil", PasswordFile: pw}, slog.New(slog.NewTextHandler(&logs, nil)))
+	opt, err := bus.WithListenSecurity(bus.ListenSecurity{Listen: addr, User: "vigil", Password: pw}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil || opt == nil {
 		t.Fatal(err)
 	}

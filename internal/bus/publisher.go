@@ -2,28 +2,23 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vigil-k8s/vigil/ingest"
-	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit"
 )
 
-// Publisher stores audit events of one cluster on the AUDIT stream. It
-// implements ingest.Publisher.
+// Publisher stores audit events of one cluster on the AUDIT stream.
 type Publisher struct {
 	js      jetstream.JetStream
 	cluster string
 	subject string
 }
-
-var _ ingest.Publisher = (*Publisher)(nil)
 
 // NewPublisher publishes to the AUDIT subject of cluster. The JetStream
 // handle's async-pending limit (WithPublishAsyncMaxPending) bounds how many
@@ -32,31 +27,82 @@ func NewPublisher(js jetstream.JetStream, cluster string) *Publisher {
 	return &Publisher{js: js, cluster: cluster, subject: AuditSubject(cluster)}
 }
 
-// Publish sends the batch asynchronously and waits for every PubAck.
+// TooLargeError is returned by Publish when every event of a batch was
+// stored except those listed, which are larger than a NATS message can be
+// (the server's max_payload): retrying them can never succeed.
+type TooLargeError struct {
+	// Index lists the events, by position in the batch, ascending.
+	Index []int
+	// MaxPayload is the server's limit, in bytes.
+	MaxPayload int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("%d of the events are larger than %s", len(e.Index), e.Limit())
+}
+
+// TooLarge lists the events that were not stored.
+func (e *TooLargeError) TooLarge() []int { return slices.Clone(e.Index) }
+
+// Limit says what was exceeded, in words for a dead letter.
+func (e *TooLargeError) Limit() string {
+	return fmt.Sprintf("the NATS server's max_payload (%d bytes)", e.MaxPayload)
+}
+
+// Publish sends the batch asynchronously and waits for every PubAck. An
+// event larger than a NATS message is left out, the others are sent, and
+// the error is then a *TooLargeError naming it; any other failure means
+// some events may not be stored and the whole batch is to be retried
+// (MsgIDs make the retry harmless).
 func (p *Publisher) Publish(ctx context.Context, batch []audit.Raw) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(batch))
-	for _, r := range batch {
+	var tooLarge []int
+	for i, r := range batch {
 		msg := &nats.Msg{Subject: p.subject, Data: r.Data, Header: nats.Header{}}
 		msg.Header.Set(HeaderCluster, p.cluster)
 		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(r.MsgID()))
+		if errors.Is(err, nats.ErrMaxPayload) {
+			tooLarge = append(tooLarge, i)
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("publish %s: %w", r.MsgID(), err)
 		}
 		futures = append(futures, f)
 	}
-	return waitAll(ctx, futures)
-}
-
-// DeadLetter stores input that is not a usable audit event.
-func (p *Publisher) DeadLetter(ctx context.Context, d ingest.DeadLetter) error {
-	msg := &nats.Msg{Subject: DeadSubject("ingest", p.cluster), Data: d.Data, Header: nats.Header{}}
-	msg.Header.Set(HeaderCluster, p.cluster)
-	msg.Header.Set(HeaderSource, d.Source)
-	msg.Header.Set(HeaderReason, d.Reason)
-	if _, err := p.js.PublishMsg(ctx, msg); err != nil {
-		return fmt.Errorf("dead-letter from %s: %w", d.Source, err)
+	if err := waitAll(ctx, futures); err != nil {
+		return err
+	}
+	if len(tooLarge) > 0 {
+		return &TooLargeError{Index: tooLarge, MaxPayload: p.js.Conn().MaxPayload()}
 	}
 	return nil
+}
+
+// DeadLetter stores input that is not a usable audit event, with where it
+// came from and why it was refused.
+func (p *Publisher) DeadLetter(ctx context.Context, source, reason string, data []byte) error {
+	msg := &nats.Msg{Subject: DeadSubject("ingest", p.cluster), Data: data, Header: nats.Header{}}
+	msg.Header.Set(HeaderCluster, p.cluster)
+	msg.Header.Set(HeaderSource, source)
+	msg.Header.Set(HeaderReason, reason)
+	if _, err := p.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("dead-letter from %s: %w", source, err)
+	}
+	return nil
+}
+
+// PublishAll stores messages asynchronously and waits for every PubAck.
+func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := js.PublishMsgAsync(m)
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", m.Header.Get(jetstream.MsgIDHeader), err)
+		}
+		futures = append(futures, f)
+	}
+	return waitAll(ctx, futures)
 }
 
 // AckTimeout bounds the wait for the acknowledgements of one batch. A
@@ -104,48 +150,8 @@ func waitAll(ctx context.Context, futures []jetstream.PubAckFuture) error {
 	return nil
 }
 
-// AlertSubject is the ALERTS subject of an alert.
-func AlertSubject(a *alert.Alert) string {
-	return SubjectAlertsPrefix + "." + Token(a.Severity) + "." + Token(a.Rule)
-}
-
-// AlertMsg builds the ALERTS message of an alert; its MsgID is the alert's
-// identity, so a republished alert is dropped by JetStream.
-func AlertMsg(a *alert.Alert) (*nats.Msg, error) {
-	data, err := json.Marshal(a)
-	if err != nil {
-		return nil, fmt.Errorf("encode alert %s: %w", a.ID, err)
-	}
-	msg := &nats.Msg{Subject: AlertSubject(a), Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, a.ID)
-	return msg, nil
-}
-
-// PublishAlert stores one alert on ALERTS and waits for the PubAck.
-func PublishAlert(ctx context.Context, js jetstream.JetStream, a *alert.Alert) error {
-	msg, err := AlertMsg(a)
-	if err != nil {
-		return err
-	}
-	if _, err := js.PublishMsg(ctx, msg); err != nil {
-		return fmt.Errorf("publish alert %s: %w", a.ID, err)
-	}
-	return nil
-}
-
-// PublishAlerts stores alerts asynchronously and waits for all PubAcks.
-func PublishAlerts(ctx context.Context, js jetstream.JetStream, alerts []*alert.Alert) error {
-	futures := make([]jetstream.PubAckFuture, 0, len(alerts))
-	for _, a := range alerts {
-		msg, err := AlertMsg(a)
-		if err != nil {
-			return err
-		}
-		f, err := js.PublishMsgAsync(msg)
-		if err != nil {
-			return fmt.Errorf("publish alert %s: %w", a.ID, err)
-		}
-		futures = append(futures, f)
-	}
-	return waitAll(ctx, futures)
+// AlertSubject is the ALERTS subject of an alert of that severity and
+// rule.
+func AlertSubject(severity, rule string) string {
+	return SubjectAlertsPrefix + "." + Token(severity) + "." + Token(rule)
 }

@@ -9,10 +9,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/backoff"
 )
 
-// Retention of the streams that are not sized by configuration.
+// Retention of the streams that are not sized by StreamOptions.
 const (
 	alertsMaxAge     = 30 * 24 * time.Hour
 	deadMaxAge       = 30 * 24 * time.Hour
@@ -21,21 +21,58 @@ const (
 	provisionRetries = 10
 )
 
-// StreamConfigs are the streams vigil needs, sized from cfg.
-func StreamConfigs(cfg config.NATS) []jetstream.StreamConfig {
-	replicas := max(cfg.Replicas, 1)
-	maxBytes := cfg.MaxBytes
-	if maxBytes == 0 {
-		maxBytes = -1
+// Defaults of StreamOptions.
+const (
+	// DefaultDuplicateWindow is how long JetStream remembers a MsgID: it
+	// must outlast any redelivery of the same event.
+	DefaultDuplicateWindow = 2 * time.Hour
+	// DefaultStreamMaxAge is how long AUDIT keeps events.
+	DefaultStreamMaxAge = 7 * 24 * time.Hour
+)
+
+// provisionBackoff paces the retries of one provisioning step: concurrent
+// creation by several processes and a cluster electing leaders fail for
+// moments, not minutes.
+var provisionBackoff = backoff.Policy{Initial: 50 * time.Millisecond, Max: 2 * time.Second}
+
+// StreamOptions size the streams and buckets. Zero fields take the
+// defaults.
+type StreamOptions struct {
+	// Replicas of every stream and bucket: 1 for one server, 3 on a cluster.
+	Replicas int
+	// MaxAge and MaxBytes bound the AUDIT stream; MaxBytes 0 is unbounded.
+	MaxAge   time.Duration
+	MaxBytes int64
+	// DuplicateWindow is JetStream's MsgID de-duplication window.
+	DuplicateWindow time.Duration
+	// MaxThresholdGroups, when positive, bounds the threshold bucket to
+	// that many groups: its stream keeps at most that many messages and
+	// discards the oldest, and as each group has one message (history 1)
+	// and every update of a group replaces its message, the server forgets
+	// the least recently updated group to make room for a new one. Zero
+	// leaves an existing bucket's bound as it is: only processes that
+	// evaluate rules decide it.
+	MaxThresholdGroups int
+}
+
+func (o StreamOptions) withDefaults() StreamOptions {
+	o.Replicas = max(o.Replicas, 1)
+	if o.MaxBytes == 0 {
+		o.MaxBytes = -1
 	}
-	dup := cfg.DuplicateWindow
-	if dup == 0 {
-		dup = config.DefaultDuplicateWindow
+	if o.DuplicateWindow == 0 {
+		o.DuplicateWindow = DefaultDuplicateWindow
 	}
-	maxAge := cfg.MaxAge
-	if maxAge == 0 {
-		maxAge = config.DefaultStreamMaxAge
+	if o.MaxAge == 0 {
+		o.MaxAge = DefaultStreamMaxAge
 	}
+	return o
+}
+
+// StreamConfigs are the streams vigil needs, sized from o.
+func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
+	o = o.withDefaults()
+	replicas, maxAge, maxBytes, dup := o.Replicas, o.MaxAge, o.MaxBytes, o.DuplicateWindow
 	return []jetstream.StreamConfig{
 		{
 			Name:        StreamAudit,
@@ -69,47 +106,25 @@ func StreamConfigs(cfg config.NATS) []jetstream.StreamConfig {
 }
 
 // KVConfigs are the key-value buckets vigil needs.
-func KVConfigs(cfg config.NATS) []jetstream.KeyValueConfig {
-	replicas := max(cfg.Replicas, 1)
+func KVConfigs(o StreamOptions) []jetstream.KeyValueConfig {
+	replicas := o.withDefaults().Replicas
 	return []jetstream.KeyValueConfig{
 		{Bucket: BucketThresholds, Description: "threshold rule windows", TTL: thresholdsTTL, Replicas: replicas, Storage: jetstream.FileStorage},
 		{Bucket: BucketNotify, Description: "notification groups and delivered alert ids", TTL: notifyStateTTL, Replicas: replicas, Storage: jetstream.FileStorage},
 	}
 }
 
-// ProvisionOption changes what EnsureStreams provisions.
-type ProvisionOption func(*provisionOptions)
-
-type provisionOptions struct {
-	maxThresholdGroups int
-}
-
-// WithMaxThresholdGroups bounds the threshold bucket to n groups
-// (engine.max_threshold_groups): its stream keeps at most n messages and
-// discards the oldest, and as each group has one message (history 1) and
-// every update of a group replaces its message, the server forgets the
-// least recently updated group to make room for a new one. Without this
-// option an existing bucket's bound is left as it is: only processes that
-// evaluate rules decide it.
-func WithMaxThresholdGroups(n int) ProvisionOption {
-	return func(o *provisionOptions) { o.maxThresholdGroups = n }
-}
-
 // EnsureStreams creates every stream and bucket, or updates a stream whose
 // configuration changed. It is safe to call from several processes at
 // once: each finds what another created, and a lost creation race is
 // retried.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg config.NATS, opts ...ProvisionOption) error {
-	var o provisionOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	for _, sc := range StreamConfigs(cfg) {
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
+	for _, sc := range StreamConfigs(o) {
 		if err := retry(ctx, func() error { return ensureStream(ctx, js, sc) }); err != nil {
 			return fmt.Errorf("stream %s: %w", sc.Name, err)
 		}
 	}
-	for _, kc := range KVConfigs(cfg) {
+	for _, kc := range KVConfigs(o) {
 		err := retry(ctx, func() error {
 			if _, err := js.KeyValue(ctx, kc.Bucket); err == nil {
 				return nil
@@ -125,9 +140,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg config.NATS,
 		if err != nil {
 			return fmt.Errorf("key-value bucket %s: %w", kc.Bucket, err)
 		}
-		if kc.Bucket == BucketThresholds && o.maxThresholdGroups > 0 {
-			if err := retry(ctx, func() error { return ensureBucketLimit(ctx, js, kc.Bucket, o.maxThresholdGroups) }); err != nil {
-				return fmt.Errorf("key-value bucket %s: limit to %d keys: %w", kc.Bucket, o.maxThresholdGroups, err)
+		if kc.Bucket == BucketThresholds && o.MaxThresholdGroups > 0 {
+			if err := retry(ctx, func() error { return ensureBucketLimit(ctx, js, kc.Bucket, o.MaxThresholdGroups) }); err != nil {
+				return fmt.Errorf("key-value bucket %s: limit to %d keys: %w", kc.Bucket, o.MaxThresholdGroups, err)
 			}
 		}
 	}
@@ -195,26 +210,9 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, stream string, 
 
 // retry runs f until it succeeds, a bounded number of times. Concurrent
 // creation of one stream by several processes, and a cluster still electing
-// leaders, fail transiently.
+// leaders, fail transiently. A JetStream API request that timed out (a
+// cluster busy electing or serialising concurrent creations) is retried;
+// only the caller's own context ends the attempts early.
 func retry(ctx context.Context, f func() error) error {
-	var err error
-	wait := 50 * time.Millisecond
-	for range provisionRetries {
-		if err = f(); err == nil {
-			return nil
-		}
-		// A JetStream API request that timed out (a cluster busy electing
-		// or serialising concurrent creations) is retried; only the
-		// caller's own context ends the attempts.
-		if ctx.Err() != nil {
-			return errors.Join(err, ctx.Err())
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 2*time.Second)
-	}
-	return err
+	return backoff.Retry(ctx, provisionBackoff, func(context.Context) error { return f() }, backoff.Attempts(provisionRetries))
 }

@@ -87,19 +87,14 @@ type Ingest struct {
 	Webhook *Webhook     `yaml:"webhook"`
 }
 
-// StartAt values for a file without checkpoint.
-const (
-	StartBeginning = "beginning"
-	StartEnd       = "end"
-)
-
 // FileSource is an audit log written by kube-apiserver's --audit-log-path.
 type FileSource struct {
 	// Path is a file or a glob (one log per apiserver).
 	Path string `yaml:"path"`
 	// Cluster overrides the top-level cluster for this source.
 	Cluster string `yaml:"cluster"`
-	// StartAt is where a file with no checkpoint is read from.
+	// StartAt is where a file with no checkpoint is read from:
+	// "beginning" or "end" (file.StartBeginning, file.StartEnd).
 	StartAt string `yaml:"start_at"`
 	// MaxLineBytes is the longest line accepted; longer ones are dead-lettered.
 	MaxLineBytes int `yaml:"max_line_bytes"`

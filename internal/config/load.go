@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,50 +12,39 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/vigil-k8s/vigil/engine"
+	"github.com/vigil-k8s/vigil/ingest/file"
+	"github.com/vigil-k8s/vigil/ingest/webhook"
 	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/internal/bus"
+	"github.com/vigil-k8s/vigil/rules"
 )
 
-// Defaults.
+// Defaults of what only this file configures: where vigil runs. The
+// defaults of each component are the component's own (file.Default…,
+// engine.Default…); Parse fills them in so that a loaded configuration
+// shows the values in effect.
 const (
-	DefaultCluster      = "default"
-	DefaultDataDir      = "./data"
-	DefaultMaxLineBytes = 16 << 20
-	DefaultMaxBodyBytes = 32 << 20
-	DefaultMaxEvents    = 100_000
-	DefaultMaxBadItems  = 16
-	// DefaultMaxJSONDepth is encoding/json's (and audit.MaxDepth's)
-	// nesting limit, the most any decoding accepts.
-	DefaultMaxJSONDepth = 10_000
-	// MinJSONDepth is the smallest max_json_depth: an audit event's own
-	// fields go 3 levels deep, and bodies need a few more.
-	MinJSONDepth            = 8
-	DefaultMaxConcurrent    = 64
-	DefaultPollInterval     = 50 * time.Millisecond
-	DefaultAckWait          = 30 * time.Second
-	DefaultMaxDeliver       = 10
-	DefaultMaxAckPending    = 10_000
-	DefaultFetchBatch       = 256
-	DefaultDuplicateWindow  = 2 * time.Hour
-	DefaultStreamMaxAge     = 7 * 24 * time.Hour
+	DefaultCluster          = "default"
+	DefaultDataDir          = "./data"
 	DefaultNotifyMaxDeliver = 20
 	DefaultNotifyMaxAge     = 24 * time.Hour
 	DefaultDestTimeout      = 10 * time.Second
 	DefaultReloadInterval   = 5 * time.Second
-	// DefaultMaxThresholdGroups is the bound on threshold groups in the
-	// JetStream KV bucket; the same as engine.DefaultMemoryThresholdKeys,
-	// the bound of `vigil replay`.
-	DefaultMaxThresholdGroups = 100_000
-	DefaultMaxAlertFieldBytes = alert.MaxFieldBytes
-	DefaultMaxAlertSourceIPs  = alert.MaxSourceIPs
+)
+
+// Bounds of values the components would accept but that make no sense to
+// configure.
+const (
+	// MinJSONDepth is the smallest max_json_depth: an audit event's own
+	// fields go 3 levels deep, and bodies need a few more.
+	MinJSONDepth = 8
 	// MinAlertFieldBytes is the smallest engine.max_alert_field_bytes: an
 	// alert cut shorter would not say what happened.
 	MinAlertFieldBytes = 256
 	// MaxAlertSourceIPs is the largest engine.max_alert_source_ips.
 	MaxAlertSourceIPs = 256
-	// DefaultMaxRuleCost and DefaultMaxObjectBytes are rules.PerRuleCostLimit
-	// and rules.MaxObjectBytes (a test keeps them equal).
-	DefaultMaxRuleCost    = 1_000_000
-	DefaultMaxObjectBytes = 4 << 20
 	// MinSlackTextChars and MaxSlackTextChars bound a Slack destination's
 	// max_text_chars: shorter would not say what happened, longer Slack
 	// refuses (a section's text is at most 3,000 characters).
@@ -116,24 +104,24 @@ func (c *Config) setDefaults() {
 		n.Replicas = 1
 	}
 	if n.MaxAge == 0 {
-		n.MaxAge = DefaultStreamMaxAge
+		n.MaxAge = bus.DefaultStreamMaxAge
 	}
 	if n.DuplicateWindow == 0 {
-		n.DuplicateWindow = DefaultDuplicateWindow
+		n.DuplicateWindow = bus.DefaultDuplicateWindow
 	}
 	for i := range c.Ingest.Files {
 		f := &c.Ingest.Files[i]
 		if f.StartAt == "" {
-			f.StartAt = StartBeginning
+			f.StartAt = file.StartBeginning
 		}
 		if f.MaxJSONDepth == 0 {
-			f.MaxJSONDepth = DefaultMaxJSONDepth
+			f.MaxJSONDepth = audit.MaxDepth
 		}
 		if f.MaxLineBytes == 0 {
-			f.MaxLineBytes = DefaultMaxLineBytes
+			f.MaxLineBytes = file.DefaultMaxLineBytes
 		}
 		if f.PollInterval == 0 {
-			f.PollInterval = DefaultPollInterval
+			f.PollInterval = file.DefaultPollInterval
 		}
 		if f.Cluster == "" {
 			f.Cluster = c.Cluster
@@ -141,28 +129,28 @@ func (c *Config) setDefaults() {
 	}
 	if w := c.Ingest.Webhook; w != nil {
 		if w.MaxBodyBytes == 0 {
-			w.MaxBodyBytes = DefaultMaxBodyBytes
+			w.MaxBodyBytes = webhook.DefaultMaxBodyBytes
 		}
 		if w.MaxEvents == 0 {
-			w.MaxEvents = DefaultMaxEvents
+			w.MaxEvents = webhook.DefaultMaxEvents
 		}
 		if w.MaxBadItems == 0 {
-			w.MaxBadItems = DefaultMaxBadItems
+			w.MaxBadItems = webhook.DefaultMaxBadItems
 		}
 		if w.MaxJSONDepth == 0 {
-			w.MaxJSONDepth = DefaultMaxJSONDepth
+			w.MaxJSONDepth = audit.MaxDepth
 		}
 		if w.MaxConcurrent == 0 {
-			w.MaxConcurrent = DefaultMaxConcurrent
+			w.MaxConcurrent = webhook.DefaultMaxConcurrent
 		}
 		if w.ReadTimeout == 0 {
-			w.ReadTimeout = 30 * time.Second
+			w.ReadTimeout = webhook.DefaultReadTimeout
 		}
 		if w.WriteTimeout == 0 {
-			w.WriteTimeout = 60 * time.Second
+			w.WriteTimeout = webhook.DefaultWriteTimeout
 		}
 		if w.IdleTimeout == 0 {
-			w.IdleTimeout = 120 * time.Second
+			w.IdleTimeout = webhook.DefaultIdleTimeout
 		}
 		if w.Cluster == "" {
 			w.Cluster = c.Cluster
@@ -173,34 +161,34 @@ func (c *Config) setDefaults() {
 		e.Workers = 1
 	}
 	if e.AckWait == 0 {
-		e.AckWait = DefaultAckWait
+		e.AckWait = engine.DefaultAckWait
 	}
 	if e.MaxDeliver == 0 {
-		e.MaxDeliver = DefaultMaxDeliver
+		e.MaxDeliver = engine.DefaultMaxDeliver
 	}
 	if e.MaxAckPending == 0 {
-		e.MaxAckPending = DefaultMaxAckPending
+		e.MaxAckPending = engine.DefaultMaxAckPending
 	}
 	if e.FetchBatch == 0 {
-		e.FetchBatch = DefaultFetchBatch
+		e.FetchBatch = engine.DefaultFetchBatch
 	}
 	if e.MaxThresholdGroups == 0 {
-		e.MaxThresholdGroups = DefaultMaxThresholdGroups
+		e.MaxThresholdGroups = engine.DefaultMaxThresholdGroups
 	}
 	if e.MaxAlertFieldBytes == 0 {
-		e.MaxAlertFieldBytes = DefaultMaxAlertFieldBytes
+		e.MaxAlertFieldBytes = alert.MaxFieldBytes
 	}
 	if e.MaxAlertSourceIPs == 0 {
-		e.MaxAlertSourceIPs = DefaultMaxAlertSourceIPs
+		e.MaxAlertSourceIPs = alert.MaxSourceIPs
 	}
 	if e.MaxRuleCost == 0 {
-		e.MaxRuleCost = DefaultMaxRuleCost
+		e.MaxRuleCost = rules.PerRuleCostLimit
 	}
 	if e.MaxObjectBytes == 0 {
-		e.MaxObjectBytes = DefaultMaxObjectBytes
+		e.MaxObjectBytes = rules.MaxObjectBytes
 	}
 	if c.Notify.AckWait == 0 {
-		c.Notify.AckWait = DefaultAckWait
+		c.Notify.AckWait = engine.DefaultAckWait
 	}
 	if c.Notify.MaxDeliver == 0 {
 		c.Notify.MaxDeliver = DefaultNotifyMaxDeliver
@@ -246,14 +234,14 @@ func (c *Config) validate(root *yaml.Node) []error {
 		if f.Path == "" {
 			bad([]any{"ingest", "files", i}, "path is required")
 		}
-		if f.StartAt != StartBeginning && f.StartAt != StartEnd {
-			bad([]any{"ingest", "files", i, "start_at"}, "must be %q or %q, got %q", StartBeginning, StartEnd, f.StartAt)
+		if f.StartAt != file.StartBeginning && f.StartAt != file.StartEnd {
+			bad([]any{"ingest", "files", i, "start_at"}, "must be %q or %q, got %q", file.StartBeginning, file.StartEnd, f.StartAt)
 		}
 		if f.MaxLineBytes < 0 {
 			bad([]any{"ingest", "files", i, "max_line_bytes"}, "must be positive")
 		}
-		if f.MaxJSONDepth < MinJSONDepth || f.MaxJSONDepth > DefaultMaxJSONDepth {
-			bad([]any{"ingest", "files", i, "max_json_depth"}, "must be between %d and %d, got %d", MinJSONDepth, DefaultMaxJSONDepth, f.MaxJSONDepth)
+		if f.MaxJSONDepth < MinJSONDepth || f.MaxJSONDepth > audit.MaxDepth {
+			bad([]any{"ingest", "files", i, "max_json_depth"}, "must be between %d and %d, got %d", MinJSONDepth, audit.MaxDepth, f.MaxJSONDepth)
 		}
 	}
 	if w := c.Ingest.Webhook; w != nil {
@@ -266,8 +254,8 @@ func (c *Config) validate(root *yaml.Node) []error {
 		if w.MaxBodyBytes < 0 || w.MaxEvents < 0 || w.MaxConcurrent < 0 || w.MaxBadItems < 0 {
 			bad([]any{"ingest", "webhook"}, "limits must be positive")
 		}
-		if w.MaxJSONDepth < MinJSONDepth || w.MaxJSONDepth > DefaultMaxJSONDepth {
-			bad([]any{"ingest", "webhook", "max_json_depth"}, "must be between %d and %d, got %d", MinJSONDepth, DefaultMaxJSONDepth, w.MaxJSONDepth)
+		if w.MaxJSONDepth < MinJSONDepth || w.MaxJSONDepth > audit.MaxDepth {
+			bad([]any{"ingest", "webhook", "max_json_depth"}, "must be between %d and %d, got %d", MinJSONDepth, audit.MaxDepth, w.MaxJSONDepth)
 		}
 	}
 	c.validateEngine(bad)
@@ -414,25 +402,11 @@ func (c *Config) validateNATS(bad func(path []any, format string, args ...any)) 
 	if n.TLS.ClientCA != "" && n.TLS.Cert == "" {
 		bad([]any{"nats", "tls", "client_ca"}, "needs tls.cert and tls.key: client certificates only exist with TLS")
 	}
-	if !LoopbackOnly(n.Listen) && n.User == "" && n.NKeyFile == "" && !n.Insecure {
+	if !bus.LoopbackOnly(n.Listen) && n.User == "" && n.NKeyFile == "" && !n.Insecure {
 		bad([]any{"nats", "listen"}, "%q is reachable from other machines, and anyone reaching it could read every audit event and forge or drop alerts: "+
 			"set nats.user with password_env/password_file, or nats.nkey_file (with nats.tls.cert/key), "+
 			"or insecure: true to serve it without authentication on a trusted network", n.Listen)
 	}
-}
-
-// LoopbackOnly reports whether a listen address ("host:port") accepts
-// connections from this machine only.
-func LoopbackOnly(listen string) bool {
-	host, _, err := net.SplitHostPort(listen)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func (c *Config) validateEngine(bad func(path []any, format string, args ...any)) {

@@ -1,6 +1,7 @@
 // Package metrics defines vigil's Prometheus metrics. One Metrics value is
-// built per process on a registry and handed to each role; nothing is
-// registered globally.
+// built per process on a registry and handed to each component in its
+// options; nothing is registered globally. A component given none makes
+// its own with New(nil), so it never checks whether it has metrics.
 package metrics
 
 import (
@@ -10,8 +11,7 @@ import (
 
 const namespace = "vigil"
 
-// Metrics are vigil's metrics but for notification delivery, which the
-// notify package registers itself (vigil_notify_*). The names are documented in
+// Metrics are vigil's metrics. The names are documented in
 // docs/operations.md and used by deploy/grafana-dashboard.json.
 type Metrics struct {
 	// Ingest.
@@ -35,10 +35,17 @@ type Metrics struct {
 	RulesInfo          *prometheus.GaugeVec // version
 	ConsumerPending    *prometheus.GaugeVec // consumer
 	ConsumerAckPending *prometheus.GaugeVec // consumer
+
+	// Notification delivery, by destination.
+	NotifyDelivered  *prometheus.CounterVec
+	NotifyFailures   *prometheus.CounterVec
+	NotifyDead       *prometheus.CounterVec
+	NotifyDuplicates *prometheus.CounterVec
+	NotifyTruncated  *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them, with the Go and process
-// collectors, on reg.
+// collectors, on reg; with reg nil they are registered nowhere.
 func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		IngestEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "ingest_events_total",
@@ -77,12 +84,25 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Messages not yet delivered to a durable consumer (its lag)."}, []string{"consumer"}),
 		ConsumerAckPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "consumer_ack_pending_messages",
 			Help: "Messages delivered to a durable consumer and not yet acknowledged."}, []string{"consumer"}),
+		NotifyDelivered:  notifyCounter("delivered_alerts_total", "Alerts delivered to a destination."),
+		NotifyFailures:   notifyCounter("failed_attempts_total", "Delivery attempts that failed."),
+		NotifyDead:       notifyCounter("dead_letters_total", "Alerts given up on and published to the dead-letter stream."),
+		NotifyDuplicates: notifyCounter("duplicates_skipped_total", "Redelivered alerts not sent again because they were already delivered."),
+		NotifyTruncated:  notifyCounter("truncated_texts_total", "Messages delivered with at least one text cut to fit the destination's limits."),
+	}
+	if reg == nil {
+		return m
 	}
 	reg.MustRegister(
 		m.IngestEvents, m.IngestMalformed, m.DeadLetters, m.PublishDuration, m.CheckpointOffset, m.WebhookRequests, m.LimitExceeded,
 		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.ThresholdGroups, m.FutureEvents, m.RulesInfo,
 		m.ConsumerPending, m.ConsumerAckPending,
+		m.NotifyDelivered, m.NotifyFailures, m.NotifyDead, m.NotifyDuplicates, m.NotifyTruncated,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+func notifyCounter(name, help string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: "notify", Name: name, Help: help}, []string{"destination"})
 }

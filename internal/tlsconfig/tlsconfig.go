@@ -15,8 +15,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/vigil-k8s/vigil/internal/config"
 )
 
 // MinVersion is the oldest TLS version any vigil listener or client
@@ -36,13 +34,24 @@ var CipherSuites = []uint16{
 	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
+// Files names the PEM files of a certificate set. For clients: CA verifies
+// the server, Cert/Key are the client identity. For servers: Cert/Key are
+// the server identity and ClientCA, when set, requires and verifies client
+// certificates.
+type Files struct {
+	CA, Cert, Key, ClientCA string
+}
+
+// Enabled reports whether any file is named.
+func (f Files) Enabled() bool { return f.CA != "" || f.Cert != "" || f.Key != "" || f.ClientCA != "" }
+
 // DefaultCheckInterval is how often a Reloader looks at its files.
 const DefaultCheckInterval = 10 * time.Second
 
 // Server loads a server identity (cert, key) and, with c.ClientCA, requires
 // and verifies client certificates signed by it. nextProtos are the ALPN
 // protocols offered (e.g. "http/1.1"); none for a non-HTTP listener.
-func Server(c config.TLS, nextProtos ...string) (*tls.Config, error) {
+func Server(c Files, nextProtos ...string) (*tls.Config, error) {
 	if c.Cert == "" || c.Key == "" {
 		return nil, errors.New("tls.cert and tls.key must be set together")
 	}
@@ -69,7 +78,7 @@ func Server(c config.TLS, nextProtos ...string) (*tls.Config, error) {
 
 // Client verifies the server with c.CA (the system roots without it) and
 // presents c.Cert/c.Key when set.
-func Client(c config.TLS) (*tls.Config, error) {
+func Client(c Files) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: MinVersion, CipherSuites: CipherSuites}
 	if c.CA != "" {
 		p, err := pool("tls.ca", c.CA)
@@ -109,7 +118,7 @@ func pool(key, file string) (*x509.CertPool, error) {
 // does not load (a half-written file, a key that does not match its
 // certificate) keeps the previous credentials and is logged.
 type Reloader struct {
-	tlsFiles   config.TLS
+	tlsFiles   Files
 	tokenFile  string
 	nextProtos []string
 	log        *slog.Logger
@@ -125,7 +134,7 @@ type Reloader struct {
 // NewReloader loads the credentials once; an error names the file that
 // does not load. With neither cert nor key in tlsFiles there is no TLS;
 // with tokenFile empty no token.
-func NewReloader(tlsFiles config.TLS, tokenFile string, log *slog.Logger, nextProtos ...string) (*Reloader, error) {
+func NewReloader(tlsFiles Files, tokenFile string, log *slog.Logger, nextProtos ...string) (*Reloader, error) {
 	r := &Reloader{tlsFiles: tlsFiles, tokenFile: tokenFile, nextProtos: nextProtos, log: log, interval: DefaultCheckInterval}
 	r.stamp = r.fileStamp()
 	if err := r.load(); err != nil {

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/pkitest"
 	"github.com/vigil-k8s/vigil/internal/tlsconfig"
 )
@@ -22,7 +21,7 @@ func TestReloaderPicksUpRenewedFiles(t *testing.T) {
 	if err := os.WriteFile(token, []byte("first\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r, err := tlsconfig.NewReloader(config.TLS{Cert: p.CertFile, Key: p.KeyFile, ClientCA: p.CAFile}, token, slog.New(slog.DiscardHandler))
+	r, err := tlsconfig.NewReloader(tlsconfig.Files{Cert: p.CertFile, Key: p.KeyFile, ClientCA: p.CAFile}, token, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,14 +65,14 @@ func TestReloaderPicksUpRenewedFiles(t *testing.T) {
 }
 
 func TestNoTLSWithoutCertificates(t *testing.T) {
-	r, err := tlsconfig.NewReloader(config.TLS{}, "", slog.New(slog.DiscardHandler))
+	r, err := tlsconfig.NewReloader(tlsconfig.Files{}, "", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.HasTLS() || r.TLSConfig() != nil {
 		t.Error("TLS without a certificate")
 	}
-	if _, err := tlsconfig.NewReloader(config.TLS{Cert: "only-a-cert"}, "", slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := tlsconfig.NewReloader(tlsconfig.Files{Cert: "only-a-cert"}, "", slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("a certificate without a key loaded")
 	}
 }
@@ -83,7 +82,7 @@ func TestNoTLSWithoutCertificates(t *testing.T) {
 // 1.2 offering only a CBC suite, are refused.
 func TestServerRefusesOldVersionsAndWeakSuites(t *testing.T) {
 	p := pkitest.New(t)
-	r, err := tlsconfig.NewReloader(config.TLS{Cert: p.CertFile, Key: p.KeyFile}, "", slog.New(slog.DiscardHandler))
+	r, err := tlsconfig.NewReloader(tlsconfig.Files{Cert: p.CertFile, Key: p.KeyFile}, "", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
