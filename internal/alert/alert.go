@@ -3,7 +3,6 @@
 package alert
 
 import (
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -89,12 +88,6 @@ func New(ev *audit.Event) *Alert {
 	}
 	a.ResponseCode = ev.ResponseCode()
 	return a
-}
-
-// SubjectSeverity is the NATS subject token for a severity; rule ids are
-// kebab-case and need no escaping.
-func Subject(prefix string, a *Alert) string {
-	return prefix + "." + a.Severity + "." + strings.ReplaceAll(a.Rule, ".", "_")
 }
 
 // Default limits on what an alert copies from its event. Every string of

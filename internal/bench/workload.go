@@ -323,9 +323,6 @@ func mix(x uint64) uint64 {
 	return x ^ x>>31
 }
 
-// Kind reports the kind of event i without writing it.
-func (w *Workload) Kind(i int) Kind { return w.layout[i%blockSize].kind }
-
 // Event appends event i (one JSON line, without newline) to dst.
 func (w *Workload) Event(dst []byte, i int) ([]byte, Kind) {
 	s := w.layout[i%blockSize]
