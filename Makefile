@@ -31,8 +31,10 @@ run: build
 	rm -rf .run
 	./$(BIN) run --config examples/vigil.yaml
 
+# -timeout bounds each package's tests: the slowest (cmd/vigil, which runs
+# vigil processes) takes about two minutes on 2 cores.
 test:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 8m ./...
 
 lint:
 	$(GO) vet ./...

@@ -34,37 +34,29 @@ import (
 
 const corpusLog = "../../../shared/corpus/immudb-log-audit/k8s.log"
 
-// binDir holds the vigil binary built for the process tests.
-var binDir string
+// asVigilEnv, in the environment of a process the tests start, makes the
+// test binary run vigil's main instead of the tests. The process tests so
+// run the very build under test (with the race detector on) instead of
+// building vigil a second time, without -race, which compiles every
+// dependency again: minutes on a cold cache.
+const asVigilEnv = "VIGIL_TEST_AS_VIGIL"
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "vigil-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	if os.Getenv(asVigilEnv) == "1" {
+		main()
+		return
 	}
-	binDir = dir
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
-// buildOnce builds the command once per test binary run.
-var buildOnce = sync.OnceValues(func() (string, error) {
-	bin := filepath.Join(binDir, "vigil")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %w\n%s", err, out)
-	}
-	return bin, nil
-})
-
+// vigilBinary is the executable the process tests run as vigil: this test
+// binary (see asVigilEnv).
 func vigilBinary(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("builds and runs vigil processes")
+		t.Skip("runs vigil processes")
 	}
-	bin, err := buildOnce()
+	bin, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +134,7 @@ func launch(t *testing.T, bin, role, name, cfgPath string, metricsPort int) *pro
 	t.Helper()
 	p := &proc{name: name, metrics: fmt.Sprintf("http://127.0.0.1:%d", metricsPort), exited: make(chan struct{}), logs: &logtest.Buffer{}}
 	p.cmd = exec.Command(bin, role, "--config", cfgPath)
+	p.cmd.Env = append(os.Environ(), asVigilEnv+"=1")
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
