@@ -23,6 +23,8 @@ import (
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/metrics"
+	"github.com/vigil-k8s/vigil/notify/slack"
+	"github.com/vigil-k8s/vigil/notify/webhook"
 )
 
 // DefaultMaxAckPending bounds how many alerts one destination holds
@@ -128,9 +130,7 @@ func NewDispatcher(cfg *config.Config, js jetstream.JetStream, logger *slog.Logg
 		dests = []config.Destination{{Name: ImplicitStdout, Type: config.DestinationStdout, Timeout: config.DefaultDestTimeout}}
 	}
 	// The notifiers count the messages they had to cut.
-	nopts := append(slices.Clone(opts), func(o *options) {
-		o.truncated = func(dest string) { m.NotifyTruncated.WithLabelValues(dest).Inc() }
-	})
+	nopts := append(slices.Clone(opts), WithMetrics(m))
 	for _, dc := range dests {
 		n, err := NewNotifier(dc, logger, nopts...)
 		if err != nil {
@@ -158,9 +158,9 @@ func NewDispatcher(cfg *config.Config, js jetstream.JetStream, logger *slog.Logg
 		if r == 0 {
 			switch dc.Type {
 			case config.DestinationSlack:
-				r = DefaultSlackRate
+				r = slack.DefaultRate
 			case config.DestinationWebhook:
-				r = DefaultWebhookRate
+				r = webhook.DefaultRate
 			}
 		}
 		if r > 0 {

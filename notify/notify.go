@@ -38,13 +38,6 @@ func RetryAfter(err error) (time.Duration, bool) {
 	return 0, false
 }
 
-// Default rate limits in messages per second, by destination type. Slack
-// allows about one message per second per channel.
-const (
-	DefaultSlackRate   = 1
-	DefaultWebhookRate = 50
-)
-
 // ImplicitStdout is the destination used when the configuration names none.
 const ImplicitStdout = "stdout"
 
@@ -56,9 +49,6 @@ type options struct {
 	maxWait    time.Duration
 	metrics    *metrics.Metrics
 	now        func() time.Time
-	// truncated is told the destination of each Slack message delivered
-	// with a text cut to fit.
-	truncated func(dest string)
 }
 
 // Option tunes a Dispatcher or NewNotifier.
@@ -117,9 +107,8 @@ func NewNotifier(d config.Destination, logger *slog.Logger, opts ...Option) (Not
 		return n, nil
 	case config.DestinationSlack:
 		c := slack.Config{Channel: d.Channel, APIURL: d.APIURL, Timeout: d.Timeout, MaxTextChars: d.MaxTextChars}
-		if o.truncated != nil {
-			name := d.Name
-			c.OnTruncated = func() { o.truncated(name) }
+		if o.metrics != nil {
+			c.Truncated = o.metrics.NotifyTruncated.WithLabelValues(d.Name)
 		}
 		var err error
 		if d.TokenEnv != "" || d.TokenFile != "" {

@@ -10,10 +10,24 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/slack-go/slack"
 
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/notify/internal/retry"
+)
+
+// DefaultRate is a Slack destination's rate limit, in messages per second,
+// when none is configured: Slack allows about one message per second per
+// channel and answers a faster sender with 429s.
+const DefaultRate = 1
+
+// Bounds of Config.MaxTextChars that make sense to configure: shorter
+// would not say what happened, longer Slack refuses (a section's text is
+// at most MaxSectionText characters).
+const (
+	MinTextChars = 200
+	MaxTextChars = MaxSectionText
 )
 
 // Config is one Slack destination: WebhookURL, or Token and Channel.
@@ -29,19 +43,20 @@ type Config struct {
 	// texts of each message to that many characters if Slack's own limits
 	// are higher; 0 keeps Slack's limits.
 	MaxTextChars int
-	// OnTruncated, if set, is called once for each message posted with a
-	// text cut to fit (by MaxTextChars or by Slack's limits).
-	OnTruncated func()
+	// Truncated counts the messages posted with a text cut to fit (by
+	// MaxTextChars or by Slack's limits). Nil: a counter registered
+	// nowhere.
+	Truncated prometheus.Counter
 }
 
 // Notifier posts one Slack message per call to Notify.
 type Notifier struct {
-	webhookURL  string
-	channel     string
-	api         *slack.Client
-	http        *http.Client
-	maxText     int
-	onTruncated func()
+	webhookURL string
+	channel    string
+	api        *slack.Client
+	http       *http.Client
+	maxText    int
+	truncated  prometheus.Counter
 }
 
 // New builds a Notifier; its http.Client is built once and reused.
@@ -57,11 +72,14 @@ func New(cfg Config) (*Notifier, error) {
 		return nil, fmt.Errorf("slack: max text characters must not be negative, got %d", cfg.MaxTextChars)
 	}
 	n := &Notifier{
-		webhookURL:  cfg.WebhookURL,
-		channel:     cfg.Channel,
-		http:        &http.Client{Timeout: cfg.Timeout},
-		maxText:     cfg.MaxTextChars,
-		onTruncated: cfg.OnTruncated,
+		webhookURL: cfg.WebhookURL,
+		channel:    cfg.Channel,
+		http:       &http.Client{Timeout: cfg.Timeout},
+		maxText:    cfg.MaxTextChars,
+		truncated:  cfg.Truncated,
+	}
+	if n.truncated == nil {
+		n.truncated = prometheus.NewCounter(prometheus.CounterOpts{Name: "truncated_texts_total"})
 	}
 	if hasToken {
 		opts := []slack.Option{slack.OptionHTTPClient(n.http)}
@@ -92,8 +110,8 @@ func (n *Notifier) Notify(ctx context.Context, alerts ...*alert.Alert) (bool, er
 		err = slack.PostWebhookCustomHTTPContext(ctx, n.webhookURL, n.http, msg)
 	}
 	if err == nil {
-		if truncated && n.onTruncated != nil {
-			n.onTruncated()
+		if truncated {
+			n.truncated.Inc()
 		}
 		return false, nil
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/slacktest"
 	"go.uber.org/goleak"
@@ -231,10 +233,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 }
 
-func TestMaxTextCharsAndOnTruncated(t *testing.T) {
+func TestMaxTextCharsAndTruncated(t *testing.T) {
 	s := newServer(t, nil)
-	var calls int
-	n, err := New(Config{WebhookURL: s.hookURL(), Timeout: 5 * time.Second, MaxTextChars: 300, OnTruncated: func() { calls++ }})
+	cut := prometheus.NewCounter(prometheus.CounterOpts{Name: "truncated_texts_total"})
+	n, err := New(Config{WebhookURL: s.hookURL(), Timeout: 5 * time.Second, MaxTextChars: 300, Truncated: cut})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,8 +255,8 @@ func TestMaxTextCharsAndOnTruncated(t *testing.T) {
 	if n := utf8.RuneCountInString(msg.Text); n != 300 {
 		t.Errorf("fallback text has %d characters, want 300", n)
 	}
-	if calls != 1 {
-		t.Errorf("OnTruncated called %d times, want once (for the long alert only)", calls)
+	if calls := testutil.ToFloat64(cut); calls != 1 {
+		t.Errorf("Truncated counted %v messages, want one (the long alert only)", calls)
 	}
 	if _, err := New(Config{WebhookURL: "https://x", MaxTextChars: -1}); err == nil {
 		t.Error("a negative MaxTextChars is accepted")

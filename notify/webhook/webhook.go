@@ -18,6 +18,10 @@ import (
 	"github.com/vigil-k8s/vigil/notify/internal/retry"
 )
 
+// DefaultRate is a webhook destination's rate limit, in requests per
+// second, when none is configured.
+const DefaultRate = 50
+
 // Config is one webhook destination.
 type Config struct {
 	// URL is the receiver; it may carry a token and is never logged.
