@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -21,15 +20,7 @@ import (
 
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
-	"github.com/vigil-k8s/vigil/internal/metrics"
-	"github.com/vigil-k8s/vigil/notify/slack"
-	"github.com/vigil-k8s/vigil/notify/webhook"
 )
-
-// DefaultMaxAckPending bounds how many alerts one destination holds
-// unacknowledged, grouped ones included: the memory bound of a notifier.
-const DefaultMaxAckPending = 10_000
 
 // maxReasonLen caps the dead-letter reason header.
 const maxReasonLen = 1024
@@ -38,31 +29,22 @@ const maxReasonLen = 1024
 // destination and delivers to each independently, so a slow or failing
 // destination never delays another.
 type Dispatcher struct {
-	cfg     *config.Config
-	js      jetstream.JetStream
-	logger  *slog.Logger
-	opts    options
-	dests   []*destination
-	metrics *metrics.Metrics
+	js     jetstream.JetStream
+	logger *slog.Logger
+	opts   Options
+	dests  []*destination
 	// routes is swapped whole by SetRoutes (hot reload); a fetch is
 	// routed with one snapshot.
-	routes atomic.Pointer[[]config.Route]
+	routes atomic.Pointer[[]Route]
 }
 
 type destination struct {
-	name        string
-	typ         string
-	n           Notifier
-	limiter     *rate.Limiter
-	maxAttempts int
-	timeout     time.Duration
-	// batch: the receiver takes many alerts in one request (webhook,
-	// stdout); Slack gets one message per alert unless grouped.
-	batch      bool
+	Destination
+	limiter    *rate.Limiter
 	fetchBatch int
 }
 
-func checkRoutes(routes []config.Route, names map[string]bool) error {
+func checkRoutes(routes []Route, names map[string]bool) error {
 	for i, r := range routes {
 		for _, to := range r.To {
 			if !names[to] {
@@ -76,10 +58,10 @@ func checkRoutes(routes []config.Route, names map[string]bool) error {
 // SetRoutes replaces the routing table while the dispatcher runs. The
 // routes may only name the destinations it was built with: adding a
 // destination needs a restart, since each has its own consumer and client.
-func (d *Dispatcher) SetRoutes(routes []config.Route) error {
+func (d *Dispatcher) SetRoutes(routes []Route) error {
 	names := map[string]bool{}
 	for _, dst := range d.dests {
-		names[dst.name] = true
+		names[dst.Name] = true
 	}
 	if err := checkRoutes(routes, names); err != nil {
 		return err
@@ -89,107 +71,47 @@ func (d *Dispatcher) SetRoutes(routes []config.Route) error {
 	return nil
 }
 
-// NewDispatcher builds the notifiers of every destination in cfg; with
-// none configured it prints to stdout.
-func NewDispatcher(cfg *config.Config, js jetstream.JetStream, logger *slog.Logger, opts ...Option) (*Dispatcher, error) {
+// NewDispatcher delivers to dests, routed by routes. Run starts it.
+func NewDispatcher(js jetstream.JetStream, dests []Destination, routes []Route, opts Options, logger *slog.Logger) (*Dispatcher, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	o := defaultOptions()
-	for _, f := range opts {
-		f(&o)
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	if o.backoffMin <= 0 || o.backoffMax < o.backoffMin {
-		return nil, fmt.Errorf("notify: backoff must satisfy 0 < initial <= max, got %s and %s", o.backoffMin, o.backoffMax)
+	if len(dests) == 0 {
+		return nil, errors.New("notify: no destinations")
 	}
-	if o.fetchBatch < 1 || o.maxWait <= 0 {
-		return nil, fmt.Errorf("notify: fetch batch and wait must be positive, got %d and %s", o.fetchBatch, o.maxWait)
-	}
-	m := o.metrics
-	if m == nil {
-		m = metrics.New(nil)
-	}
-	d := &Dispatcher{cfg: cfg, js: js, logger: logger, opts: o, metrics: m}
-	routes := slices.Clone(cfg.Routes)
-	d.routes.Store(&routes)
-	dests := cfg.Destinations
-	names := map[string]bool{}
+	d := &Dispatcher{js: js, logger: logger, opts: o}
 	consumers := map[string]string{}
 	for _, dc := range dests {
-		names[dc.Name] = true
 		c := ConsumerName(dc.Name)
 		if other, dup := consumers[c]; dup {
 			return nil, fmt.Errorf("notify: destinations %q and %q would share the consumer %s; rename one", other, dc.Name, c)
 		}
 		consumers[c] = dc.Name
 	}
-	if err := checkRoutes(cfg.Routes, names); err != nil {
-		return nil, err
-	}
-	if len(dests) == 0 {
-		dests = []config.Destination{{Name: ImplicitStdout, Type: config.DestinationStdout, Timeout: config.DefaultDestTimeout}}
-	}
-	// The notifiers count the messages they had to cut.
-	nopts := append(slices.Clone(opts), WithMetrics(m))
 	for _, dc := range dests {
-		n, err := NewNotifier(dc, logger, nopts...)
+		dc, err := dc.withDefaults(o)
 		if err != nil {
 			return nil, err
 		}
-		dst := &destination{
-			name:        dc.Name,
-			typ:         dc.Type,
-			n:           n,
-			maxAttempts: dc.MaxAttempts,
-			timeout:     dc.Timeout,
-			batch:       dc.Type != config.DestinationSlack,
-			fetchBatch:  o.fetchBatch,
-		}
-		if dst.maxAttempts == 0 {
-			dst.maxAttempts = cfg.Notify.MaxDeliver
-		}
-		if dst.maxAttempts <= 0 {
-			dst.maxAttempts = config.DefaultNotifyMaxDeliver
-		}
-		if dst.timeout <= 0 {
-			dst.timeout = config.DefaultDestTimeout
-		}
-		r := dc.RateLimit
-		if r == 0 {
-			switch dc.Type {
-			case config.DestinationSlack:
-				r = slack.DefaultRate
-			case config.DestinationWebhook:
-				r = webhook.DefaultRate
-			}
-		}
-		if r > 0 {
+		dst := &destination{Destination: dc, fetchBatch: o.FetchBatch, limiter: rate.NewLimiter(rate.Inf, 1)}
+		if r := dc.RateLimit; r > 0 {
 			dst.limiter = rate.NewLimiter(rate.Limit(r), 1)
 			// Fetch no more than can be sent well within the ack wait, so
 			// alerts queued behind the rate limit are not redelivered.
-			if perWait := int(r * d.ackWait().Seconds() / 2); perWait < dst.fetchBatch {
+			if perWait := int(r * o.AckWait.Seconds() / 2); perWait < dst.fetchBatch {
 				dst.fetchBatch = max(perWait, 1)
 			}
-		} else {
-			dst.limiter = rate.NewLimiter(rate.Inf, 1)
 		}
 		d.dests = append(d.dests, dst)
 	}
+	if err := d.SetRoutes(routes); err != nil {
+		return nil, err
+	}
 	return d, nil
-}
-
-func (d *Dispatcher) ackWait() time.Duration {
-	if d.cfg.Notify.AckWait > 0 {
-		return d.cfg.Notify.AckWait
-	}
-	return DefaultAckWait
-}
-
-func (d *Dispatcher) maxAge() time.Duration {
-	if d.cfg.Notify.MaxAge > 0 {
-		return d.cfg.Notify.MaxAge
-	}
-	return config.DefaultNotifyMaxAge
 }
 
 // ConsumerName is the durable consumer of a destination.
@@ -217,12 +139,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	workers := make([]*worker, 0, len(d.dests))
 	for _, dst := range d.dests {
 		cons, err := bus.EnsureConsumer(ctx, d.js, bus.StreamAlerts, jetstream.ConsumerConfig{
-			Durable:       ConsumerName(dst.name),
-			Description:   "vigil notifications to " + dst.name,
+			Durable:       ConsumerName(dst.Name),
+			Description:   "vigil notifications to " + dst.Name,
 			FilterSubject: bus.SubjectAlertsPrefix + ".>",
 			DeliverPolicy: jetstream.DeliverAllPolicy,
 			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       d.ackWait(),
+			AckWait:       d.opts.AckWait,
 			// Attempts are counted and bounded here, so that the last one
 			// ends in the dead-letter stream instead of silently stopping.
 			MaxDeliver:    -1,
@@ -232,17 +154,17 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("notify: destination %q: %w", dst.name, err)
+			return fmt.Errorf("notify: destination %q: %w", dst.Name, err)
 		}
 		workers = append(workers, &worker{
 			d: d, dst: dst, cons: cons, kv: kv,
-			logger: d.logger.With("destination", dst.name),
+			logger: d.logger.With("destination", dst.Name),
 			groups: map[string]*group{},
 		})
 	}
 	defer func() {
 		for _, dst := range d.dests {
-			if c, ok := dst.n.(interface{ Close() }); ok {
+			if c, ok := dst.Notifier.(interface{ Close() }); ok {
 				c.Close()
 			}
 		}
@@ -283,8 +205,8 @@ type item struct {
 func (w *worker) run(ctx context.Context) {
 	defer w.release()
 	for ctx.Err() == nil {
-		wait := w.d.opts.maxWait
-		now := w.d.opts.now()
+		wait := w.d.opts.FetchWait
+		now := w.d.opts.Now()
 		for _, g := range w.groups {
 			if u := g.flushAt.Sub(now); u < wait {
 				wait = u
@@ -294,7 +216,7 @@ func (w *worker) run(ctx context.Context) {
 			// A receiver asked us to back off: fetching more now would
 			// only hold alerts in memory. Held alerts still need their
 			// keep-alive, hence the cap.
-			wait = min(u, w.d.ackWait()/3)
+			wait = min(u, w.d.opts.AckWait/3)
 		}
 		if wait < 20*time.Millisecond {
 			wait = 20 * time.Millisecond
@@ -308,7 +230,7 @@ func (w *worker) run(ctx context.Context) {
 
 // fetch pulls up to a batch, waiting at most wait for the first message.
 func (w *worker) fetch(ctx context.Context, wait time.Duration) []item {
-	if !w.pauseUntil.IsZero() && w.d.opts.now().Before(w.pauseUntil) {
+	if !w.pauseUntil.IsZero() && w.d.opts.Now().Before(w.pauseUntil) {
 		w.sleep(ctx, wait)
 		return nil
 	}
@@ -380,13 +302,13 @@ func (w *worker) handle(ctx context.Context, items []item) {
 	seen := map[string]bool{}
 	routes := *w.d.routes.Load()
 	for _, it := range items {
-		ri, ok := RouteFor(routes, w.dst.name, it.a)
+		ri, ok := RouteFor(routes, w.dst.Name, it.a)
 		if !ok {
 			w.ack(it.msg)
 			continue
 		}
 		if seen[it.a.ID] || w.delivered(ctx, it.a) {
-			w.d.metrics.NotifyDuplicates.WithLabelValues(w.dst.name).Inc()
+			w.d.opts.Metrics.NotifyDuplicates.WithLabelValues(w.dst.Name).Inc()
 			w.ack(it.msg)
 			continue
 		}
@@ -404,7 +326,7 @@ func (w *worker) handle(ctx context.Context, items []item) {
 	if len(now) == 0 {
 		return
 	}
-	if w.dst.batch {
+	if w.dst.Batch {
 		w.deliver(ctx, now)
 		return
 	}
@@ -430,15 +352,15 @@ func (w *worker) deliver(ctx context.Context, items []item) bool {
 	for i, it := range items {
 		alerts[i] = it.a
 	}
-	sctx, cancel := context.WithTimeout(ctx, w.dst.timeout)
-	retry, err := w.dst.n.Notify(sctx, alerts...)
+	sctx, cancel := context.WithTimeout(ctx, w.dst.Timeout)
+	retry, err := w.dst.Notifier.Notify(sctx, alerts...)
 	cancel()
 	if err == nil {
 		for _, it := range items {
 			w.markDelivered(ctx, it.a)
 			w.ack(it.msg)
 		}
-		w.d.metrics.NotifyDelivered.WithLabelValues(w.dst.name).Add(float64(len(items)))
+		w.d.opts.Metrics.NotifyDelivered.WithLabelValues(w.dst.Name).Add(float64(len(items)))
 		w.logger.Debug("delivered", "alerts", len(items))
 		return true
 	}
@@ -449,14 +371,14 @@ func (w *worker) deliver(ctx context.Context, items []item) bool {
 		}
 		return false
 	}
-	w.d.metrics.NotifyFailures.WithLabelValues(w.dst.name).Inc()
+	w.d.opts.Metrics.NotifyFailures.WithLabelValues(w.dst.Name).Inc()
 	w.failed(ctx, items, retry, err)
 	return false
 }
 
 // waitTurn blocks for the rate limit and any Retry-After pause.
 func (w *worker) waitTurn(ctx context.Context) error {
-	if d := w.pauseUntil.Sub(w.d.opts.now()); d > 0 {
+	if d := w.pauseUntil.Sub(w.d.opts.Now()); d > 0 {
 		w.sleep(ctx, d)
 	}
 	if err := ctx.Err(); err != nil {
@@ -469,7 +391,7 @@ func (w *worker) waitTurn(ctx context.Context) error {
 func (w *worker) failed(ctx context.Context, items []item, retry bool, err error) {
 	after, hasAfter := RetryAfter(err)
 	if hasAfter {
-		w.pauseUntil = w.d.opts.now().Add(after)
+		w.pauseUntil = w.d.opts.Now().Add(after)
 	}
 	w.logger.Warn("delivery failed", "alerts", len(items), "retry", retry, "err", err)
 	for _, it := range items {
@@ -477,38 +399,25 @@ func (w *worker) failed(ctx context.Context, items []item, retry bool, err error
 		age := time.Duration(0)
 		if md, merr := it.msg.Metadata(); merr == nil {
 			attempts = md.NumDelivered
-			age = w.d.opts.now().Sub(md.Timestamp)
+			age = w.d.opts.Now().Sub(md.Timestamp)
 		}
 		switch {
 		case !retry:
 			w.deadLetter(ctx, it, "not retryable: "+err.Error())
-		case attempts >= uint64(w.dst.maxAttempts):
+		case attempts >= uint64(w.dst.MaxAttempts):
 			w.deadLetter(ctx, it, fmt.Sprintf("gave up after %d attempts: %s", attempts, err))
 		default:
-			delay := w.backoff(attempts)
+			delay := w.d.opts.Backoff.Delay(int(attempts))
 			if hasAfter && after > delay {
 				delay = after
 			}
-			if age+delay > w.d.maxAge() {
-				w.deadLetter(ctx, it, fmt.Sprintf("older than max_age %s after %d attempts: %s", w.d.maxAge(), attempts, err))
+			if age+delay > w.d.opts.MaxAge {
+				w.deadLetter(ctx, it, fmt.Sprintf("older than max_age %s after %d attempts: %s", w.d.opts.MaxAge, attempts, err))
 				continue
 			}
 			w.nak(it.msg, delay)
 		}
 	}
-}
-
-// backoff is the wait before attempt n+1: exponential, capped, with full
-// jitter in its upper half so that replicas do not retry in lockstep.
-func (w *worker) backoff(n uint64) time.Duration {
-	lo, hi := w.d.opts.backoffMin, w.d.opts.backoffMax
-	d := lo
-	for i := uint64(1); i < n && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	half := d / 2
-	return half + rand.N(half+1)
 }
 
 // deadLetter publishes the alert to the destination's dead-letter subject
@@ -518,18 +427,18 @@ func (w *worker) deadLetter(ctx context.Context, it item, reason string) {
 	if len(reason) > maxReasonLen {
 		reason = reason[:maxReasonLen]
 	}
-	msg := nats.NewMsg(bus.DeadSubject("notify", w.dst.name))
+	msg := nats.NewMsg(bus.DeadSubject("notify", w.dst.Name))
 	msg.Data = it.msg.Data()
 	msg.Header.Set(bus.HeaderReason, strings.ToValidUTF8(strings.ReplaceAll(reason, "\n", " "), "?"))
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	_, err := w.d.js.PublishMsg(pctx, msg, jetstream.WithMsgID("notify/"+w.dst.name+"/"+it.a.ID))
+	_, err := w.d.js.PublishMsg(pctx, msg, jetstream.WithMsgID("notify/"+w.dst.Name+"/"+it.a.ID))
 	if err != nil {
 		w.logger.Error("dead-lettering failed; alert will be redelivered", "alert", it.a.ID, "err", err)
-		w.nak(it.msg, w.d.opts.backoffMax)
+		w.nak(it.msg, w.d.opts.Backoff.Max)
 		return
 	}
-	w.d.metrics.NotifyDead.WithLabelValues(w.dst.name).Inc()
+	w.d.opts.Metrics.NotifyDead.WithLabelValues(w.dst.Name).Inc()
 	w.logger.Error("alert dead-lettered", "alert", it.a.ID, "reason", reason)
 	w.ack(it.msg)
 }
@@ -554,8 +463,8 @@ func (w *worker) nak(m jetstream.Msg, delay time.Duration) {
 
 // keepAlive stops JetStream redelivering alerts held for grouping.
 func (w *worker) keepAlive() {
-	now := w.d.opts.now()
-	if now.Sub(w.lastKeep) < w.d.ackWait()/3 {
+	now := w.d.opts.Now()
+	if now.Sub(w.lastKeep) < w.d.opts.AckWait/3 {
 		return
 	}
 	w.lastKeep = now
@@ -594,7 +503,7 @@ func hashHex(parts ...string) string {
 }
 
 func (w *worker) delivered(ctx context.Context, a *alert.Alert) bool {
-	_, err := w.kv.Get(ctx, sentKey(w.dst.name, a.ID))
+	_, err := w.kv.Get(ctx, sentKey(w.dst.Name, a.ID))
 	if err == nil {
 		return true
 	}
@@ -609,7 +518,7 @@ func (w *worker) delivered(ctx context.Context, a *alert.Alert) bool {
 func (w *worker) markDelivered(ctx context.Context, a *alert.Alert) {
 	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if _, err := w.kv.Put(kctx, sentKey(w.dst.name, a.ID), []byte(w.d.opts.now().UTC().Format(time.RFC3339))); err != nil {
+	if _, err := w.kv.Put(kctx, sentKey(w.dst.Name, a.ID), []byte(w.d.opts.Now().UTC().Format(time.RFC3339))); err != nil {
 		w.logger.Warn("recording delivery failed; a redelivery may repeat it", "alert", a.ID, "err", err)
 	}
 }

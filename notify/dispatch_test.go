@@ -19,13 +19,13 @@ import (
 
 	"github.com/vigil-k8s/vigil/engine"
 	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/internal/backoff"
 	"github.com/vigil-k8s/vigil/internal/bus"
-	"github.com/vigil-k8s/vigil/internal/config"
-	"github.com/vigil-k8s/vigil/internal/logtest"
 	"github.com/vigil-k8s/vigil/internal/metrics"
 	"github.com/vigil-k8s/vigil/internal/natstest"
 	"github.com/vigil-k8s/vigil/internal/waittest"
 	"github.com/vigil-k8s/vigil/notify/internal/alerttest"
+	"github.com/vigil-k8s/vigil/notify/stdout"
 	"github.com/vigil-k8s/vigil/notify/webhook"
 )
 
@@ -62,7 +62,16 @@ func newEnv(t *testing.T) *env {
 	return &env{t: t, js: js, reg: reg, m: metrics.New(reg)}
 }
 
-func testConfig(dests []config.Destination, routes ...config.Route) *config.Config {
+// setup is what a test dispatcher delivers to, and how.
+type setup struct {
+	dests  []Destination
+	routes []Route
+	opts   Options
+}
+
+// testSetup gives every destination a timeout and a rate limit no test
+// reaches, unless it set its own, and bounds attempts and age.
+func testSetup(dests []Destination, routes ...Route) *setup {
 	for i := range dests {
 		if dests[i].Timeout == 0 {
 			dests[i].Timeout = 5 * time.Second
@@ -71,30 +80,29 @@ func testConfig(dests []config.Destination, routes ...config.Route) *config.Conf
 			dests[i].RateLimit = 1000
 		}
 	}
-	return &config.Config{
-		Destinations: dests,
-		Routes:       routes,
-		Notify:       config.Notify{AckWait: 10 * time.Second, MaxDeliver: 5, MaxAge: time.Hour},
-	}
+	return &setup{dests: dests, routes: routes, opts: Options{AckWait: 10 * time.Second, MaxAttempts: 5, MaxAge: time.Hour}}
 }
 
 // run starts a dispatcher and stops it when the test ends, checking that
 // Run returns nil after draining.
-func (e *env) run(cfg *config.Config, opts ...Option) {
+func (e *env) run(s *setup, opts ...func(*Options)) {
 	e.t.Helper()
-	stop := e.start(cfg, opts...)
+	stop := e.start(s, opts...)
 	e.t.Cleanup(stop)
 }
 
-// start starts a dispatcher; stop cancels it and waits for Run to return.
-func (e *env) start(cfg *config.Config, opts ...Option) (stop func()) {
+// start starts a dispatcher with short backoffs and fetches, then opts;
+// stop cancels it and waits for Run to return.
+func (e *env) start(s *setup, opts ...func(*Options)) (stop func()) {
 	e.t.Helper()
-	opts = append([]Option{
-		WithBackoff(20*time.Millisecond, 100*time.Millisecond),
-		WithFetch(100, 100*time.Millisecond),
-		WithMetrics(e.m),
-	}, opts...)
-	d, err := NewDispatcher(cfg, e.js, slog.New(slog.DiscardHandler), opts...)
+	o := s.opts
+	o.Backoff = backoff.Policy{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, Jitter: true}
+	o.FetchBatch, o.FetchWait = 100, 100*time.Millisecond
+	o.Metrics = e.m
+	for _, f := range opts {
+		f(&o)
+	}
+	d, err := NewDispatcher(e.js, s.dests, s.routes, o, slog.New(slog.DiscardHandler))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -254,18 +262,38 @@ func (s *sink) delivered(t *testing.T) map[string]int {
 	return out
 }
 
-func webhookDest(name, url string) config.Destination {
-	return config.Destination{Name: name, Type: config.DestinationWebhook, URL: url}
+// webhookDest is a webhook destination posting to url.
+func webhookDest(t *testing.T, name, url string) Destination {
+	return webhookWith(t, name, webhook.Config{URL: url})
+}
+
+func webhookWith(t *testing.T, name string, c webhook.Config) Destination {
+	t.Helper()
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Second
+	}
+	n, err := webhook.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Destination{Name: name, Notifier: n, Batch: true}
+}
+
+// discardDest is a destination whose notifications go nowhere.
+func discardDest(t *testing.T, name string) Destination {
+	t.Helper()
+	n, err := stdout.New(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Destination{Name: name, Notifier: n, Batch: true}
 }
 
 func TestWebhookDeliversEveryAlertOnceSigned(t *testing.T) {
 	e := newEnv(t)
 	sk := newSink(t)
-	t.Setenv("TEST_HMAC", "hmac-key")
-	d := webhookDest("siem", sk.srv.URL)
-	d.HMACSecretEnv = "TEST_HMAC"
-	d.Headers = map[string]string{"X-Team": "secops"}
-	e.run(testConfig([]config.Destination{d}))
+	d := webhookWith(t, "siem", webhook.Config{URL: sk.srv.URL, Secret: "hmac-key", Headers: map[string]string{"X-Team": "secops"}})
+	e.run(testSetup([]Destination{d}))
 
 	alerts := alerttest.Many(50)
 	e.publish(alerts...)
@@ -293,7 +321,7 @@ func TestWebhookDeliversEveryAlertOnceSigned(t *testing.T) {
 func TestRetryAfterIsHonouredAndDeliveredOnce(t *testing.T) {
 	e := newEnv(t)
 	sk := newSink(t, response{code: http.StatusTooManyRequests, retryAfter: "1"})
-	e.run(testConfig([]config.Destination{webhookDest("siem", sk.srv.URL)}))
+	e.run(testSetup([]Destination{webhookDest(t, "siem", sk.srv.URL)}))
 
 	a := alerttest.Sample()
 	e.publish(a)
@@ -315,7 +343,7 @@ func TestRetryAfterIsHonouredAndDeliveredOnce(t *testing.T) {
 func TestServerErrorIsRetriedWithBackoff(t *testing.T) {
 	e := newEnv(t)
 	sk := newSink(t, response{code: 500}, response{code: 502}, response{code: 503})
-	e.run(testConfig([]config.Destination{webhookDest("siem", sk.srv.URL)}))
+	e.run(testSetup([]Destination{webhookDest(t, "siem", sk.srv.URL)}))
 
 	a := alerttest.Sample()
 	e.publish(a)
@@ -347,7 +375,7 @@ func TestServerErrorIsRetriedWithBackoff(t *testing.T) {
 func TestClientErrorIsDeadLetteredWithoutRetry(t *testing.T) {
 	e := newEnv(t)
 	sk := newSink(t, response{code: http.StatusBadRequest}, response{code: http.StatusBadRequest})
-	e.run(testConfig([]config.Destination{webhookDest("siem", sk.srv.URL)}))
+	e.run(testSetup([]Destination{webhookDest(t, "siem", sk.srv.URL)}))
 
 	a := alerttest.Sample()
 	e.publish(a)
@@ -377,9 +405,9 @@ func TestAttemptsAreBounded(t *testing.T) {
 		script = append(script, response{code: http.StatusInternalServerError})
 	}
 	sk := newSink(t, script...)
-	d := webhookDest("siem", sk.srv.URL)
+	d := webhookDest(t, "siem", sk.srv.URL)
 	d.MaxAttempts = 3
-	e.run(testConfig([]config.Destination{d}))
+	e.run(testSetup([]Destination{d}))
 
 	e.publish(alerttest.Sample())
 	waitFor(t, "the dead letter", func() bool { return len(e.deadLetters("siem")) == 1 })
@@ -408,7 +436,7 @@ func TestHangingDestinationDoesNotDelayAnother(t *testing.T) {
 	// Runs before slow.Close (cleanups run last-in first-out).
 	t.Cleanup(func() { close(release) })
 	fast := newSink(t)
-	e.run(testConfig([]config.Destination{webhookDest("slow", slow.URL), webhookDest("fast", fast.srv.URL)}))
+	e.run(testSetup([]Destination{webhookDest(t, "slow", slow.URL), webhookDest(t, "fast", fast.srv.URL)}))
 
 	a := alerttest.Sample()
 	e.publish(a)
@@ -451,9 +479,9 @@ func TestDestinationThatNeverAnswersIsRetried(t *testing.T) {
 		got.srv.Config.Handler.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	d := webhookDest("hangs", srv.URL)
+	d := webhookDest(t, "hangs", srv.URL)
 	d.Timeout = 200 * time.Millisecond
-	e.run(testConfig([]config.Destination{d}))
+	e.run(testSetup([]Destination{d}))
 
 	a := alerttest.Sample()
 	e.publish(a)
@@ -475,11 +503,11 @@ func TestDestinationThatNeverAnswersIsRetried(t *testing.T) {
 func TestRoutesPickDestinations(t *testing.T) {
 	e := newEnv(t)
 	pager, siem, chat := newSink(t), newSink(t), newSink(t)
-	cfg := testConfig(
-		[]config.Destination{webhookDest("pager", pager.srv.URL), webhookDest("siem", siem.srv.URL), webhookDest("chat", chat.srv.URL)},
-		config.Route{Match: config.Match{Severity: []string{"critical"}}, To: []string{"pager"}, Continue: true},
-		config.Route{Match: config.Match{Severity: []string{"high", "critical"}}, To: []string{"siem"}},
-		config.Route{Match: config.Match{}, To: []string{"chat"}},
+	cfg := testSetup(
+		[]Destination{webhookDest(t, "pager", pager.srv.URL), webhookDest(t, "siem", siem.srv.URL), webhookDest(t, "chat", chat.srv.URL)},
+		Route{Match: Match{Severity: []string{"critical"}}, To: []string{"pager"}, Continue: true},
+		Route{Match: Match{Severity: []string{"high", "critical"}}, To: []string{"siem"}},
+		Route{Match: Match{}, To: []string{"chat"}},
 	)
 	e.run(cfg)
 
@@ -515,7 +543,7 @@ func TestRoutesPickDestinations(t *testing.T) {
 func TestRedeliveredAlertIsNotSentAgain(t *testing.T) {
 	e := newEnv(t)
 	sk := newSink(t)
-	e.run(testConfig([]config.Destination{webhookDest("siem", sk.srv.URL)}))
+	e.run(testSetup([]Destination{webhookDest(t, "siem", sk.srv.URL)}))
 
 	a := alerttest.Sample()
 	e.publish(a)
@@ -538,30 +566,6 @@ func TestRedeliveredAlertIsNotSentAgain(t *testing.T) {
 	}
 }
 
-func TestNoDestinationsPrintsToStdout(t *testing.T) {
-	e := newEnv(t)
-	var out logtest.Buffer
-	e.run(testConfig(nil), WithStdout(&out))
-
-	alerts := alerttest.Many(3)
-	e.publish(alerts...)
-	waitFor(t, "three lines", func() bool { return strings.Count(out.String(), "\n") == 3 })
-	for _, a := range alerts {
-		if !strings.Contains(out.String(), a.Output) {
-			t.Errorf("stdout lacks %q:\n%s", a.Output, out.String())
-		}
-	}
-}
-
-func TestNewDispatcherRejectsMissingSecret(t *testing.T) {
-	d := webhookDest("siem", "https://siem.example")
-	d.HMACSecretEnv = "VIGIL_TEST_UNSET_SECRET"
-	_, err := NewDispatcher(testConfig([]config.Destination{d}), nil, nil)
-	if err == nil || !strings.Contains(err.Error(), `destination "siem"`) || !strings.Contains(err.Error(), "VIGIL_TEST_UNSET_SECRET") {
-		t.Errorf("got %v, want an error naming the destination and the variable", err)
-	}
-}
-
 func TestAlertsOlderThanMaxAgeAreDeadLettered(t *testing.T) {
 	e := newEnv(t)
 	var script []response
@@ -569,10 +573,10 @@ func TestAlertsOlderThanMaxAgeAreDeadLettered(t *testing.T) {
 		script = append(script, response{code: http.StatusServiceUnavailable})
 	}
 	sk := newSink(t, script...)
-	d := webhookDest("siem", sk.srv.URL)
+	d := webhookDest(t, "siem", sk.srv.URL)
 	d.MaxAttempts = 1000
-	cfg := testConfig([]config.Destination{d})
-	cfg.Notify.MaxAge = 300 * time.Millisecond
+	cfg := testSetup([]Destination{d})
+	cfg.opts.MaxAge = 300 * time.Millisecond
 	e.run(cfg)
 
 	e.publish(alerttest.Sample())
@@ -591,9 +595,9 @@ func TestAlertsOlderThanMaxAgeAreDeadLettered(t *testing.T) {
 func TestStopHandsHeldAlertsToTheNextReplica(t *testing.T) {
 	e := newEnv(t)
 	sk := newSink(t)
-	route := config.Route{To: []string{"siem"}, GroupBy: []string{"rule"}, GroupWait: time.Hour}
-	cfg := testConfig([]config.Destination{webhookDest("siem", sk.srv.URL)}, route)
-	cfg.Notify.AckWait = time.Minute
+	route := Route{To: []string{"siem"}, GroupBy: []string{"rule"}, GroupWait: time.Hour}
+	cfg := testSetup([]Destination{webhookDest(t, "siem", sk.srv.URL)}, route)
+	cfg.opts.AckWait = time.Minute
 	stop := e.start(cfg)
 	alerts := alerttest.Many(3)
 	e.publish(alerts...)
@@ -611,8 +615,8 @@ func TestStopHandsHeldAlertsToTheNextReplica(t *testing.T) {
 	}
 
 	route.GroupWait = 50 * time.Millisecond
-	next := testConfig([]config.Destination{webhookDest("siem", sk.srv.URL)}, route)
-	next.Notify.AckWait = time.Minute
+	next := testSetup([]Destination{webhookDest(t, "siem", sk.srv.URL)}, route)
+	next.opts.AckWait = time.Minute
 	e.run(next)
 	waitFor(t, "delivery by the next replica", e.settled("siem"))
 	got := sk.delivered(t)

@@ -53,14 +53,14 @@ func groupKVKey(dest string, route int, key string) string {
 
 // hold adds an alert to its group, starting the group if needed.
 func (w *worker) hold(ctx context.Context, route int, g grouping, it item) {
-	k := groupKVKey(w.dst.name, route, GroupKey(g.by, it.a))
+	k := groupKVKey(w.dst.Name, route, GroupKey(g.by, it.a))
 	gr, ok := w.groups[k]
 	if !ok {
 		gr = &group{key: k, g: g, ids: map[string]int{}}
 		st, _, err := w.loadOrStart(ctx, k, g)
 		if err != nil {
 			w.logger.Warn("group state unavailable; grouping locally", "err", err)
-			gr.flushAt = w.d.opts.now().Add(g.wait)
+			gr.flushAt = w.d.opts.Now().Add(g.wait)
 		} else {
 			gr.flushAt = st.next(g)
 		}
@@ -80,7 +80,7 @@ func (w *worker) hold(ctx context.Context, route int, g grouping, it item) {
 // expired.
 func (w *worker) loadOrStart(ctx context.Context, key string, g grouping) (groupState, uint64, error) {
 	for range 3 {
-		now := w.d.opts.now()
+		now := w.d.opts.Now()
 		e, err := w.kv.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -113,13 +113,13 @@ func (w *worker) flushDue(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if w.d.opts.now().Before(gr.flushAt) {
+		if w.d.opts.Now().Before(gr.flushAt) {
 			continue
 		}
 		prev, rev, claimed, err := w.claim(ctx, gr)
 		if err != nil {
 			w.logger.Warn("claiming group notification failed; retrying", "err", err)
-			gr.flushAt = w.d.opts.now().Add(w.backoff(1))
+			gr.flushAt = w.d.opts.Now().Add(w.d.opts.Backoff.Delay(1))
 			continue
 		}
 		if !claimed {
@@ -142,7 +142,7 @@ func (w *worker) flushDue(ctx context.Context) {
 // its interval. It returns the previous state and the claim's revision.
 func (w *worker) claim(ctx context.Context, gr *group) (groupState, uint64, bool, error) {
 	for range 3 {
-		now := w.d.opts.now()
+		now := w.d.opts.Now()
 		e, err := w.kv.Get(ctx, gr.key)
 		var st groupState
 		var rev uint64

@@ -11,12 +11,12 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/slack-go/slack"
+	slackapi "github.com/slack-go/slack"
 	"github.com/slack-go/slack/slacktest"
 
 	"github.com/vigil-k8s/vigil/internal/alert"
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/notify/internal/alerttest"
+	"github.com/vigil-k8s/vigil/notify/slack"
 )
 
 // slackHook is slack-go's test Slack with an incoming webhook that records
@@ -29,7 +29,7 @@ type slackHook struct {
 
 type slackMsg struct {
 	at  time.Time
-	msg slack.WebhookMessage
+	msg slackapi.WebhookMessage
 }
 
 func newSlackHook(t *testing.T) *slackHook {
@@ -37,7 +37,7 @@ func newSlackHook(t *testing.T) *slackHook {
 	h := &slackHook{}
 	h.Server = slacktest.NewTestServer(func(c slacktest.Customize) {
 		c.Handle("/services/", func(w http.ResponseWriter, r *http.Request) {
-			var m slack.WebhookMessage
+			var m slackapi.WebhookMessage
 			b, _ := io.ReadAll(r.Body)
 			if err := json.Unmarshal(b, &m); err != nil {
 				http.Error(w, "invalid_payload", http.StatusBadRequest)
@@ -60,23 +60,35 @@ func (h *slackHook) messages() []slackMsg {
 	return append([]slackMsg(nil), h.msgs...)
 }
 
-func (h *slackHook) dest(t *testing.T, name string) config.Destination {
-	env := "TEST_SLACK_URL_" + strings.ToUpper(name)
-	t.Setenv(env, h.GetAPIURL()+"services/T0/B0/secret")
-	return config.Destination{Name: name, Type: config.DestinationSlack, WebhookURLEnv: env}
+// dest is a Slack destination posting to the hook.
+func (h *slackHook) dest(t *testing.T, name string) Destination {
+	return h.destWith(t, name, slack.Config{})
+}
+
+func (h *slackHook) destWith(t *testing.T, name string, c slack.Config) Destination {
+	t.Helper()
+	c.WebhookURL = h.GetAPIURL() + "services/T0/B0/secret"
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Second
+	}
+	n, err := slack.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Destination{Name: name, Notifier: n}
 }
 
 // sectionTexts are the mrkdwn texts of a message's sections.
-func sectionTexts(m slack.WebhookMessage) string {
+func sectionTexts(m slackapi.WebhookMessage) string {
 	var b strings.Builder
 	for _, a := range m.Attachments {
 		for _, blk := range a.Blocks.BlockSet {
 			switch s := blk.(type) {
-			case *slack.SectionBlock:
+			case *slackapi.SectionBlock:
 				if s.Text != nil {
 					b.WriteString(s.Text.Text + "\n")
 				}
-			case *slack.HeaderBlock:
+			case *slackapi.HeaderBlock:
 				b.WriteString(s.Text.Text + "\n")
 			}
 		}
@@ -87,9 +99,10 @@ func sectionTexts(m slack.WebhookMessage) string {
 func TestGroupWindowMakesOneSlackMessage(t *testing.T) {
 	e := newEnv(t)
 	h := newSlackHook(t)
-	cfg := testConfig([]config.Destination{h.dest(t, "secops")},
-		config.Route{To: []string{"secops"}, GroupBy: []string{"rule"}, GroupWait: 2 * time.Second})
-	cfg.Destinations[0].RateLimit = 0 // Slack's default, one message a second
+	dst := h.dest(t, "secops")
+	dst.RateLimit = slack.DefaultRate // one message a second
+	cfg := testSetup([]Destination{dst},
+		Route{To: []string{"secops"}, GroupBy: []string{"rule"}, GroupWait: 2 * time.Second})
 
 	burst := alerttest.Many(500)
 	other := alerttest.Many(3)
@@ -131,8 +144,8 @@ func TestGroupIntervalThrottlesLaterAlerts(t *testing.T) {
 	e := newEnv(t)
 	h := newSlackHook(t)
 	const interval = time.Second
-	cfg := testConfig([]config.Destination{h.dest(t, "secops")},
-		config.Route{To: []string{"secops"}, GroupBy: []string{"rule"}, GroupWait: 100 * time.Millisecond, GroupInterval: interval})
+	cfg := testSetup([]Destination{h.dest(t, "secops")},
+		Route{To: []string{"secops"}, GroupBy: []string{"rule"}, GroupWait: 100 * time.Millisecond, GroupInterval: interval})
 	e.run(cfg)
 
 	all := alerttest.Many(6)
@@ -169,12 +182,13 @@ func TestReplicasShareGroupState(t *testing.T) {
 	e := newEnv(t)
 	h := newSlackHook(t)
 	const interval = time.Second
-	cfg := testConfig([]config.Destination{h.dest(t, "secops")},
-		config.Route{To: []string{"secops"}, GroupBy: []string{"rule"}, GroupWait: 300 * time.Millisecond, GroupInterval: interval})
+	cfg := testSetup([]Destination{h.dest(t, "secops")},
+		Route{To: []string{"secops"}, GroupBy: []string{"rule"}, GroupWait: 300 * time.Millisecond, GroupInterval: interval})
 	alerts := alerttest.Many(200)
 	e.publish(alerts...)
-	e.run(cfg, WithFetch(10, 50*time.Millisecond))
-	e.run(cfg, WithFetch(10, 50*time.Millisecond))
+	smallFetches := func(o *Options) { o.FetchBatch, o.FetchWait = 10, 50*time.Millisecond }
+	e.run(cfg, smallFetches)
+	e.run(cfg, smallFetches)
 
 	waitFor(t, "every alert acknowledged", func() bool {
 		total := 0
@@ -202,8 +216,9 @@ func TestReplicasShareGroupState(t *testing.T) {
 func TestRateLimitSpacesMessages(t *testing.T) {
 	e := newEnv(t)
 	h := newSlackHook(t)
-	cfg := testConfig([]config.Destination{h.dest(t, "secops")})
-	cfg.Destinations[0].RateLimit = 5
+	dst := h.dest(t, "secops")
+	dst.RateLimit = 5
+	cfg := testSetup([]Destination{dst})
 	e.run(cfg)
 
 	e.publish(alerttest.Many(6)...)
@@ -218,9 +233,8 @@ func TestRateLimitSpacesMessages(t *testing.T) {
 func TestSlackMaxTextCharsCutsAndCounts(t *testing.T) {
 	e := newEnv(t)
 	h := newSlackHook(t)
-	dst := h.dest(t, "secops")
-	dst.MaxTextChars = 500
-	cfg := testConfig([]config.Destination{dst})
+	dst := h.destWith(t, "secops", slack.Config{MaxTextChars: 500, Truncated: e.m.NotifyTruncated.WithLabelValues("secops")})
+	cfg := testSetup([]Destination{dst})
 
 	long := alerttest.Sample()
 	long.Output = strings.Repeat("<!channel> ", 1000) // 11,000 characters
@@ -235,7 +249,7 @@ func TestSlackMaxTextCharsCutsAndCounts(t *testing.T) {
 	if len(msgs) != 2 {
 		t.Fatalf("%d Slack messages, want 2", len(msgs))
 	}
-	var cut *slack.WebhookMessage
+	var cut *slackapi.WebhookMessage
 	for i, m := range msgs {
 		if strings.Contains(m.msg.Text, "&lt;!channel&gt;") {
 			cut = &msgs[i].msg
@@ -249,7 +263,7 @@ func TestSlackMaxTextCharsCutsAndCounts(t *testing.T) {
 	}
 	sections := 0
 	for _, blk := range cut.Attachments[0].Blocks.BlockSet {
-		s, ok := blk.(*slack.SectionBlock)
+		s, ok := blk.(*slackapi.SectionBlock)
 		if !ok || s.Text == nil {
 			continue
 		}

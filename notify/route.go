@@ -6,8 +6,33 @@ import (
 	"time"
 
 	"github.com/vigil-k8s/vigil/internal/alert"
-	"github.com/vigil-k8s/vigil/internal/config"
 )
+
+// Route sends the alerts it matches to destinations. Routes are tried in
+// order and the first match wins, unless it says Continue. With any of the
+// grouping settings, the route's alerts are grouped (see grouping).
+type Route struct {
+	Match Match
+	// To names destinations.
+	To []string
+	// GroupBy are the labels (GroupLabels, or GroupAll) whose equal values
+	// put alerts in one notification.
+	GroupBy        []string
+	GroupWait      time.Duration
+	GroupInterval  time.Duration
+	RepeatInterval time.Duration
+	// Continue tries the routes below too.
+	Continue bool
+}
+
+// Match selects alerts; empty lists match everything, and an alert must
+// satisfy every non-empty list.
+type Match struct {
+	Severity []string
+	Rules    []string
+	Tags     []string
+	Cluster  []string
+}
 
 // Grouping defaults, Alertmanager's, used when a route configures some
 // grouping but not every interval.
@@ -19,7 +44,7 @@ const (
 
 // Matches reports whether a satisfies m: every non-empty list must contain
 // the alert's value (for tags, any of its tags).
-func Matches(m config.Match, a *alert.Alert) bool {
+func Matches(m Match, a *alert.Alert) bool {
 	if len(m.Severity) > 0 && !slices.Contains(m.Severity, a.Severity) {
 		return false
 	}
@@ -39,7 +64,7 @@ func Matches(m config.Match, a *alert.Alert) bool {
 // dest: routes are tried in order, the first match wins and ends the
 // search unless it says continue. With no routes every alert goes
 // everywhere, ungrouped, and the index is -1.
-func RouteFor(routes []config.Route, dest string, a *alert.Alert) (int, bool) {
+func RouteFor(routes []Route, dest string, a *alert.Alert) (int, bool) {
 	if len(routes) == 0 {
 		return -1, true
 	}
@@ -67,7 +92,7 @@ type grouping struct {
 
 func (g grouping) enabled() bool { return g.wait > 0 || g.interval > 0 || g.repeat > 0 }
 
-func groupingOf(r config.Route) grouping {
+func groupingOf(r Route) grouping {
 	if len(r.GroupBy) == 0 && r.GroupWait == 0 && r.GroupInterval == 0 && r.RepeatInterval == 0 {
 		return grouping{}
 	}
@@ -87,14 +112,19 @@ func groupingOf(r config.Route) grouping {
 	return g
 }
 
-// allLabels is what group_by "..." expands to.
-var allLabels = []string{"rule", "severity", "cluster", "user", "namespace", "resource", "verb"}
+// GroupAll, as a group_by label, stands for all of GroupLabels.
+const GroupAll = "..."
+
+// GroupLabels are the labels alerts can be grouped by.
+func GroupLabels() []string {
+	return []string{"rule", "severity", "cluster", "user", "namespace", "resource", "verb"}
+}
 
 // GroupKey is the identity of a's group under group_by labels: alerts with
 // equal values for every label share a notification.
 func GroupKey(by []string, a *alert.Alert) string {
-	if slices.Contains(by, "...") {
-		by = allLabels
+	if slices.Contains(by, GroupAll) {
+		by = GroupLabels()
 	}
 	var b strings.Builder
 	for _, l := range by {

@@ -19,7 +19,6 @@ import (
 	"github.com/vigil-k8s/vigil/internal/app"
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/logtest"
-	"github.com/vigil-k8s/vigil/notify"
 )
 
 // The adversarial suite replays a hostile corpus through the whole
@@ -208,7 +207,7 @@ destinations:
 	var stdout logtest.Buffer
 	logs := &logtest.Buffer{}
 	heap := watchHeap()
-	r := startOpts(t, cfg, logs, app.WithNotifyOptions(notify.WithStdout(&stdout)))
+	r := startOpts(t, cfg, logs, app.WithStdout(&stdout))
 	stopped := false
 	defer func() {
 		if !stopped {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -69,10 +70,13 @@ type App struct {
 
 	rules   *rules.Set
 	sources []source
-	notify  []notify.Option
-	metrics *metrics.Metrics
-	ops     *opsServer
-	nc      *nats.Conn
+	// dests are the destinations' receivers, built once by New.
+	dests      []notify.Destination
+	notifyOpts []func(*notify.Options)
+	stdout     io.Writer
+	metrics    *metrics.Metrics
+	ops        *opsServer
+	nc         *nats.Conn
 	// closers release what New acquired (listeners) if Run never runs.
 	closers []func() error
 
@@ -94,11 +98,14 @@ type source struct {
 // Option changes how an App is built.
 type Option func(*App)
 
-// WithNotifyOptions passes options to the notification dispatcher (tests
-// use it to capture stdout or shorten retry delays).
-func WithNotifyOptions(opts ...notify.Option) Option {
-	return func(a *App) { a.notify = append(a.notify, opts...) }
+// WithNotifyOptions changes the notification dispatcher's options after
+// the configuration set them (tests use it to shorten retry delays).
+func WithNotifyOptions(f func(*notify.Options)) Option {
+	return func(a *App) { a.notifyOpts = append(a.notifyOpts, f) }
 }
+
+// WithStdout sends stdout destinations to w instead of os.Stdout.
+func WithStdout(w io.Writer) Option { return func(a *App) { a.stdout = w } }
 
 // New validates everything that can be checked before start-up: rules
 // compile, sources and destinations are usable. An error names the file
@@ -108,7 +115,7 @@ func New(cfg *config.Config, roles Role, logger *slog.Logger, opts ...Option) (_
 		return nil, fmt.Errorf("vigil %s needs nats.url: only `vigil run` starts an embedded NATS server", roles)
 	}
 	reg := prometheus.NewRegistry()
-	a := &App{cfg: cfg, roles: roles, logger: logger, ready: make(chan struct{}), metrics: metrics.New(reg)}
+	a := &App{cfg: cfg, roles: roles, logger: logger, ready: make(chan struct{}), metrics: metrics.New(reg), stdout: os.Stdout}
 	for _, o := range opts {
 		o(a)
 	}
@@ -147,11 +154,9 @@ func New(cfg *config.Config, roles Role, logger *slog.Logger, opts ...Option) (_
 		}
 	}
 	if roles&RoleNotify != 0 {
-		// Build destinations now so that a missing secret stops start-up.
-		for _, d := range cfg.Destinations {
-			if _, err := notify.NewNotifier(d, logger); err != nil {
-				return nil, fmt.Errorf("destination %s: %w", d.Name, err)
-			}
+		// Built now, so that a missing secret stops start-up.
+		if a.dests, err = (receivers{stdout: a.stdout, metrics: a.metrics}).destinations(cfg); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.Metrics.Listen != "" {
@@ -247,8 +252,11 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	var dispatcher *notify.Dispatcher
 	if a.roles&RoleNotify != 0 {
-		nopts := append([]notify.Option{notify.WithMetrics(a.metrics)}, a.notify...)
-		dispatcher, err = notify.NewDispatcher(a.cfg, js, a.logger.With("role", "notify"), nopts...)
+		o := notifyOptions(a.cfg.Notify, a.metrics)
+		for _, f := range a.notifyOpts {
+			f(&o)
+		}
+		dispatcher, err = notify.NewDispatcher(js, a.dests, routes(a.cfg.Routes), o, a.logger.With("role", "notify"))
 		if err != nil {
 			return err
 		}

@@ -49,7 +49,7 @@ func (a *App) reload(ctx context.Context) error {
 		}
 	}
 	if dispatcher != nil {
-		if err := dispatcher.SetRoutes(cfg.Routes); err != nil {
+		if err := dispatcher.SetRoutes(routes(cfg.Routes)); err != nil {
 			return err
 		}
 	}

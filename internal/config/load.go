@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bus"
+	"github.com/vigil-k8s/vigil/notify"
+	"github.com/vigil-k8s/vigil/notify/slack"
 	"github.com/vigil-k8s/vigil/rules"
 )
 
@@ -26,12 +29,9 @@ import (
 // engine.Default…); Parse fills them in so that a loaded configuration
 // shows the values in effect.
 const (
-	DefaultCluster          = "default"
-	DefaultDataDir          = "./data"
-	DefaultNotifyMaxDeliver = 20
-	DefaultNotifyMaxAge     = 24 * time.Hour
-	DefaultDestTimeout      = 10 * time.Second
-	DefaultReloadInterval   = 5 * time.Second
+	DefaultCluster        = "default"
+	DefaultDataDir        = "./data"
+	DefaultReloadInterval = 5 * time.Second
 )
 
 // Bounds of values the components would accept but that make no sense to
@@ -45,11 +45,6 @@ const (
 	MinAlertFieldBytes = 256
 	// MaxAlertSourceIPs is the largest engine.max_alert_source_ips.
 	MaxAlertSourceIPs = 256
-	// MinSlackTextChars and MaxSlackTextChars bound a Slack destination's
-	// max_text_chars: shorter would not say what happened, longer Slack
-	// refuses (a section's text is at most 3,000 characters).
-	MinSlackTextChars = 200
-	MaxSlackTextChars = 3000
 	// MinRuleCost is the smallest engine.max_rule_cost: below it even
 	// simple conditions over a few fields would fail.
 	MinRuleCost = 1_000
@@ -188,18 +183,18 @@ func (c *Config) setDefaults() {
 		e.MaxObjectBytes = rules.MaxObjectBytes
 	}
 	if c.Notify.AckWait == 0 {
-		c.Notify.AckWait = engine.DefaultAckWait
+		c.Notify.AckWait = notify.DefaultAckWait
 	}
 	if c.Notify.MaxDeliver == 0 {
-		c.Notify.MaxDeliver = DefaultNotifyMaxDeliver
+		c.Notify.MaxDeliver = notify.DefaultMaxAttempts
 	}
 	if c.Notify.MaxAge == 0 {
-		c.Notify.MaxAge = DefaultNotifyMaxAge
+		c.Notify.MaxAge = notify.DefaultMaxAge
 	}
 	for i := range c.Destinations {
 		d := &c.Destinations[i]
 		if d.Timeout == 0 {
-			d.Timeout = DefaultDestTimeout
+			d.Timeout = notify.DefaultTimeout
 		}
 	}
 	if c.Reload.Interval == 0 {
@@ -315,8 +310,8 @@ func (c *Config) validate(root *yaml.Node) []error {
 			switch {
 			case d.Type != DestinationSlack:
 				bad(append(p, "max_text_chars"), "only applies to slack destinations")
-			case d.MaxTextChars < MinSlackTextChars || d.MaxTextChars > MaxSlackTextChars:
-				bad(append(p, "max_text_chars"), "must be between %d and %d (Slack's limit), got %d", MinSlackTextChars, MaxSlackTextChars, d.MaxTextChars)
+			case d.MaxTextChars < slack.MinTextChars || d.MaxTextChars > slack.MaxTextChars:
+				bad(append(p, "max_text_chars"), "must be between %d and %d (Slack's limit), got %d", slack.MinTextChars, slack.MaxTextChars, d.MaxTextChars)
 			}
 		}
 	}
@@ -336,8 +331,8 @@ func (c *Config) validate(root *yaml.Node) []error {
 			}
 		}
 		for j, g := range r.GroupBy {
-			if !validGroupBy[g] && !strings.HasPrefix(g, "...") {
-				bad(append(p, "group_by", j), "cannot group by %q (want one of rule, severity, cluster, user, namespace, resource, verb)", g)
+			if !slices.Contains(notify.GroupLabels(), g) && !strings.HasPrefix(g, notify.GroupAll) {
+				bad(append(p, "group_by", j), "cannot group by %q (want one of %s)", g, strings.Join(notify.GroupLabels(), ", "))
 			}
 		}
 		if r.GroupWait < 0 || r.GroupInterval < 0 || r.RepeatInterval < 0 {
@@ -433,11 +428,6 @@ func (c *Config) validateEngine(bad func(path []any, format string, args ...any)
 		bad([]any{"engine", "max_alert_field_bytes"}, "%d bytes for each of %d fields (with max_alert_source_ips %d) is %d KiB, more than the %d KiB an alert may take in a NATS message",
 			e.MaxAlertFieldBytes, l.Fields(), e.MaxAlertSourceIPs, l.Bytes()>>10, alert.MaxBoundedBytes>>10)
 	}
-}
-
-var validGroupBy = map[string]bool{
-	"rule": true, "severity": true, "cluster": true, "user": true,
-	"namespace": true, "resource": true, "verb": true,
 }
 
 func (c *Config) resolvePaths(dir string) {
