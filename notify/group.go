@@ -4,11 +4,34 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vigil-k8s/vigil/internal/backoff"
 )
+
+// grouper is the group stage: it holds the alerts of routes that group,
+// one group per route and group key, until the group is due, then claims
+// the group's notification in the bucket and hands the group on to be
+// delivered. Held alerts stay unacknowledged, kept alive, so that a
+// crash loses none of them.
+type grouper struct {
+	kv     jetstream.KeyValue
+	dest   string
+	settle *settler
+	now    func() time.Time
+	// keepEvery is how often held alerts are reported in progress: well
+	// within the ack wait.
+	keepEvery time.Duration
+	// backoff spaces the claims of a group whose state is unavailable.
+	backoff backoff.Policy
+	logger  *slog.Logger
+
+	groups   map[string]*group
+	lastKeep time.Time
+}
 
 // group is the alerts of one group key held by this replica until the
 // group's next notification.
@@ -47,24 +70,34 @@ func (s groupState) expired(g grouping, now time.Time) bool {
 	return now.Sub(last) > g.repeat
 }
 
-func groupKVKey(dest string, route int, key string) string {
-	return "group." + hashHex(dest, strconv.Itoa(route), key)
+// exec holds the alerts whose route groups and passes on the others.
+func (s *grouper) exec(ctx context.Context, items []item) []item {
+	out := items[:0]
+	for _, it := range items {
+		if !it.grouping.enabled() {
+			out = append(out, it)
+			continue
+		}
+		s.hold(ctx, it)
+	}
+	return out
 }
 
 // hold adds an alert to its group, starting the group if needed.
-func (w *worker) hold(ctx context.Context, route int, g grouping, it item) {
-	k := groupKVKey(w.dst.Name, route, GroupKey(g.by, it.a))
-	gr, ok := w.groups[k]
+func (s *grouper) hold(ctx context.Context, it item) {
+	g := it.grouping
+	k := groupKVKey(s.dest, it.route, GroupKey(g.by, it.a))
+	gr, ok := s.groups[k]
 	if !ok {
 		gr = &group{key: k, g: g, ids: map[string]int{}}
-		st, _, err := w.loadOrStart(ctx, k, g)
+		st, _, err := s.loadOrStart(ctx, k, g)
 		if err != nil {
-			w.logger.Warn("group state unavailable; grouping locally", "err", err)
-			gr.flushAt = w.d.opts.Now().Add(g.wait)
+			s.logger.Warn("group state unavailable; grouping locally", "err", err)
+			gr.flushAt = s.now().Add(g.wait)
 		} else {
 			gr.flushAt = st.next(g)
 		}
-		w.groups[k] = gr
+		s.groups[k] = gr
 	}
 	if i, dup := gr.ids[it.a.ID]; dup {
 		// A redelivery of an alert already held: keep the newer message,
@@ -78,14 +111,14 @@ func (w *worker) hold(ctx context.Context, route int, g grouping, it item) {
 
 // loadOrStart reads a group's shared state, creating it when absent or
 // expired.
-func (w *worker) loadOrStart(ctx context.Context, key string, g grouping) (groupState, uint64, error) {
+func (s *grouper) loadOrStart(ctx context.Context, key string, g grouping) (groupState, uint64, error) {
 	for range 3 {
-		now := w.d.opts.Now()
-		e, err := w.kv.Get(ctx, key)
+		now := s.now()
+		e, err := s.kv.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			st := groupState{Created: now}
-			rev, err := w.kv.Create(ctx, key, mustJSON(st))
+			rev, err := s.kv.Create(ctx, key, mustJSON(st))
 			if errors.Is(err, jetstream.ErrKeyExists) {
 				continue
 			}
@@ -96,7 +129,7 @@ func (w *worker) loadOrStart(ctx context.Context, key string, g grouping) (group
 		var st groupState
 		if err := json.Unmarshal(e.Value(), &st); err != nil || st.expired(g, now) {
 			st = groupState{Created: now}
-			rev, err := w.kv.Update(ctx, key, mustJSON(st), e.Revision())
+			rev, err := s.kv.Update(ctx, key, mustJSON(st), e.Revision())
 			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 				continue
 			}
@@ -107,43 +140,54 @@ func (w *worker) loadOrStart(ctx context.Context, key string, g grouping) (group
 	return groupState{}, 0, errors.New("group state: too many concurrent updates")
 }
 
-// flushDue notifies every group whose time has come.
-func (w *worker) flushDue(ctx context.Context) {
-	for k, gr := range w.groups {
+// next is when the earliest held group is due; zero when none is held.
+func (s *grouper) next() time.Time {
+	var next time.Time
+	for _, gr := range s.groups {
+		if next.IsZero() || gr.flushAt.Before(next) {
+			next = gr.flushAt
+		}
+	}
+	return next
+}
+
+// flush hands every group whose time has come to deliver, which reports
+// whether the group's notification was delivered.
+func (s *grouper) flush(ctx context.Context, deliver func(context.Context, []item) bool) {
+	for k, gr := range s.groups {
 		if ctx.Err() != nil {
 			return
 		}
-		if w.d.opts.Now().Before(gr.flushAt) {
+		if s.now().Before(gr.flushAt) {
 			continue
 		}
-		prev, rev, claimed, err := w.claim(ctx, gr)
+		prev, rev, claimed, err := s.claim(ctx, gr)
 		if err != nil {
-			w.logger.Warn("claiming group notification failed; retrying", "err", err)
-			gr.flushAt = w.d.opts.Now().Add(w.d.opts.Backoff.Delay(1))
+			s.logger.Warn("claiming group notification failed; retrying", "err", err)
+			gr.flushAt = s.now().Add(s.backoff.Delay(1))
 			continue
 		}
 		if !claimed {
 			continue // another replica notified; flushAt now points past its interval
 		}
-		delete(w.groups, k)
-		items := gr.items
-		if w.deliver(ctx, items) {
+		delete(s.groups, k)
+		if deliver(ctx, gr.items) {
 			continue
 		}
 		// Give the claim back so the retried alerts are not held back a
 		// whole group_interval for a notification nobody received.
-		if _, err := w.kv.Update(context.WithoutCancel(ctx), gr.key, mustJSON(prev), rev); err != nil {
-			w.logger.Debug("releasing group claim failed", "err", err)
+		if _, err := s.kv.Update(context.WithoutCancel(ctx), gr.key, mustJSON(prev), rev); err != nil {
+			s.logger.Debug("releasing group claim failed", "err", err)
 		}
 	}
 }
 
 // claim marks the group notified now, if no replica has done so within
 // its interval. It returns the previous state and the claim's revision.
-func (w *worker) claim(ctx context.Context, gr *group) (groupState, uint64, bool, error) {
+func (s *grouper) claim(ctx context.Context, gr *group) (groupState, uint64, bool, error) {
 	for range 3 {
-		now := w.d.opts.Now()
-		e, err := w.kv.Get(ctx, gr.key)
+		now := s.now()
+		e, err := s.kv.Get(ctx, gr.key)
 		var st groupState
 		var rev uint64
 		switch {
@@ -167,9 +211,9 @@ func (w *worker) claim(ctx context.Context, gr *group) (groupState, uint64, bool
 		claimed := groupState{Created: st.Created, Notified: now}
 		var newRev uint64
 		if rev == 0 {
-			newRev, err = w.kv.Create(ctx, gr.key, mustJSON(claimed))
+			newRev, err = s.kv.Create(ctx, gr.key, mustJSON(claimed))
 		} else {
-			newRev, err = w.kv.Update(ctx, gr.key, mustJSON(claimed), rev)
+			newRev, err = s.kv.Update(ctx, gr.key, mustJSON(claimed), rev)
 		}
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 			continue
@@ -188,4 +232,29 @@ func mustJSON(v any) []byte {
 		panic(err) // only called with groupState, which always encodes
 	}
 	return b
+}
+
+// keepAlive stops JetStream redelivering the alerts held.
+func (s *grouper) keepAlive() {
+	now := s.now()
+	if now.Sub(s.lastKeep) < s.keepEvery {
+		return
+	}
+	s.lastKeep = now
+	for _, gr := range s.groups {
+		for _, it := range gr.items {
+			if err := it.msg.InProgress(); err != nil {
+				s.logger.Debug("in-progress failed", "err", err)
+			}
+		}
+	}
+}
+
+// release hands the held alerts back, on shutdown, so that another
+// replica can deliver them without waiting for the ack wait.
+func (s *grouper) release() {
+	for k, gr := range s.groups {
+		s.settle.nakAll(gr.items)
+		delete(s.groups, k)
+	}
 }

@@ -60,26 +60,55 @@ func Matches(m Match, a *alert.Alert) bool {
 	return true
 }
 
-// RouteFor returns the index of the route that sends a to destination
-// dest: routes are tried in order, the first match wins and ends the
-// search unless it says continue. With no routes every alert goes
-// everywhere, ungrouped, and the index is -1.
-func RouteFor(routes []Route, dest string, a *alert.Alert) (int, bool) {
-	if len(routes) == 0 {
-		return -1, true
+// Routing is where one alert goes: each destination it is sent to and the
+// route that sends it there.
+type Routing []Target
+
+// Target is one destination of an alert and the index of the route that
+// sends it there; -1 when there are no routes and every alert goes to
+// every destination, ungrouped.
+type Target struct {
+	Dest  string
+	Route int
+}
+
+// To returns the route that sends the alert to dest, if any does.
+func (r Routing) To(dest string) (route int, ok bool) {
+	for _, t := range r {
+		if t.Dest == dest {
+			return t.Route, true
+		}
 	}
+	return 0, false
+}
+
+// Resolve walks routes for a: routes are tried in order, and the first
+// match wins and ends the search unless it says continue; a destination
+// reached by several routes takes the first. With no routes, a goes to
+// every one of dests, ungrouped.
+func Resolve(routes []Route, dests []string, a *alert.Alert) Routing {
+	if len(routes) == 0 {
+		out := make(Routing, len(dests))
+		for i, d := range dests {
+			out[i] = Target{Dest: d, Route: -1}
+		}
+		return out
+	}
+	var out Routing
 	for i, r := range routes {
 		if !Matches(r.Match, a) {
 			continue
 		}
-		if slices.Contains(r.To, dest) {
-			return i, true
+		for _, to := range r.To {
+			if _, dup := out.To(to); !dup {
+				out = append(out, Target{Dest: to, Route: i})
+			}
 		}
 		if !r.Continue {
-			return 0, false
+			break
 		}
 	}
-	return 0, false
+	return out
 }
 
 // grouping is a route's effective grouping; zero means deliver each alert

@@ -33,7 +33,8 @@ func TestMatches(t *testing.T) {
 	}
 }
 
-func TestRouteFor(t *testing.T) {
+func TestResolve(t *testing.T) {
+	dests := []string{"pager", "slack", "siem"}
 	routes := []Route{
 		{Match: Match{Severity: []string{"critical"}}, To: []string{"pager"}, Continue: true},
 		{Match: Match{Severity: []string{"critical", "high"}}, To: []string{"slack", "siem"}},
@@ -55,17 +56,17 @@ func TestRouteFor(t *testing.T) {
 		{low, "slack", 0, false},
 		{low, "siem", 2, true},
 	} {
-		r, ok := RouteFor(routes, tc.dest, tc.a)
+		r, ok := Resolve(routes, dests, tc.a).To(tc.dest)
 		if ok != tc.wantOK || (ok && r != tc.wantRoute) {
 			t.Errorf("%s alert to %s: route %d ok=%v, want route %d ok=%v", tc.a.Severity, tc.dest, r, ok, tc.wantRoute, tc.wantOK)
 		}
 	}
 	// The first matching route without continue ends the search even if
 	// it does not name the destination.
-	if _, ok := RouteFor(routes, "pager", high); ok {
+	if _, ok := Resolve(routes, dests, high).To("pager"); ok {
 		t.Error("high alert reached pager")
 	}
-	if r, ok := RouteFor(nil, "anything", low); !ok || r != -1 {
+	if r, ok := Resolve(nil, []string{"anything"}, low).To("anything"); !ok || r != -1 {
 		t.Errorf("no routes: got route %d ok=%v, want every destination, ungrouped", r, ok)
 	}
 }
