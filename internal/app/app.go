@@ -107,6 +107,16 @@ func WithNotifyOptions(f func(*notify.Options)) Option {
 // WithStdout sends stdout destinations to w instead of os.Stdout.
 func WithStdout(w io.Writer) Option { return func(a *App) { a.stdout = w } }
 
+// dispatcherOptions are the notify section's settings, then the changes
+// of WithNotifyOptions.
+func (a *App) dispatcherOptions() notify.Options {
+	o := notifyOptions(a.cfg.Notify, a.metrics)
+	for _, f := range a.notifyOpts {
+		f(&o)
+	}
+	return o
+}
+
 // New validates everything that can be checked before start-up: rules
 // compile, sources and destinations are usable. An error names the file
 // and problem.
@@ -252,11 +262,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	var dispatcher *notify.Dispatcher
 	if a.roles&RoleNotify != 0 {
-		o := notifyOptions(a.cfg.Notify, a.metrics)
-		for _, f := range a.notifyOpts {
-			f(&o)
-		}
-		dispatcher, err = notify.NewDispatcher(js, a.dests, routes(a.cfg.Routes), o, a.logger.With("role", "notify"))
+		dispatcher, err = notify.NewDispatcher(js, a.dests, routes(a.cfg.Routes), a.dispatcherOptions(), a.logger.With("role", "notify"))
 		if err != nil {
 			return err
 		}

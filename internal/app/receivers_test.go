@@ -20,6 +20,7 @@ import (
 
 	"github.com/vigil-k8s/vigil/engine"
 	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/internal/backoff"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/logtest"
@@ -163,6 +164,18 @@ func TestRoutesMapEveryField(t *testing.T) {
 	}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("routes = %+v, want %+v", got, want)
+	}
+}
+
+func TestDispatcherOptionsFollowTheConfigThenTheHook(t *testing.T) {
+	cfg := &config.Config{Notify: config.Notify{AckWait: 10 * time.Second, MaxDeliver: 7, MaxAge: time.Hour}}
+	m := metrics.New(nil)
+	a := &App{cfg: cfg, metrics: m}
+	quick := backoff.Policy{Initial: time.Millisecond, Max: 10 * time.Millisecond}
+	WithNotifyOptions(func(o *notify.Options) { o.Backoff, o.MaxAge = quick, time.Minute })(a)
+	want := notify.Options{AckWait: 10 * time.Second, MaxAttempts: 7, MaxAge: time.Minute, Backoff: quick, Metrics: m}
+	if got := a.dispatcherOptions(); !reflect.DeepEqual(got, want) {
+		t.Errorf("dispatcher options = %+v, want %+v", got, want)
 	}
 }
 
