@@ -119,7 +119,7 @@ func TestGrouperGivesTheClaimBackWhenDeliveryFails(t *testing.T) {
 // on release.
 func TestGrouperKeepsHeldAlertsAliveAndReleasesThem(t *testing.T) {
 	e := newEnv(t)
-	const ackWait = 500 * time.Millisecond
+	const ackWait = time.Second
 	c := e.consumer("secops", ackWait)
 	e.publish(alerttest.Sample())
 	g := e.grouper("secops", time.Now)
