@@ -10,7 +10,9 @@ import (
 
 // Route sends the alerts it matches to destinations. Routes are tried in
 // order and the first match wins, unless it says Continue. With any of the
-// grouping settings, the route's alerts are grouped (see grouping).
+// grouping settings the route's alerts are grouped, and the intervals left
+// zero take DefaultGroupWait, DefaultGroupInterval and
+// DefaultRepeatInterval.
 type Route struct {
 	Match Match
 	// To names destinations.

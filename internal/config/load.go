@@ -26,7 +26,7 @@ import (
 
 // Defaults of what only this file configures: where vigil runs. The
 // defaults of each component are the component's own (file.Default…,
-// engine.Default…); Parse fills them in so that a loaded configuration
+// engine.Default…, notify.Default…); Parse fills them in so that a loaded configuration
 // shows the values in effect.
 const (
 	DefaultCluster        = "default"
