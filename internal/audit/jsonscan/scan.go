@@ -1,4 +1,16 @@
-package audit
+// Package jsonscan reads JSON in one pass, the way encoding/json decodes it
+// into Go structs: same accepted inputs, same values (field names matched
+// case-insensitively, invalid UTF-8 replaced by U+FFFD, duplicate keys
+// merged the same way, nesting limited to the same depth), same error
+// wording. It is the tokenizer under the audit event decoder, which says
+// for each member of an event which of the readers below fills it.
+//
+// It is hand-written because decoding was most of the engine's time: a
+// generic decoder copies request and response bodies and walks them byte by
+// byte, while most events never reach a rule that reads them. Here values
+// that are not decoded are only validated, a word at a time, and kept as
+// sub-slices of the input.
+package jsonscan
 
 import (
 	"bytes"
@@ -12,22 +24,10 @@ import (
 	"unsafe"
 )
 
-// The decoder below reads an audit event in one pass over its JSON, the way
-// encoding/json would decode it into an Event: same accepted inputs, same
-// values (field names matched case-insensitively, invalid UTF-8 replaced by
-// U+FFFD, duplicate keys merged the same way, nesting limited to the same
-// depth). It is hand-written because decoding was most of the engine's time:
-// a generic decoder copies request and response bodies and walks them byte
-// by byte, while most events never reach a rule that reads them. Here bodies
-// are only validated, a word at a time, and kept as sub-slices of the input.
-
-// maxDepth is encoding/json's nesting limit: a document nested deeper is
-// rejected rather than risking the stack, and so must it be here.
-const maxDepth = 10000
-
-// MaxDepth is the deepest nesting any decoding accepts; ParseRawDepth can
-// be given less.
-const MaxDepth = maxDepth
+// MaxDepth is encoding/json's nesting limit: a document nested deeper is
+// rejected rather than risking the stack, and so must it be here. A
+// Decoder can be given less (Options.MaxDepth), never more.
+const MaxDepth = 10000
 
 // syntaxError is malformed JSON, or JSON of a shape an Event cannot hold,
 // at byte Offset of the event.
@@ -48,33 +48,54 @@ var errDepth = errors.New("exceeded max depth")
 // the limit it was decoded with.
 var ErrTooDeep = errors.New("JSON nested too deeply")
 
-// decoder reads one JSON document. Strings it decodes either share the
-// input's memory (alias) or are carved from arena chunks that are never
-// written again once a string refers to them, which makes an event's
-// strings one allocation instead of one each.
-type decoder struct {
+// Decoder reads one JSON document. Strings it decodes either share the
+// input's memory (Options.Shared) or are carved from arena chunks that are
+// never written again once a string refers to them, which makes a
+// document's strings one allocation instead of one each.
+//
+// Depths given to its methods count containers: a value at depth n is held
+// by n open objects or arrays, the top-level object being depth 1 to its
+// members.
+type Decoder struct {
 	data  []byte
 	pos   int
 	arena []byte
 	strs  []string
-	// limit, when set, is a nesting limit below maxDepth.
+	// limit, when set, is a nesting limit below MaxDepth.
 	limit int
 	// alias lets decoded strings share the input's memory instead of
 	// being copied: for a caller that keeps the input unchanged.
 	alias bool
 }
 
+// Options say how a Decoder reads.
+type Options struct {
+	// MaxDepth, when from 1 to MaxDepth, is a nesting limit below
+	// encoding/json's; errors.Is(err, ErrTooDeep) tells a document that
+	// exceeds it.
+	MaxDepth int
+	// Shared lets decoded strings share data's memory wherever they need
+	// no unescaping, instead of being copied: for a caller that never
+	// changes data once decoded.
+	Shared bool
+}
+
+// NewDecoder returns a Decoder of data, which it reads from the start.
+func NewDecoder(data []byte, o Options) Decoder {
+	return Decoder{data: data, limit: o.MaxDepth, alias: o.Shared}
+}
+
 // depthLimit is the nesting the decoder accepts.
-func (d *decoder) depthLimit() int {
-	if d.limit > 0 && d.limit < maxDepth {
+func (d *Decoder) depthLimit() int {
+	if d.limit > 0 && d.limit < MaxDepth {
 		return d.limit
 	}
-	return maxDepth
+	return MaxDepth
 }
 
 // tooDeep is the error of a container opened past the nesting limit, with
 // encoding/json's wording.
-func (d *decoder) tooDeep(c byte) error {
+func (d *Decoder) tooDeep(c byte) error {
 	return &syntaxError{Offset: d.pos, msg: fmt.Sprintf("invalid character %s %v", quoteChar(c), errDepth), tooDeep: true}
 }
 
@@ -107,11 +128,11 @@ func (c *containers) top() bool {
 	return c.deep[c.n-65]
 }
 
-func (d *decoder) errorf(format string, args ...any) error {
+func (d *Decoder) errorf(format string, args ...any) error {
 	return &syntaxError{Offset: d.pos, msg: fmt.Sprintf(format, args...)}
 }
 
-func (d *decoder) unexpected(context string) error {
+func (d *Decoder) unexpected(context string) error {
 	if d.pos >= len(d.data) {
 		return &syntaxError{Offset: d.pos, msg: "unexpected end of JSON input"}
 	}
@@ -132,14 +153,14 @@ func quoteChar(c byte) string {
 
 func isSpace(c byte) bool { return c <= ' ' && (c == ' ' || c == '\t' || c == '\r' || c == '\n') }
 
-func (d *decoder) skipSpace() {
+func (d *Decoder) skipSpace() {
 	for d.pos < len(d.data) && isSpace(d.data[d.pos]) {
 		d.pos++
 	}
 }
 
 // next skips whitespace and returns the next byte, 0 at the end.
-func (d *decoder) next() byte {
+func (d *Decoder) next() byte {
 	d.skipSpace()
 	if d.pos < len(d.data) {
 		return d.data[d.pos]
@@ -148,7 +169,7 @@ func (d *decoder) next() byte {
 }
 
 // expect consumes c after optional whitespace.
-func (d *decoder) expect(c byte, context string) error {
+func (d *Decoder) expect(c byte, context string) error {
 	if d.next() != c || d.pos >= len(d.data) {
 		return d.unexpected(context)
 	}
@@ -179,7 +200,7 @@ const (
 // scanString reads the string starting at d.pos (at its opening quote),
 // validating it as JSON does: no control characters, only known escapes.
 // It returns the contents between the quotes.
-func (d *decoder) scanString() (raw []byte, flags int, err error) {
+func (d *Decoder) scanString() (raw []byte, flags int, err error) {
 	data := d.data
 	start := d.pos + 1
 	i := start
@@ -288,20 +309,20 @@ func isHex(c byte) bool {
 
 // str turns the contents of a string literal into a Go string the way
 // encoding/json does.
-func (d *decoder) str(raw []byte, flags int) string {
+func (d *Decoder) str(raw []byte, flags int) string {
 	if flags&strEscaped == 0 && (flags&strNonASCII == 0 || utf8.Valid(raw)) {
-		return d.keep(raw)
+		return d.Keep(raw)
 	}
 	// unquote's result is new memory that nothing else writes.
 	b := unquote(raw)
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-// keep makes a string of b, which is either a part of the input or memory
-// of the decoder's own. In alias mode the string shares b's memory: the
-// input's owner has promised not to change it. Otherwise b is copied into
-// the arena.
-func (d *decoder) keep(b []byte) string {
+// Keep makes a string of b, which is either a part of the input or memory
+// of the decoder's own, such as a key Members passed. With Options.Shared
+// the string shares b's memory: the input's owner has promised not to
+// change it. Otherwise b is copied into the arena.
+func (d *Decoder) Keep(b []byte) string {
 	if d.alias {
 		return unsafe.String(unsafe.SliceData(b), len(b))
 	}
@@ -310,7 +331,7 @@ func (d *decoder) keep(b []byte) string {
 
 // intern copies b into the arena. A chunk that is full is left to the
 // strings that point into it, never reused, so they stay immutable.
-func (d *decoder) intern(b []byte) string {
+func (d *Decoder) intern(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
@@ -396,7 +417,7 @@ func getu4(s []byte) rune {
 }
 
 // key reads an object key, unquoted, and the colon after it.
-func (d *decoder) key() ([]byte, error) {
+func (d *Decoder) key() ([]byte, error) {
 	if d.next() != '"' {
 		return nil, d.unexpected("looking for beginning of object key string")
 	}
@@ -415,7 +436,7 @@ func (d *decoder) key() ([]byte, error) {
 
 // more reads what follows a member or element: true after a comma, false
 // at the closing bracket.
-func (d *decoder) more(closing byte, context string) (bool, error) {
+func (d *Decoder) more(closing byte, context string) (bool, error) {
 	switch d.next() {
 	case ',':
 		d.pos++
@@ -428,7 +449,7 @@ func (d *decoder) more(closing byte, context string) (bool, error) {
 }
 
 // objectStart consumes '{' and reports whether the object has members.
-func (d *decoder) objectStart() (bool, error) {
+func (d *Decoder) objectStart() (bool, error) {
 	d.pos++
 	if d.next() == '}' {
 		d.pos++
@@ -438,7 +459,7 @@ func (d *decoder) objectStart() (bool, error) {
 }
 
 // literal consumes true, false or null.
-func (d *decoder) literal() error {
+func (d *Decoder) literal() error {
 	var want string
 	switch d.data[d.pos] {
 	case 't':
@@ -459,7 +480,7 @@ func (d *decoder) literal() error {
 }
 
 // number consumes a number literal and returns it.
-func (d *decoder) number() ([]byte, error) {
+func (d *Decoder) number() ([]byte, error) {
 	data, start := d.data, d.pos
 	i := start
 	if data[i] == '-' {
@@ -502,9 +523,9 @@ func (d *decoder) number() ([]byte, error) {
 	return data[start:i], nil
 }
 
-// skip validates and consumes one value of any kind; depth is that of the
+// Skip validates and consumes one value of any kind; depth is that of the
 // container holding it.
-func (d *decoder) skip(depth int) error {
+func (d *Decoder) Skip(depth int) error {
 	var open containers
 	for {
 		// A value is expected here.
@@ -569,211 +590,4 @@ func (d *decoder) skip(depth int) error {
 			open.n--
 		}
 	}
-}
-
-// raw consumes one value and returns its bytes.
-func (d *decoder) raw(depth int) ([]byte, error) {
-	d.skipSpace()
-	start := d.pos
-	if err := d.skip(depth); err != nil {
-		return nil, err
-	}
-	return d.data[start:d.pos], nil
-}
-
-func (d *decoder) typeError(what, want string) error {
-	return d.errorf("cannot unmarshal %s into %s", what, want)
-}
-
-// kindAt names the JSON type of the value at d.pos for type errors.
-func (d *decoder) kindAt() string {
-	switch c := d.next(); c {
-	case '{':
-		return "object"
-	case '[':
-		return "array"
-	case '"':
-		return "string"
-	case 't', 'f':
-		return "bool"
-	}
-	return "number"
-}
-
-// string decodes a string value; null leaves *s as it is.
-func (d *decoder) string(s *string, depth int, field string) error {
-	switch d.next() {
-	case '"':
-		raw, flags, err := d.scanString()
-		if err != nil {
-			return err
-		}
-		*s = d.str(raw, flags)
-		return nil
-	case 'n':
-		return d.literal()
-	}
-	return d.mismatch(depth, field, "string")
-}
-
-// mismatch reports a value of the wrong type once it is known to be
-// well-formed, so that malformed JSON is reported as such first.
-func (d *decoder) mismatch(depth int, field, want string) error {
-	kind := d.kindAt()
-	start := d.pos
-	if err := d.skip(depth); err != nil {
-		return err
-	}
-	d.pos = start
-	return d.typeError(kind, fmt.Sprintf("%s of type %s", field, want))
-}
-
-// stringList decodes a JSON array of strings; null gives nil.
-func (d *decoder) stringList(depth int, field string) ([]string, error) {
-	switch d.next() {
-	case 'n':
-		return nil, d.literal()
-	case '[':
-	default:
-		return nil, d.mismatch(depth, field, "[]string")
-	}
-	if depth+1 > d.depthLimit() {
-		return nil, d.tooDeep('[')
-	}
-	d.pos++
-	if d.strs == nil {
-		d.strs = make([]string, 0, 8)
-	}
-	start := len(d.strs)
-	if d.next() == ']' {
-		d.pos++
-		return []string{}, nil
-	}
-	for {
-		s := ""
-		if err := d.string(&s, depth+1, field); err != nil {
-			return nil, err
-		}
-		d.strs = append(d.strs, s)
-		more, err := d.more(']', "after array element")
-		if err != nil {
-			return nil, err
-		}
-		if !more {
-			break
-		}
-	}
-	// Cap the slice at its length, so that appending to it can never
-	// write over the next list carved from the same array.
-	return d.strs[start:len(d.strs):len(d.strs)], nil
-}
-
-// int64 decodes an integer number as encoding/json does into an int64:
-// no fraction, no exponent, no overflow. null leaves *n as it is.
-func (d *decoder) int64(n *int64, depth int, field string) error {
-	switch c := d.next(); {
-	case c == 'n':
-		return d.literal()
-	case c != '-' && (c < '0' || c > '9'):
-		return d.mismatch(depth, field, "int64")
-	}
-	lit, err := d.number()
-	if err != nil {
-		return err
-	}
-	neg := lit[0] == '-'
-	digits := lit
-	if neg {
-		digits = lit[1:]
-	}
-	var u uint64
-	for _, c := range digits {
-		if c < '0' || c > '9' || u > (1<<63)/10 {
-			return d.typeError("number "+string(lit), field+" of type int64")
-		}
-		u = u*10 + uint64(c-'0')
-	}
-	switch {
-	case !neg && u <= 1<<63-1:
-		*n = int64(u)
-	case neg && u <= 1<<63:
-		*n = -int64(u)
-	default:
-		return d.typeError("number "+string(lit), field+" of type int64")
-	}
-	return nil
-}
-
-// foldKey is encoding/json's case folding of a field name: two names match
-// when their folds are equal.
-func foldKey(in []byte) []byte {
-	out := make([]byte, 0, len(in))
-	for i := 0; i < len(in); {
-		if c := in[i]; c < utf8.RuneSelf {
-			if 'a' <= c && c <= 'z' {
-				c -= 'a' - 'A'
-			}
-			out = append(out, c)
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRune(in[i:])
-		out = utf8.AppendRune(out, foldRune(r))
-		i += n
-	}
-	return out
-}
-
-func foldRune(r rune) rune {
-	for {
-		r2 := unicode.SimpleFold(r)
-		if r2 <= r {
-			return r2
-		}
-		r = r2
-	}
-}
-
-// canonical returns the name among names that key matches case-insensitively
-// the way encoding/json matches struct fields, or "". Exact matches are the
-// caller's switch; this is its fallback for keys it did not know.
-func canonical(key []byte, names []string) string {
-	ascii := true
-	for _, c := range key {
-		if c >= utf8.RuneSelf {
-			ascii = false
-			break
-		}
-	}
-	if ascii {
-		for _, n := range names {
-			if len(n) == len(key) && asciiEqualFold(key, n) {
-				return n
-			}
-		}
-		return ""
-	}
-	folded := foldKey(key)
-	for _, n := range names {
-		if string(folded) == string(foldKey([]byte(n))) {
-			return n
-		}
-	}
-	return ""
-}
-
-func asciiEqualFold(a []byte, b string) bool {
-	for i := range a {
-		x, y := a[i], b[i]
-		if 'a' <= x && x <= 'z' {
-			x -= 'a' - 'A'
-		}
-		if 'a' <= y && y <= 'z' {
-			y -= 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
