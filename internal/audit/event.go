@@ -1,7 +1,20 @@
 // Package audit is vigil's model of a Kubernetes audit event (audit.k8s.io/v1
 // Event, also v1beta1 and events without apiVersion) and its decoding from the
 // forms kube-apiserver writes: JSON lines and EventList bodies.
+//
+// The structs below are the one description of the event schema. The
+// decoder's member tables, the field table the rules' CEL type provider and
+// guards are built from (Schema, Paths) and the getters the alert reads
+// through are all generated from them into schema_gen.go. To add a field,
+// add it to its struct with its json tag and run go generate; then add a
+// decoder edge case to decode_diff_test.go and a rule test that reads it.
+// A field rules must not see gets `cel:"-"`. The Go type of a field must be
+// one the decoder has a reader for: string, int64, []string,
+// map[string]string, map[string][]string, time.Time, json.RawMessage or one
+// of these structs (a pointer to one for an optional part of Event).
 package audit
+
+//go:generate go run ./internal/fieldgen
 
 import (
 	"encoding/json"
@@ -56,7 +69,7 @@ type Event struct {
 	Stage                    string           `json:"stage"`
 	RequestURI               string           `json:"requestURI"`
 	Verb                     string           `json:"verb"`
-	User                     UserInfo         `json:"user"`
+	User                     UserInfo         `json:"user" has:"username,groups"`
 	ImpersonatedUser         *UserInfo        `json:"impersonatedUser,omitempty"`
 	SourceIPs                []string         `json:"sourceIPs"`
 	UserAgent                string           `json:"userAgent"`
@@ -68,7 +81,7 @@ type Event struct {
 	StageTimestamp           time.Time        `json:"stageTimestamp"`
 	// Timestamp is the event time of audit.k8s.io/v1alpha1 and early
 	// v1beta1 events, which have no requestReceivedTimestamp.
-	Timestamp   time.Time         `json:"timestamp"`
+	Timestamp   time.Time         `json:"timestamp" cel:"-"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 
 	// Cluster is not part of the audit event: ingest stamps it on the
