@@ -257,9 +257,9 @@ type activation struct {
 	macros []uint8
 	// macroErrs keeps a failed macro's error for every rule that uses it.
 	macroErrs []ref.Val
-	// fields holds the values of event fields read so far.
+	// fields holds the values of event fields read so far, decoded bodies
+	// included.
 	fields           []ref.Val
-	reqObj, respObj  ref.Val
 	evVal, macrosVal ref.Val
 	listsVal         ref.Val
 }
@@ -291,7 +291,6 @@ func (s *Set) release(a *activation) {
 	clear(a.macros)
 	clear(a.fields)
 	a.macroErrs = nil
-	a.reqObj, a.respObj = nil, nil
 	a.ev = nil
 	s.pool.Put(a)
 }
@@ -353,25 +352,11 @@ func (a *activation) macro(i int) ref.Val {
 	return v
 }
 
-func (a *activation) requestObject() ref.Val {
-	if a.reqObj == nil {
-		a.reqObj = a.set.decodeObject(a.ev, a.ev.RequestObject)
-	}
-	return a.reqObj
-}
-
-func (a *activation) responseObject() ref.Val {
-	if a.respObj == nil {
-		a.respObj = a.set.decodeObject(a.ev, a.ev.ResponseObject)
-	}
-	return a.respObj
-}
-
 // decodeObject turns a request or response body of at most the set's
 // object limit into a CEL value; a larger one reads as absent. Secret
 // material is redacted here, before any rule or output can see it, so an
 // alert can never carry it.
-func (s *Set) decodeObject(ev *audit.Event, raw json.RawMessage) ref.Val {
+func (s *Set) decodeObject(ev *audit.Event, raw []byte) ref.Val {
 	empty := types.NewStringInterfaceMap(types.DefaultTypeAdapter, map[string]any{})
 	if len(raw) > s.objectBytes {
 		if s.onObjectTooLarge != nil {

@@ -46,10 +46,17 @@ type guardBuilder struct {
 	// probes holds, per field path, the literal values guards compare it
 	// with: the values worth moving an event through to test them.
 	probes map[string][]string
+	// paths are the event's values by path, from its field table.
+	paths map[string]audit.Path
 }
 
 func newGuardBuilder(lists map[string][]string, macros map[string]celast.Expr) *guardBuilder {
-	return &guardBuilder{lists: lists, macros: macros, memo: map[string]*guard{}, probes: map[string][]string{}}
+	b := &guardBuilder{lists: lists, macros: macros, memo: map[string]*guard{}, probes: map[string][]string{},
+		paths: map[string]audit.Path{}}
+	for _, p := range audit.Paths() {
+		b.paths[p.Path] = p
+	}
+	return b
 }
 
 // condition returns the guard of a rule's condition, nil when there is
@@ -181,7 +188,7 @@ func (b *guardBuilder) compare(op string, lhs, rhs celast.Expr) *guard {
 	}
 	switch lit := rhs.AsLiteral().(type) {
 	case types.String:
-		get := stringField(path)
+		get := getter[string](b, path)
 		if get == nil {
 			return nil
 		}
@@ -194,7 +201,7 @@ func (b *guardBuilder) compare(op string, lhs, rhs celast.Expr) *guard {
 			return &guard{test: func(ev *audit.Event) bool { return get(ev) != s }, exact: true}
 		}
 	case types.Int:
-		get := intField(path)
+		get := getter[int64](b, path)
 		if get == nil {
 			return nil
 		}
@@ -241,7 +248,7 @@ func flip(op string) string {
 // `"literal" in <list field>`.
 func (b *guardBuilder) in(elem, list celast.Expr) *guard {
 	if path, ok := fieldPath(elem); ok {
-		get := stringField(path)
+		get := getter[string](b, path)
 		vals, ok := b.values(list)
 		if get == nil || !ok {
 			return nil
@@ -256,7 +263,7 @@ func (b *guardBuilder) in(elem, list celast.Expr) *guard {
 		return nil
 	}
 	s, ok := elem.AsLiteral().(types.String)
-	get := listField(path)
+	get := getter[[]string](b, path)
 	if !ok || get == nil {
 		return nil
 	}
@@ -270,7 +277,7 @@ func (b *guardBuilder) stringFunc(fn string, target, arg celast.Expr) *guard {
 		return nil
 	}
 	lit, ok := arg.AsLiteral().(types.String)
-	get := stringField(path)
+	get := getter[string](b, path)
 	if !ok || get == nil {
 		return nil
 	}
@@ -295,19 +302,12 @@ func (b *guardBuilder) has(sel celast.SelectExpr) *guard {
 	if op.Kind() != celast.IdentKind || op.AsIdent() != "event" {
 		return nil
 	}
-	var test func(*audit.Event) bool
-	switch sel.FieldName() {
-	case "impersonatedUser":
-		test = func(ev *audit.Event) bool { return ev.ImpersonatedUser != nil }
-	case "objectRef":
-		test = func(ev *audit.Event) bool { return ev.ObjectRef != nil }
-	case "responseStatus":
-		test = func(ev *audit.Event) bool { return ev.ResponseStatus != nil }
-	default:
+	p, ok := b.paths[sel.FieldName()]
+	if !ok || !p.Optional {
 		return nil
 	}
-	b.probe(sel.FieldName(), "")
-	return &guard{test: test, exact: true}
+	b.probe(p.Path, "")
+	return &guard{test: p.IsSet, exact: true}
 }
 
 func (b *guardBuilder) values(e celast.Expr) ([]string, bool) {
@@ -359,119 +359,10 @@ func fieldPath(e celast.Expr) (string, bool) {
 	return strings.Join(parts, "."), true
 }
 
-// stringField returns the getter of a string field as CEL reads it (absent
-// parts read as ""), nil for paths that are not string fields.
-func stringField(path string) func(*audit.Event) string {
-	switch path {
-	case "kind":
-		return func(ev *audit.Event) string { return ev.Kind }
-	case "apiVersion":
-		return func(ev *audit.Event) string { return ev.APIVersion }
-	case "level":
-		return func(ev *audit.Event) string { return ev.Level }
-	case "auditID":
-		return func(ev *audit.Event) string { return ev.AuditID }
-	case "stage":
-		return func(ev *audit.Event) string { return ev.Stage }
-	case "requestURI":
-		return func(ev *audit.Event) string { return ev.RequestURI }
-	case "verb":
-		return func(ev *audit.Event) string { return ev.Verb }
-	case "userAgent":
-		return func(ev *audit.Event) string { return ev.UserAgent }
-	case "user.username":
-		return func(ev *audit.Event) string { return ev.User.Username }
-	case "user.uid":
-		return func(ev *audit.Event) string { return ev.User.UID }
-	case "impersonatedUser.username":
-		return func(ev *audit.Event) string {
-			if u := ev.ImpersonatedUser; u != nil {
-				return u.Username
-			}
-			return ""
-		}
-	}
-	if name, ok := strings.CutPrefix(path, "objectRef."); ok {
-		get := objectRefField(name)
-		if get == nil {
-			return nil
-		}
-		return func(ev *audit.Event) string {
-			if r := ev.ObjectRef; r != nil {
-				return get(r)
-			}
-			return ""
-		}
-	}
-	if name, ok := strings.CutPrefix(path, "responseStatus."); ok {
-		var get func(*audit.Status) string
-		switch name {
-		case "status":
-			get = func(s *audit.Status) string { return s.Status }
-		case "reason":
-			get = func(s *audit.Status) string { return s.Reason }
-		case "message":
-			get = func(s *audit.Status) string { return s.Message }
-		default:
-			return nil
-		}
-		return func(ev *audit.Event) string {
-			if s := ev.ResponseStatus; s != nil {
-				return get(s)
-			}
-			return ""
-		}
-	}
-	return nil
-}
-
-func objectRefField(name string) func(*audit.ObjectReference) string {
-	switch name {
-	case "resource":
-		return func(r *audit.ObjectReference) string { return r.Resource }
-	case "subresource":
-		return func(r *audit.ObjectReference) string { return r.Subresource }
-	case "namespace":
-		return func(r *audit.ObjectReference) string { return r.Namespace }
-	case "name":
-		return func(r *audit.ObjectReference) string { return r.Name }
-	case "uid":
-		return func(r *audit.ObjectReference) string { return r.UID }
-	case "apiGroup":
-		return func(r *audit.ObjectReference) string { return r.APIGroup }
-	case "apiVersion":
-		return func(r *audit.ObjectReference) string { return r.APIVersion }
-	case "resourceVersion":
-		return func(r *audit.ObjectReference) string { return r.ResourceVersion }
-	}
-	return nil
-}
-
-func intField(path string) func(*audit.Event) int64 {
-	if path != "responseStatus.code" {
-		return nil
-	}
-	return func(ev *audit.Event) int64 {
-		if s := ev.ResponseStatus; s != nil {
-			return s.Code
-		}
-		return 0
-	}
-}
-
-func listField(path string) func(*audit.Event) []string {
-	switch path {
-	case "user.groups":
-		return func(ev *audit.Event) []string { return ev.User.Groups }
-	case "impersonatedUser.groups":
-		return func(ev *audit.Event) []string {
-			if u := ev.ImpersonatedUser; u != nil {
-				return u.Groups
-			}
-			return nil
-		}
-	case "sourceIPs":
-		return func(ev *audit.Event) []string { return ev.SourceIPs }
-	}
-	return nil
+// getter returns the getter of the value at path as CEL reads it (absent
+// parts read as zero values), nil for paths that are not values of Go type
+// T.
+func getter[T any](b *guardBuilder, path string) func(*audit.Event) T {
+	get, _ := b.paths[path].Get.(func(*audit.Event) T)
+	return get
 }

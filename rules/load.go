@@ -344,7 +344,11 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 	for i, m := range macroDefs {
 		macroNames[i] = m.name
 	}
-	objs := eventTypes()
+	objs, err := eventTypes()
+	if err != nil {
+		c.probs.add(Problem{File: "(rules)", Message: fmt.Sprintf("cannot build the CEL environment: %v", err)})
+		return set
+	}
 	c.fieldNames = objFieldNames(objs)
 	c.macroNames = macroNames
 	c.listNames = mapsKeys(lists)

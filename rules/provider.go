@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"reflect"
+	"time"
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
@@ -12,10 +13,9 @@ import (
 )
 
 // CEL type names of the values rules see. They show up in type-check errors.
+// The audit schema's structs are vigil.<name> (see celName).
 const (
 	typeEvent          = "vigil.Event"
-	typeUserInfo       = "vigil.UserInfo"
-	typeObjectRef      = "vigil.ObjectReference"
 	typeResponseStatus = "vigil.ResponseStatus"
 	typeMacros         = "vigil.Macros"
 	typeLists          = "vigil.Lists"
@@ -158,155 +158,118 @@ var (
 	extraType      = types.NewMapType(types.StringType, stringListType)
 )
 
-// eventTypes builds the typed schema of `event`, mirroring the JSON field
-// names of audit.k8s.io/v1 Event. Absent values read as zero values so that
-// conditions need no has() guards.
-func eventTypes() map[string]*objType {
-	user := newObjType(typeUserInfo)
-	u := func(obj any) *audit.UserInfo { p, _ := obj.(*audit.UserInfo); return p }
-	user.add("username", types.StringType,
-		func(o any) ref.Val {
-			if p := u(o); p != nil {
-				return types.String(p.Username)
-			}
-			return types.String("")
-		},
-		func(o any) bool { p := u(o); return p != nil && p.Username != "" })
-	user.add("uid", types.StringType,
-		func(o any) ref.Val {
-			if p := u(o); p != nil {
-				return types.String(p.UID)
-			}
-			return types.String("")
-		},
-		func(o any) bool { p := u(o); return p != nil && p.UID != "" })
-	user.add("groups", stringListType,
-		func(o any) ref.Val {
-			if p := u(o); p != nil {
-				return types.NewStringList(types.DefaultTypeAdapter, p.Groups)
-			}
-			return types.NewStringList(types.DefaultTypeAdapter, nil)
-		},
-		func(o any) bool { p := u(o); return p != nil && p.Groups != nil })
-	user.add("extra", extraType,
-		func(o any) ref.Val {
-			if p := u(o); p != nil && p.Extra != nil {
-				return types.NewDynamicMap(types.DefaultTypeAdapter, p.Extra)
-			}
-			return types.NewDynamicMap(types.DefaultTypeAdapter, map[string][]string{})
-		},
-		func(o any) bool { p := u(o); return p != nil && p.Extra != nil })
-
-	oref := newObjType(typeObjectRef)
-	r := func(obj any) *audit.ObjectReference { p, _ := obj.(*audit.ObjectReference); return p }
-	refStr := func(name string, get func(*audit.ObjectReference) string) {
-		oref.add(name, types.StringType,
-			func(o any) ref.Val {
-				if p := r(o); p != nil {
-					return types.String(get(p))
-				}
-				return types.String("")
-			},
-			func(o any) bool { p := r(o); return p != nil && get(p) != "" })
+// celName is the CEL name of a struct of the audit schema. Status has
+// always been vigil.ResponseStatus to rules, after the member holding it.
+func celName(t *audit.Type) string {
+	if t.Name == "Status" {
+		return typeResponseStatus
 	}
-	refStr("resource", func(p *audit.ObjectReference) string { return p.Resource })
-	refStr("namespace", func(p *audit.ObjectReference) string { return p.Namespace })
-	refStr("name", func(p *audit.ObjectReference) string { return p.Name })
-	refStr("uid", func(p *audit.ObjectReference) string { return p.UID })
-	refStr("apiGroup", func(p *audit.ObjectReference) string { return p.APIGroup })
-	refStr("apiVersion", func(p *audit.ObjectReference) string { return p.APIVersion })
-	refStr("resourceVersion", func(p *audit.ObjectReference) string { return p.ResourceVersion })
-	refStr("subresource", func(p *audit.ObjectReference) string { return p.Subresource })
+	return "vigil." + t.Name
+}
 
-	status := newObjType(typeResponseStatus)
-	s := func(obj any) *audit.Status { p, _ := obj.(*audit.Status); return p }
-	statusStr := func(name string, get func(*audit.Status) string) {
-		status.add(name, types.StringType,
-			func(o any) ref.Val {
-				if p := s(o); p != nil {
-					return types.String(get(p))
-				}
-				return types.String("")
-			},
-			func(o any) bool { p := s(o); return p != nil && get(p) != "" })
-	}
-	statusStr("status", func(p *audit.Status) string { return p.Status })
-	statusStr("message", func(p *audit.Status) string { return p.Message })
-	statusStr("reason", func(p *audit.Status) string { return p.Reason })
-	status.add("code", types.IntType,
-		func(o any) ref.Val {
-			if p := s(o); p != nil {
-				return types.Int(p.Code)
+// eventTypes builds the typed schema of `event` from the audit event's
+// field table, under its JSON field names. Absent values read as zero
+// values so that conditions need no has() guards.
+func eventTypes() (map[string]*objType, error) {
+	objs := map[string]*objType{}
+	built := map[*audit.Type]*objType{}
+	var build func(t *audit.Type) (*objType, error)
+	build = func(t *audit.Type) (*objType, error) {
+		if o, ok := built[t]; ok {
+			return o, nil
+		}
+		o := newObjType(celName(t))
+		built[t] = o
+		objs[o.typ.TypeName()] = o
+		top := t.Name == "Event"
+		for _, f := range t.Fields {
+			if f.Hidden {
+				continue
 			}
-			return types.Int(0)
-		},
-		func(o any) bool { p := s(o); return p != nil && p.Code != 0 })
+			var sub *objType
+			if f.Type != nil {
+				var err error
+				if sub, err = build(f.Type); err != nil {
+					return nil, err
+				}
+			}
+			typ, val, err := fieldValue(f, sub)
+			if err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", t.Name, f.Name, err)
+			}
+			if top {
+				addEventField(o, f, typ, val)
+				continue
+			}
+			o.add(f.Name, typ, val, f.IsSet)
+		}
+		return o, nil
+	}
+	if _, err := build(audit.Schema()); err != nil {
+		return nil, err
+	}
+	return objs, nil
+}
 
-	ev := newObjType(typeEvent)
+// fieldValue returns the CEL type of a field and how to make its CEL value
+// from the struct holding it. Bodies are made by the activation.
+func fieldValue(f audit.Field, sub *objType) (*types.Type, func(any) ref.Val, error) {
+	switch f.Kind {
+	case audit.KindString:
+		get := audit.FieldGetter[string](f)
+		return types.StringType, func(o any) ref.Val { return types.String(get(o)) }, nil
+	case audit.KindInt:
+		get := audit.FieldGetter[int64](f)
+		return types.IntType, func(o any) ref.Val { return types.Int(get(o)) }, nil
+	case audit.KindStrings:
+		get := audit.FieldGetter[[]string](f)
+		return stringListType, func(o any) ref.Val { return types.NewStringList(types.DefaultTypeAdapter, get(o)) }, nil
+	case audit.KindStringMap:
+		get := audit.FieldGetter[map[string]string](f)
+		return stringMapType, func(o any) ref.Val { return types.NewStringStringMap(types.DefaultTypeAdapter, get(o)) }, nil
+	case audit.KindStringsMap:
+		get := audit.FieldGetter[map[string][]string](f)
+		return extraType, func(o any) ref.Val {
+			m := get(o)
+			if m == nil {
+				m = map[string][]string{}
+			}
+			return types.NewDynamicMap(types.DefaultTypeAdapter, m)
+		}, nil
+	case audit.KindTime:
+		get := audit.FieldGetter[time.Time](f)
+		return types.TimestampType, func(o any) ref.Val { return types.Timestamp{Time: get(o)} }, nil
+	case audit.KindObject:
+		get := audit.FieldGetter[any](f)
+		return sub.typ, func(o any) ref.Val { return object{t: sub, val: get(o)} }, nil
+	case audit.KindRaw:
+		return types.DynType, nil, nil
+	}
+	return nil, nil, fmt.Errorf("no CEL type for kind %d", f.Kind)
+}
+
+// addEventField adds a member of the event, whose getters are given the
+// activation. The value of each is made once per event and kept in the
+// activation: rules and macros read the same few fields over and over, and
+// making a CEL value of a Go one allocates. A body is decoded, within the
+// set's limit, by the activation.
+func addEventField(ev *objType, f audit.Field, typ *types.Type, val func(any) ref.Val) {
 	e := func(obj any) *activation { a, _ := obj.(*activation); return a }
-	// The value of each event field is made once per event and kept in the
-	// activation: rules and macros read the same few fields over and over,
-	// and making a CEL value of a Go one allocates.
-	evAdd := func(name string, typ *types.Type, get func(any) ref.Val, set func(any) bool) {
-		i := ev.cached
-		ev.cached++
-		ev.add(name, typ, func(o any) ref.Val {
-			a := e(o)
-			if v := a.fields[i]; v != nil {
-				return v
-			}
-			v := get(o)
-			a.fields[i] = v
+	value := func(a *activation) ref.Val { return val(a.ev) }
+	if f.Kind == audit.KindRaw {
+		raw := audit.FieldGetter[[]byte](f)
+		value = func(a *activation) ref.Val { return a.set.decodeObject(a.ev, raw(a.ev)) }
+	}
+	i := ev.cached
+	ev.cached++
+	isSet := f.IsSet
+	ev.add(f.Name, typ, func(o any) ref.Val {
+		a := e(o)
+		if v := a.fields[i]; v != nil {
 			return v
-		}, set)
-	}
-	evStr := func(name string, get func(*audit.Event) string) {
-		evAdd(name, types.StringType,
-			func(o any) ref.Val { return types.String(get(e(o).ev)) },
-			func(o any) bool { return get(e(o).ev) != "" })
-	}
-	evStr("kind", func(v *audit.Event) string { return v.Kind })
-	evStr("apiVersion", func(v *audit.Event) string { return v.APIVersion })
-	evStr("level", func(v *audit.Event) string { return v.Level })
-	evStr("auditID", func(v *audit.Event) string { return v.AuditID })
-	evStr("stage", func(v *audit.Event) string { return v.Stage })
-	evStr("requestURI", func(v *audit.Event) string { return v.RequestURI })
-	evStr("verb", func(v *audit.Event) string { return v.Verb })
-	evStr("userAgent", func(v *audit.Event) string { return v.UserAgent })
-	evAdd("user", user.typ,
-		func(o any) ref.Val { return object{t: user, val: &e(o).ev.User} },
-		func(o any) bool { v := e(o).ev; return v.User.Username != "" || v.User.Groups != nil })
-	evAdd("impersonatedUser", user.typ,
-		func(o any) ref.Val { return object{t: user, val: e(o).ev.ImpersonatedUser} },
-		func(o any) bool { return e(o).ev.ImpersonatedUser != nil })
-	evAdd("sourceIPs", stringListType,
-		func(o any) ref.Val { return types.NewStringList(types.DefaultTypeAdapter, e(o).ev.SourceIPs) },
-		func(o any) bool { return e(o).ev.SourceIPs != nil })
-	evAdd("objectRef", oref.typ,
-		func(o any) ref.Val { return object{t: oref, val: e(o).ev.ObjectRef} },
-		func(o any) bool { return e(o).ev.ObjectRef != nil })
-	evAdd("responseStatus", status.typ,
-		func(o any) ref.Val { return object{t: status, val: e(o).ev.ResponseStatus} },
-		func(o any) bool { return e(o).ev.ResponseStatus != nil })
-	evAdd("requestObject", types.DynType,
-		func(o any) ref.Val { return e(o).requestObject() },
-		func(o any) bool { return len(e(o).ev.RequestObject) > 0 && string(e(o).ev.RequestObject) != "null" })
-	evAdd("responseObject", types.DynType,
-		func(o any) ref.Val { return e(o).responseObject() },
-		func(o any) bool { return len(e(o).ev.ResponseObject) > 0 && string(e(o).ev.ResponseObject) != "null" })
-	evAdd("requestReceivedTimestamp", types.TimestampType,
-		func(o any) ref.Val { return types.Timestamp{Time: e(o).ev.RequestReceivedTimestamp} },
-		func(o any) bool { return !e(o).ev.RequestReceivedTimestamp.IsZero() })
-	evAdd("stageTimestamp", types.TimestampType,
-		func(o any) ref.Val { return types.Timestamp{Time: e(o).ev.StageTimestamp} },
-		func(o any) bool { return !e(o).ev.StageTimestamp.IsZero() })
-	evAdd("annotations", stringMapType,
-		func(o any) ref.Val {
-			return types.NewStringStringMap(types.DefaultTypeAdapter, e(o).ev.Annotations)
-		},
-		func(o any) bool { return e(o).ev.Annotations != nil })
-
-	return map[string]*objType{
-		typeEvent: ev, typeUserInfo: user, typeObjectRef: oref, typeResponseStatus: status,
-	}
+		}
+		v := value(a)
+		a.fields[i] = v
+		return v
+	}, func(o any) bool { return isSet(e(o).ev) })
 }
