@@ -69,26 +69,41 @@ func ID(ruleID, auditID string) string { return ruleID + "/" + auditID }
 // fields and Output.
 func New(ev *audit.Event) *Alert {
 	a := &Alert{
-		Cluster:   ev.Cluster,
-		AuditID:   ev.AuditID,
-		Stage:     ev.Stage,
-		Time:      ev.Time().UTC(),
-		User:      ev.User.Username,
-		Verb:      ev.Verb,
-		SourceIPs: append([]string{}, ev.SourceIPs...),
-		UserAgent: ev.UserAgent,
-		Count:     1,
-		Tags:      []string{},
+		Cluster:      ev.Cluster,
+		Time:         ev.Time().UTC(),
+		SourceIPs:    append([]string{}, eventSourceIPs(ev)...),
+		ResponseCode: eventResponseCode(ev),
+		Count:        1,
+		Tags:         []string{},
 	}
-	if ev.ImpersonatedUser != nil {
-		a.ImpersonatedUser = ev.ImpersonatedUser.Username
+	for _, f := range eventStrings {
+		*f.field(a) = f.get(ev)
 	}
-	if r := ev.ObjectRef; r != nil {
-		a.Resource, a.Subresource, a.Namespace, a.Name = r.Resource, r.Subresource, r.Namespace, r.Name
-	}
-	a.ResponseCode = ev.ResponseCode()
 	return a
 }
+
+// The alert's copies of event values, by the values' paths in the event's
+// field table, whose getters read an absent part (no impersonatedUser, no
+// objectRef) as empty.
+var (
+	eventStrings = []struct {
+		field func(*Alert) *string
+		get   func(*audit.Event) string
+	}{
+		{func(a *Alert) *string { return &a.AuditID }, audit.Getter[string]("auditID")},
+		{func(a *Alert) *string { return &a.Stage }, audit.Getter[string]("stage")},
+		{func(a *Alert) *string { return &a.User }, audit.Getter[string]("user.username")},
+		{func(a *Alert) *string { return &a.ImpersonatedUser }, audit.Getter[string]("impersonatedUser.username")},
+		{func(a *Alert) *string { return &a.Verb }, audit.Getter[string]("verb")},
+		{func(a *Alert) *string { return &a.Resource }, audit.Getter[string]("objectRef.resource")},
+		{func(a *Alert) *string { return &a.Subresource }, audit.Getter[string]("objectRef.subresource")},
+		{func(a *Alert) *string { return &a.Namespace }, audit.Getter[string]("objectRef.namespace")},
+		{func(a *Alert) *string { return &a.Name }, audit.Getter[string]("objectRef.name")},
+		{func(a *Alert) *string { return &a.UserAgent }, audit.Getter[string]("userAgent")},
+	}
+	eventSourceIPs    = audit.Getter[[]string]("sourceIPs")
+	eventResponseCode = audit.Getter[int64]("responseStatus.code")
+)
 
 // Default limits on what an alert copies from its event. Every string of
 // an alert can be chosen by whoever made the request, and an alert must fit
