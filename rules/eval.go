@@ -359,9 +359,7 @@ func (a *activation) macro(i int) ref.Val {
 func (s *Set) decodeObject(ev *audit.Event, raw []byte) ref.Val {
 	empty := types.NewStringInterfaceMap(types.DefaultTypeAdapter, map[string]any{})
 	if len(raw) > s.objectBytes {
-		if s.onObjectTooLarge != nil {
-			s.onObjectTooLarge()
-		}
+		s.tooLarge.Inc()
 		return empty
 	}
 	if len(raw) == 0 {

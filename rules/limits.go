@@ -31,11 +31,6 @@ type Limits struct {
 	// ObjectBytes bounds the requestObject or responseObject rules decode
 	// (MaxObjectBytes).
 	ObjectBytes int
-	// OnObjectTooLarge, when set, is called each time a rule wanted an
-	// object larger than ObjectBytes, which then read as absent (for
-	// vigil_limit_exceeded_total). It may be called from several
-	// goroutines at once.
-	OnObjectTooLarge func()
 }
 
 func (l Limits) withDefaults() Limits {

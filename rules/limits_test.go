@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/internal/metrics"
 )
 
 // TestCostLimitIsConfigurable runs a comprehension over a request body: the
@@ -57,14 +59,14 @@ rules:
 // TestObjectLimitIsConfigurable: a requestObject above the limit reads as
 // absent, so a rule on its content does not match; under it, it does.
 func TestObjectLimitIsConfigurable(t *testing.T) {
-	file := []File{{Name: "obj.yaml", Data: []byte(`
+	dir := writeFiles(t, map[string]string{"obj.yaml": `
 rules:
   - id: privileged
     severity: high
     condition: >
       event.requestObject.?spec.?containers.orValue([]).exists(c,
         c.?securityContext.?privileged.orValue(false) == true)
-`)}}
+`})
 	body := `{"kind":"Pod","spec":{"containers":[{"name":"a","securityContext":{"privileged":true}}]},"pad":"` + strings.Repeat("x", 2000) + `"}`
 	ev := &audit.Event{AuditID: "a", Stage: audit.StageResponseComplete, Verb: "create",
 		ObjectRef: &audit.ObjectReference{Resource: "pods"}, RequestObject: []byte(body)}
@@ -72,8 +74,8 @@ rules:
 		limit int
 		match bool
 	}{{0, true}, {len(body), true}, {len(body) - 1, false}} {
-		var over atomic.Int64
-		set, err := CompileWith(file, Limits{ObjectBytes: c.limit, OnObjectTooLarge: func() { over.Add(1) }})
+		m := metrics.New(nil)
+		set, err := Load(LoadOptions{Paths: []string{dir}, Limits: Limits{ObjectBytes: c.limit}, Metrics: m})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,7 +83,8 @@ rules:
 		if err != nil || (len(ms) == 1) != c.match {
 			t.Errorf("object of %d bytes, limit %d: %d matches, %v; want match %v", len(body), c.limit, len(ms), err, c.match)
 		}
-		if got, want := over.Load(), int64(map[bool]int{true: 0, false: 1}[c.match]); got != want {
+		over := testutil.ToFloat64(m.LimitExceeded.WithLabelValues("max_object_bytes"))
+		if got, want := int64(over), int64(map[bool]int{true: 0, false: 1}[c.match]); got != want {
 			t.Errorf("limit %d: object over the limit counted %d times, want %d", c.limit, got, want)
 		}
 	}

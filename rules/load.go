@@ -23,10 +23,12 @@ import (
 	"github.com/google/cel-go/common"
 	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
+	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 	"k8s.io/apiserver/pkg/cel/library"
 
 	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/internal/metrics"
 )
 
 //go:embed default/*.yaml default/testdata
@@ -41,6 +43,11 @@ type LoadOptions struct {
 	Default bool
 	// Limits bound what one evaluation may cost; zero: the defaults.
 	Limits Limits
+	// Metrics counts each request or response object over
+	// Limits.ObjectBytes that a rule wanted, which then read as absent
+	// (vigil_limit_exceeded_total{limit="max_object_bytes"}); nil counts
+	// nowhere.
+	Metrics *metrics.Metrics
 }
 
 // Rule is one compiled detection rule.
@@ -103,9 +110,9 @@ type Set struct {
 	probes map[string][]string
 	pool   sync.Pool // of *activation
 	// objectBytes bounds the request and response objects rules decode;
-	// onObjectTooLarge is told of each one over it.
-	objectBytes      int
-	onObjectTooLarge func()
+	// tooLarge counts each one over it.
+	objectBytes int
+	tooLarge    prometheus.Counter
 }
 
 // Rules returns every rule, enabled and disabled, in file order.
@@ -151,7 +158,7 @@ func Load(opts LoadOptions) (*Set, error) {
 	if err := probs.errOrNil(); err != nil {
 		return nil, err
 	}
-	return CompileWith(srcsToFiles(srcs), opts.Limits)
+	return compileFiles(srcsToFiles(srcs), opts.Limits, opts.Metrics)
 }
 
 // File is one rule file's name and content.
@@ -261,6 +268,13 @@ func Compile(files []File) (*Set, error) {
 
 // CompileWith is Compile with limits other than the defaults.
 func CompileWith(files []File, limits Limits) (*Set, error) {
+	return compileFiles(files, limits, nil)
+}
+
+func compileFiles(files []File, limits Limits, m *metrics.Metrics) (*Set, error) {
+	if m == nil {
+		m = metrics.New(nil)
+	}
 	limits = limits.withDefaults()
 	var probs Problems
 	parsed := make([]*parsedFile, 0, len(files))
@@ -276,7 +290,7 @@ func CompileWith(files []File, limits Limits) (*Set, error) {
 	}
 	c := &compiler{probs: &probs, limits: limits}
 	set := c.compile(parsed)
-	set.objectBytes, set.onObjectTooLarge = limits.ObjectBytes, limits.OnObjectTooLarge
+	set.objectBytes, set.tooLarge = limits.ObjectBytes, m.LimitExceeded.WithLabelValues("max_object_bytes")
 	if err := probs.errOrNil(); err != nil {
 		return nil, err
 	}

@@ -120,9 +120,9 @@ func (a *App) ruleOptions(cfg *config.Config) rules.LoadOptions {
 		Paths:   cfg.Rules,
 		Default: cfg.UseDefaultRules(),
 		Limits: rules.Limits{
-			Cost:             cfg.Engine.MaxRuleCost,
-			ObjectBytes:      cfg.Engine.MaxObjectBytes,
-			OnObjectTooLarge: a.metrics.LimitExceeded.WithLabelValues("max_object_bytes").Inc,
+			Cost:        cfg.Engine.MaxRuleCost,
+			ObjectBytes: cfg.Engine.MaxObjectBytes,
 		},
+		Metrics: a.metrics,
 	}
 }
