@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/metrics"
+	"github.com/vigil-k8s/vigil/rules/parse"
 )
 
 //go:embed default/*.yaml default/testdata
@@ -76,26 +76,6 @@ type Rule struct {
 	distinct  cel.Program
 }
 
-// Threshold turns a rule into a count over a sliding window of event time.
-type Threshold struct {
-	Count    int
-	Window   time.Duration
-	By       []string // CEL expressions forming the group key
-	Distinct string   // CEL expression; empty counts requests
-}
-
-// TestCase is one `tests:` entry of a rule file.
-type TestCase struct {
-	Name   string
-	Rule   string
-	Match  bool
-	Output *string
-	Events []*audit.Event
-	File   string
-	Line   int
-	Col    int
-}
-
 // Set is a loaded, compiled rule set. It is immutable and safe for
 // concurrent use.
 type Set struct {
@@ -139,26 +119,26 @@ func (s *Set) Hash() string { return s.hash }
 // rejects the whole load with a *Problems listing all of them.
 func Load(opts LoadOptions) (*Set, error) {
 	var probs Problems
-	var srcs []*source
+	var files []File
 	if opts.Default {
-		d, err := defaultSources()
+		d, err := defaultFiles()
 		if err != nil {
 			return nil, err
 		}
-		srcs = append(srcs, d...)
+		files = append(files, d...)
 	}
 	for _, p := range opts.Paths {
-		s, err := diskSources(p)
+		found, err := diskFiles(p)
 		if err != nil {
-			probs.add(Problem{File: p, Message: err.Error()})
+			probs.Add(Problem{File: p, Message: err.Error()})
 			continue
 		}
-		srcs = append(srcs, s...)
+		files = append(files, found...)
 	}
-	if err := probs.errOrNil(); err != nil {
+	if err := probs.Err(); err != nil {
 		return nil, err
 	}
-	return compileFiles(srcsToFiles(srcs), opts.Limits, opts.Metrics)
+	return compileFiles(files, opts.Limits, opts.Metrics)
 }
 
 // File is one rule file's name and content.
@@ -169,29 +149,21 @@ type File struct {
 	ReadFile func(rel string) ([]byte, error)
 }
 
-func srcsToFiles(srcs []*source) []File {
-	out := make([]File, len(srcs))
-	for i, s := range srcs {
-		out[i] = File{Name: s.name, Data: s.data, ReadFile: s.readFile}
-	}
-	return out
-}
-
-func defaultSources() ([]*source, error) {
+func defaultFiles() ([]File, error) {
 	names, err := fs.Glob(defaultPack, "default/*.yaml")
 	if err != nil {
 		return nil, fmt.Errorf("default rule pack: %w", err)
 	}
-	var out []*source
+	var out []File
 	for _, n := range names {
 		data, err := defaultPack.ReadFile(n)
 		if err != nil {
 			return nil, fmt.Errorf("default rule pack: %w", err)
 		}
-		out = append(out, &source{
-			name: "rules/" + n,
-			data: data,
-			readFile: func(rel string) ([]byte, error) {
+		out = append(out, File{
+			Name: "rules/" + n,
+			Data: data,
+			ReadFile: func(rel string) ([]byte, error) {
 				return defaultPack.ReadFile(path.Join("default", rel))
 			},
 		})
@@ -227,7 +199,7 @@ func Files(p string) ([]string, error) {
 	return files, nil
 }
 
-func diskSources(p string) ([]*source, error) {
+func diskFiles(p string) ([]File, error) {
 	st, err := os.Stat(p)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read rules: %w", err)
@@ -239,17 +211,17 @@ func diskSources(p string) ([]*source, error) {
 		}
 	}
 	sort.Strings(files)
-	out := make([]*source, 0, len(files))
+	out := make([]File, 0, len(files))
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("cannot read rules: %w", err)
 		}
 		dir := filepath.Dir(f)
-		out = append(out, &source{
-			name: f,
-			data: data,
-			readFile: func(rel string) ([]byte, error) {
+		out = append(out, File{
+			Name: f,
+			Data: data,
+			ReadFile: func(rel string) ([]byte, error) {
 				if !filepath.IsAbs(rel) {
 					rel = filepath.Join(dir, rel)
 				}
@@ -277,7 +249,7 @@ func compileFiles(files []File, limits Limits, m *metrics.Metrics) (*Set, error)
 	}
 	limits = limits.withDefaults()
 	var probs Problems
-	parsed := make([]*parsedFile, 0, len(files))
+	parsed := make([]*parse.File, 0, len(files))
 	for _, f := range files {
 		rf := f.ReadFile
 		if rf == nil {
@@ -286,12 +258,12 @@ func compileFiles(files []File, limits Limits, m *metrics.Metrics) (*Set, error)
 				return nil, fmt.Errorf("%s cannot refer to other files", name)
 			}
 		}
-		parsed = append(parsed, parseFile(&source{name: f.Name, data: f.Data, readFile: rf}, &probs))
+		parsed = append(parsed, parse.Parse(parse.Source{Name: f.Name, Data: f.Data, ReadFile: rf}, &probs))
 	}
 	c := &compiler{probs: &probs, limits: limits}
 	set := c.compile(parsed)
 	set.objectBytes, set.tooLarge = limits.ObjectBytes, m.LimitExceeded.WithLabelValues("max_object_bytes")
-	if err := probs.errOrNil(); err != nil {
+	if err := probs.Err(); err != nil {
 		return nil, err
 	}
 	set.hash = hashFiles(files)
@@ -321,46 +293,46 @@ type compiler struct {
 	fieldNames, macroNames, listNames []string
 }
 
-func (c *compiler) problemAt(e expr, ruleID string, line, col int, format string, args ...any) {
-	c.probs.add(Problem{File: e.src.src.name, Line: line, Col: col, RuleID: ruleID, Message: fmt.Sprintf(format, args...)})
+func (c *compiler) problemAt(e parse.Expr, ruleID string, line, col int, format string, args ...any) {
+	c.probs.Add(Problem{File: e.File.Name, Line: line, Col: col, RuleID: ruleID, Message: fmt.Sprintf(format, args...)})
 }
 
-func (c *compiler) problemNode(f *parsedFile, n *yaml.Node, ruleID, format string, args ...any) {
-	c.probs.add(Problem{File: f.src.name, Line: n.Line, Col: n.Column, RuleID: ruleID, Message: fmt.Sprintf(format, args...)})
+func (c *compiler) problemNode(f *parse.File, n *yaml.Node, ruleID, format string, args ...any) {
+	c.probs.Add(Problem{File: f.Name, Line: n.Line, Col: n.Column, RuleID: ruleID, Message: fmt.Sprintf(format, args...)})
 }
 
-func (c *compiler) compile(files []*parsedFile) *Set {
+func (c *compiler) compile(files []*parse.File) *Set {
 	set := &Set{}
 
 	lists := map[string][]string{}
-	listAt := map[string]listDef{}
-	var macroDefs []macroDef
-	macroAt := map[string]macroDef{}
+	listAt := map[string]parse.List{}
+	var macroDefs []parse.Macro
+	macroAt := map[string]parse.Macro{}
 	for _, f := range files {
-		for _, l := range f.lists {
-			if prev, dup := listAt[l.name]; dup {
-				c.problemNode(f, l.node, "", "list %q is already defined at %s:%d", l.name, prev.file.src.name, prev.node.Line)
+		for _, l := range f.Lists {
+			if prev, dup := listAt[l.Name]; dup {
+				c.problemNode(f, l.Node, "", "list %q is already defined at %s:%d", l.Name, prev.File.Name, prev.Node.Line)
 				continue
 			}
-			listAt[l.name] = l
-			lists[l.name] = l.values
+			listAt[l.Name] = l
+			lists[l.Name] = l.Values
 		}
-		for _, m := range f.macros {
-			if prev, dup := macroAt[m.name]; dup {
-				c.problemNode(f, m.expr.node, "", "macro %q is already defined at %s:%d", m.name, prev.expr.src.src.name, prev.expr.node.Line)
+		for _, m := range f.Macros {
+			if prev, dup := macroAt[m.Name]; dup {
+				c.problemNode(f, m.Expr.Node, "", "macro %q is already defined at %s:%d", m.Name, prev.Expr.File.Name, prev.Expr.Node.Line)
 				continue
 			}
-			macroAt[m.name] = m
+			macroAt[m.Name] = m
 			macroDefs = append(macroDefs, m)
 		}
 	}
 	macroNames := make([]string, len(macroDefs))
 	for i, m := range macroDefs {
-		macroNames[i] = m.name
+		macroNames[i] = m.Name
 	}
 	objs, err := eventTypes()
 	if err != nil {
-		c.probs.add(Problem{File: "(rules)", Message: fmt.Sprintf("cannot build the CEL environment: %v", err)})
+		c.probs.Add(Problem{File: "(rules)", Message: fmt.Sprintf("cannot build the CEL environment: %v", err)})
 		return set
 	}
 	c.fieldNames = objFieldNames(objs)
@@ -373,7 +345,7 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 	if err != nil {
 		// The environment does not depend on rule text beyond names, so
 		// this is a defect, not a rule problem; report it all the same.
-		c.probs.add(Problem{File: "(rules)", Message: fmt.Sprintf("cannot build the CEL environment: %v", err)})
+		c.probs.Add(Problem{File: "(rules)", Message: fmt.Sprintf("cannot build the CEL environment: %v", err)})
 		return set
 	}
 	c.env = env
@@ -383,13 +355,13 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 	refs := make([][]string, len(macroDefs))
 	macroASTs := map[string]celast.Expr{}
 	for i, m := range macroDefs {
-		ast := c.check(m.expr, "", types.BoolType, "macro "+m.name)
+		ast := c.check(m.Expr, "", types.BoolType, "macro "+m.Name)
 		if ast == nil {
 			continue
 		}
-		macroASTs[m.name] = ast.NativeRep().Expr()
+		macroASTs[m.Name] = ast.NativeRep().Expr()
 		refs[i] = macroRefs(ast)
-		set.macros[i] = c.program(m.expr, "", ast, c.limits.Cost)
+		set.macros[i] = c.program(m.Expr, "", ast, c.limits.Cost)
 	}
 	c.checkCycles(macroDefs, refs)
 	guardOf := newGuardBuilder(lists, macroASTs)
@@ -397,37 +369,38 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 
 	ids := map[string]*Rule{}
 	for _, f := range files {
-		for _, d := range f.rules {
-			r := d.rule
+		for _, d := range f.Rules {
+			r := &Rule{ID: d.ID, Title: d.Title, Description: d.Description, Severity: d.Severity, Tags: d.Tags,
+				Stages: d.Stages, Enabled: d.Enabled, Threshold: d.Threshold, File: f.Name, Line: d.Node.Line}
 			if r.ID != "" {
 				if prev, dup := ids[r.ID]; dup {
-					c.problemNode(f, d.node, r.ID, "duplicate rule id, first defined at %s:%d", prev.File, prev.Line)
+					c.problemNode(f, d.Node, r.ID, "duplicate rule id, first defined at %s:%d", prev.File, prev.Line)
 				} else {
 					ids[r.ID] = r
 				}
 			}
-			if d.condition.node != nil {
-				if ast := c.check(d.condition, r.ID, types.BoolType, "condition"); ast != nil {
-					r.cond = c.program(d.condition, r.ID, ast, c.limits.Cost)
+			if d.Condition != nil {
+				if ast := c.check(*d.Condition, r.ID, types.BoolType, "condition"); ast != nil {
+					r.cond = c.program(*d.Condition, r.ID, ast, c.limits.Cost)
 					r.guard = guardOf.condition(ast.NativeRep().Expr())
 					r.needs = needsOf.condition(ast.NativeRep().Expr())
 					r.resources = r.needs.Resources
 				}
 			}
-			if d.output != nil {
-				if ast := c.check(*d.output, r.ID, types.StringType, "output"); ast != nil {
-					r.output = c.program(*d.output, r.ID, ast, c.limits.Cost)
+			if d.Output != nil {
+				if ast := c.check(*d.Output, r.ID, types.StringType, "output"); ast != nil {
+					r.output = c.program(*d.Output, r.ID, ast, c.limits.Cost)
 				}
 			}
-			for _, b := range d.by {
-				if ast := c.check(b, r.ID, nil, "threshold by"); ast != nil {
-					r.by = append(r.by, c.program(b, r.ID, ast, c.limits.Cost))
+			for _, x := range d.By {
+				if ast := c.check(x, r.ID, nil, "threshold by"); ast != nil {
+					r.by = append(r.by, c.program(x, r.ID, ast, c.limits.Cost))
 					needsOf.bodies(&r.needs, ast.NativeRep().Expr())
 				}
 			}
-			if d.distinct != nil {
-				if ast := c.check(*d.distinct, r.ID, nil, "threshold distinct"); ast != nil {
-					r.distinct = c.program(*d.distinct, r.ID, ast, c.limits.Cost)
+			if d.Distinct != nil {
+				if ast := c.check(*d.Distinct, r.ID, nil, "threshold distinct"); ast != nil {
+					r.distinct = c.program(*d.Distinct, r.ID, ast, c.limits.Cost)
 					needsOf.bodies(&r.needs, ast.NativeRep().Expr())
 				}
 			}
@@ -437,17 +410,17 @@ func (c *compiler) compile(files []*parsedFile) *Set {
 	set.index = buildIndex(set.rules)
 	set.probes = guardOf.probes
 	for _, f := range files {
-		for _, t := range f.tests {
-			if t.tc.Rule != "" {
-				if _, ok := ids[t.tc.Rule]; !ok {
-					msg := fmt.Sprintf("test %q names unknown rule %q", t.tc.Name, t.tc.Rule)
-					if s := suggest(t.tc.Rule, mapsKeys(ids)); s != "" {
+		for _, t := range f.Tests {
+			if t.Case.Rule != "" {
+				if _, ok := ids[t.Case.Rule]; !ok {
+					msg := fmt.Sprintf("test %q names unknown rule %q", t.Case.Name, t.Case.Rule)
+					if s := parse.Suggest(t.Case.Rule, mapsKeys(ids)); s != "" {
 						msg += fmt.Sprintf(", did you mean %q?", s)
 					}
-					c.problemNode(f, t.node, "", "%s", msg)
+					c.problemNode(f, t.Node, "", "%s", msg)
 				}
 			}
-			set.tests = append(set.tests, t.tc)
+			set.tests = append(set.tests, t.Case)
 		}
 	}
 	return set
@@ -464,33 +437,38 @@ func mapsKeys[V any](m map[string]V) []string {
 
 // check parses and type-checks one expression, reporting problems at their
 // place in the file. want nil accepts any type.
-func (c *compiler) check(e expr, ruleID string, want *types.Type, what string) *cel.Ast {
-	if strings.TrimSpace(e.text) == "" {
-		c.problemAt(e, ruleID, e.node.Line, e.node.Column, "%s is empty", what)
+func (c *compiler) check(e parse.Expr, ruleID string, want *types.Type, what string) *cel.Ast {
+	line, col := e.Pos()
+	if strings.TrimSpace(e.Text) == "" {
+		c.problemAt(e, ruleID, line, col, "%s is empty", what)
 		return nil
 	}
-	if len(e.text) > MaxExpressionLength {
-		c.problemAt(e, ruleID, e.node.Line, e.node.Column, "%s is longer than %d bytes", what, MaxExpressionLength)
+	if len(e.Text) > MaxExpressionLength {
+		c.problemAt(e, ruleID, line, col, "%s is longer than %d bytes", what, MaxExpressionLength)
 		return nil
 	}
-	ast, iss := c.env.Compile(e.text)
+	ast, iss := c.env.Compile(e.Text)
 	if iss.Err() != nil {
 		for _, ce := range iss.Errors() {
 			loc := ce.Location
 			// CEL places a bad selection at its dot; the name after it is
 			// what the author has to fix.
 			if loc != nil && loc.Line() > 0 && strings.HasPrefix(ce.Message, "undefined field") {
-				if off := offsetOf(e.text, loc.Line(), loc.Column()); off < len(e.text) && e.text[off] == '.' {
+				if off := e.Offset(loc.Line(), loc.Column()); off < len(e.Text) && e.Text[off] == '.' {
 					loc = common.NewLocation(loc.Line(), loc.Column()+1)
 				}
 			}
-			line, col := exprPos(e, loc)
-			c.problemAt(e, ruleID, line, col, "%s: %s", what, c.explain(e.text, ce))
+			l, c2 := 0, 0
+			if loc != nil {
+				l, c2 = loc.Line(), loc.Column()
+			}
+			l, c2 = e.At(l, c2)
+			c.problemAt(e, ruleID, l, c2, "%s: %s", what, c.explain(e, ce))
 		}
 		return nil
 	}
 	if want != nil && !ast.OutputType().IsExactType(want) && !ast.OutputType().IsExactType(types.DynType) {
-		c.problemAt(e, ruleID, e.node.Line, e.node.Column, "%s must be a %s expression, but this one gives %s",
+		c.problemAt(e, ruleID, line, col, "%s must be a %s expression, but this one gives %s",
 			what, typeWord(want), typeWord(ast.OutputType()))
 		return nil
 	}
@@ -509,7 +487,7 @@ func typeWord(t *types.Type) string {
 
 // explain rewrites CEL's messages about vigil's own types into the words of
 // the rule language.
-func (c *compiler) explain(text string, ce *common.Error) string {
+func (c *compiler) explain(e parse.Expr, ce *common.Error) string {
 	msg := ce.Message
 	f, ok := strings.CutPrefix(msg, "undefined field '")
 	if !ok {
@@ -517,8 +495,8 @@ func (c *compiler) explain(text string, ce *common.Error) string {
 	}
 	name, _, _ := strings.Cut(f, "'")
 	before := ""
-	if off := offsetOf(text, ce.Location.Line(), ce.Location.Column()); off <= len(text) {
-		before = strings.TrimRight(text[:off], " \t\n")
+	if off := e.Offset(ce.Location.Line(), ce.Location.Column()); off <= len(e.Text) {
+		before = strings.TrimRight(e.Text[:off], " \t\n")
 	}
 	kind, known := "field", c.fieldNames
 	switch {
@@ -528,7 +506,7 @@ func (c *compiler) explain(text string, ce *common.Error) string {
 		kind, known = "list", c.listNames
 	}
 	out := fmt.Sprintf("unknown %s %q", kind, name)
-	if s := suggest(name, known); s != "" {
+	if s := parse.Suggest(name, known); s != "" {
 		out += fmt.Sprintf(", did you mean %q?", s)
 	}
 	return out
@@ -546,14 +524,15 @@ func objFieldNames(objs map[string]*objType) []string {
 // program plans an expression. Tracking cost at run time is skipped when
 // the checker proves the worst case is within the limit, as it is for most
 // conditions: tracking costs more than many of the expressions it guards.
-func (c *compiler) program(e expr, ruleID string, ast *cel.Ast, limit uint64) cel.Program {
+func (c *compiler) program(e parse.Expr, ruleID string, ast *cel.Ast, limit uint64) cel.Program {
 	opts := optimizeOptions()
 	if est, err := c.env.EstimateCost(ast, c.costs); err != nil || est.Max > limit {
 		opts = append(opts, programOptions(limit)...)
 	}
 	prg, err := c.env.Program(ast, opts...)
 	if err != nil {
-		c.problemAt(e, ruleID, e.node.Line, e.node.Column, "cannot compile: %v", err)
+		line, col := e.Pos()
+		c.problemAt(e, ruleID, line, col, "cannot compile: %v", err)
 		return nil
 	}
 	return prg
@@ -576,10 +555,10 @@ func macroRefs(ast *cel.Ast) []string {
 
 // checkCycles rejects macros that refer to themselves, directly or not:
 // evaluating one would never end.
-func (c *compiler) checkCycles(defs []macroDef, refs [][]string) {
+func (c *compiler) checkCycles(defs []parse.Macro, refs [][]string) {
 	index := map[string]int{}
 	for i, d := range defs {
-		index[d.name] = i
+		index[d.Name] = i
 	}
 	const (
 		unvisited = iota
@@ -592,8 +571,9 @@ func (c *compiler) checkCycles(defs []macroDef, refs [][]string) {
 		switch state[i] {
 		case visiting:
 			d := defs[i]
-			c.problemAt(d.expr, "", d.expr.node.Line, d.expr.node.Column, "macro %q refers to itself: %s",
-				d.name, strings.Join(append(path, d.name), " -> "))
+			line, col := d.Expr.Pos()
+			c.problemAt(d.Expr, "", line, col, "macro %q refers to itself: %s",
+				d.Name, strings.Join(append(path, d.Name), " -> "))
 			return false
 		case done:
 			return true
@@ -601,7 +581,7 @@ func (c *compiler) checkCycles(defs []macroDef, refs [][]string) {
 		state[i] = visiting
 		ok := true
 		for _, r := range refs[i] {
-			if j, found := index[r]; found && !visit(j, append(path, defs[i].name)) {
+			if j, found := index[r]; found && !visit(j, append(path, defs[i].Name)) {
 				ok = false
 				break
 			}
@@ -614,69 +594,4 @@ func (c *compiler) checkCycles(defs []macroDef, refs [][]string) {
 			visit(i, nil)
 		}
 	}
-}
-
-// exprPos maps a position inside a CEL expression back to the rule file.
-// Block scalars (| and >) start on the line after their key and lose their
-// indentation, and folded ones also join lines, so the position is found by
-// walking the raw lines of the file.
-func exprPos(e expr, loc common.Location) (int, int) {
-	n := e.node
-	if loc == nil || loc.Line() < 1 {
-		return n.Line, n.Column
-	}
-	off := offsetOf(e.text, loc.Line(), loc.Column())
-	switch n.Style {
-	case yaml.LiteralStyle, yaml.FoldedStyle:
-		return blockPos(e.src.lines, n, off)
-	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
-		if !strings.Contains(e.text, "\n") {
-			return n.Line, n.Column + 1 + off
-		}
-	default:
-		if !strings.Contains(e.text, "\n") {
-			return n.Line, n.Column + off
-		}
-	}
-	// Multi-line flow scalars: the line is right, the column close.
-	return n.Line + loc.Line() - 1, loc.Column() + 1
-}
-
-func offsetOf(text string, line, col int) int {
-	off := 0
-	for i := 1; i < line; i++ {
-		nl := strings.IndexByte(text[off:], '\n')
-		if nl < 0 {
-			break
-		}
-		off += nl + 1
-	}
-	return off + col
-}
-
-func blockPos(lines []string, n *yaml.Node, off int) (int, int) {
-	indent := -1
-	pos := 0
-	lastLine, lastEnd := n.Line, n.Column
-	for i := n.Line; i < len(lines); i++ { // lines[n.Line] is the line after the key
-		raw := strings.TrimRight(lines[i], "\r")
-		body := strings.TrimLeft(raw, " ")
-		if body == "" {
-			continue
-		}
-		ind := len(raw) - len(body)
-		if indent < 0 {
-			indent = ind
-		} else if ind < indent {
-			break
-		}
-		content := raw[indent:]
-		if off <= pos+len(content) {
-			return i + 1, indent + (off - pos) + 1
-		}
-		pos += len(content) + 1
-		lastLine, lastEnd = i+1, len(raw)+1
-	}
-	// Past the end: CEL reports a missing operand at the end of input.
-	return lastLine, lastEnd
 }

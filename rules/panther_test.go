@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/rules/parse"
 )
 
 // pantherRules maps Panther's Kubernetes rules to the default pack's
@@ -97,7 +98,7 @@ func TestPantherCasesAgreeWithTheDefaultPack(t *testing.T) {
 		if json.Unmarshal(w.Log, &probe) != nil || probe.Verb == "" {
 			continue
 		}
-		ev, err := testEvent(w.Log, "panther")
+		ev, err := parse.TestEvent(w.Log, "panther")
 		if err != nil {
 			continue // e.g. EKS exports with space-separated timestamps
 		}

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/rules/parse"
 )
 
 const corpusDir = "../../shared/corpus"
@@ -64,7 +65,7 @@ func corpusEvents(t testing.TB) map[string][]*audit.Event {
 		if err != nil {
 			t.Fatal(err)
 		}
-		evs, _ := decodeEventLines(data) // malformed lines (fal_01_003) are not events
+		evs, _ := parse.EventLines(data) // malformed lines (fal_01_003) are not events
 		out[name] = append(out[name], evs...)
 	}
 	lines("immudb-log-audit/k8s.log")
@@ -100,7 +101,7 @@ func corpusEvents(t testing.TB) map[string][]*audit.Event {
 		if json.Unmarshal(w.Log, &probe) != nil || probe.Verb == "" {
 			continue
 		}
-		if ev, err := testEvent(w.Log, "panther"); err == nil {
+		if ev, err := parse.TestEvent(w.Log, "panther"); err == nil {
 			out["panther"] = append(out["panther"], ev)
 		}
 	}

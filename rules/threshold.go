@@ -7,10 +7,6 @@ import (
 	"time"
 )
 
-// MaxThresholdCount bounds a threshold's count, and with it the state kept
-// per group: a window never holds more than count-1 entries.
-const MaxThresholdCount = 10_000
-
 // WindowState is the threshold state of one rule and group. It is plain data
 // so that a store can keep it anywhere (memory, a JetStream KV bucket) and
 // update it by read-modify-compare-and-set.

@@ -1,4 +1,4 @@
-package rules
+package parse
 
 import (
 	"bufio"
@@ -26,10 +26,13 @@ func eventFromNode(n *yaml.Node, defaultID string) (*audit.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	return testEvent(data, defaultID)
+	return TestEvent(data, defaultID)
 }
 
-func testEvent(data []byte, defaultID string) (*audit.Event, error) {
+// TestEvent decodes one event of a test as encoding/json does, filling in
+// a missing auditID with defaultID and a missing stage with
+// ResponseComplete.
+func TestEvent(data []byte, defaultID string) (*audit.Event, error) {
 	ev := &audit.Event{}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(ev); err != nil {
@@ -44,8 +47,9 @@ func testEvent(data []byte, defaultID string) (*audit.Event, error) {
 	return ev, nil
 }
 
-// decodeEventLines reads JSON lines of events, as kube-apiserver writes them.
-func decodeEventLines(data []byte) ([]*audit.Event, []error) {
+// EventLines reads JSON lines of events, as kube-apiserver writes them, as
+// tests read them (TestEvent), each line's problem apart.
+func EventLines(data []byte) ([]*audit.Event, []error) {
 	var evs []*audit.Event
 	var errs []error
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -57,7 +61,7 @@ func decodeEventLines(data []byte) ([]*audit.Event, []error) {
 		if len(b) == 0 {
 			continue
 		}
-		ev, err := testEvent(b, fmt.Sprintf("line-%d", line))
+		ev, err := TestEvent(b, fmt.Sprintf("line-%d", line))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("line %d: %w", line, err))
 			continue

@@ -1,4 +1,9 @@
-package rules
+// Package parse reads the rule file format: lists, macros, rules and their
+// tests, with where each value was written. It checks everything a file
+// says on its own (keys, types, ids, severities, stages, thresholds, test
+// events) and leaves CEL to the compiler; every problem of a file is
+// reported, not only the first.
+package parse
 
 import (
 	"cmp"
@@ -49,7 +54,8 @@ func (ps *Problems) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-func (ps *Problems) add(p Problem) { ps.List = append(ps.List, p) }
+// Add records a problem.
+func (ps *Problems) Add(p Problem) { ps.List = append(ps.List, p) }
 
 func (ps *Problems) sort() {
 	slices.SortStableFunc(ps.List, func(a, b Problem) int {
@@ -57,7 +63,8 @@ func (ps *Problems) sort() {
 	})
 }
 
-func (ps *Problems) errOrNil() error {
+// Err returns ps, sorted by place, when it holds any problem, else nil.
+func (ps *Problems) Err() error {
 	if len(ps.List) == 0 {
 		return nil
 	}
