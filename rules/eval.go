@@ -7,14 +7,12 @@ import (
 	"strings"
 	"time"
 
-	json "github.com/goccy/go-json" // faster drop-in for encoding/json: bodies are the costly part
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
-	"github.com/google/cel-go/interpreter"
 
-	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/rules/compile"
 )
 
 // Match is a rule whose condition held on an event.
@@ -75,7 +73,7 @@ func (s *Set) eval(ctx context.Context, ev *audit.Event, observe func(string, ti
 	}
 	// Most events pass no rule's guard: the activation is only taken for
 	// one that does.
-	var a *activation
+	var a *compile.Activation
 	defer func() {
 		if a != nil {
 			s.release(a)
@@ -117,7 +115,7 @@ func (s *Set) eval(ctx context.Context, ev *audit.Event, observe func(string, ti
 	return matches, nil
 }
 
-func thresholdKey(r *Rule, a *activation, m *Match) error {
+func thresholdKey(r *Rule, a *compile.Activation, m *Match) error {
 	m.GroupKey = make([]string, len(r.by))
 	for i, p := range r.by {
 		v, _, err := p.Eval(a)
@@ -147,7 +145,7 @@ func valueString(v ref.Val) string {
 }
 
 // evalRule evaluates one rule that passed the prefilter.
-func evalRule(r *Rule, a *activation, ev *audit.Event, fail func(*Rule, error)) (Match, bool) {
+func evalRule(r *Rule, a *compile.Activation, ev *audit.Event, fail func(*Rule, error)) (Match, bool) {
 	ok, err := evalBool(r.cond, a)
 	if err != nil {
 		fail(r, err)
@@ -176,7 +174,7 @@ func evalRule(r *Rule, a *activation, ev *audit.Event, fail func(*Rule, error)) 
 	return m, true
 }
 
-func evalBool(p cel.Program, a *activation) (bool, error) {
+func evalBool(p cel.Program, a *compile.Activation) (bool, error) {
 	if p == nil {
 		return false, errors.New("rule was not compiled")
 	}
@@ -191,7 +189,7 @@ func evalBool(p cel.Program, a *activation) (bool, error) {
 	return bool(b), nil
 }
 
-func evalString(p cel.Program, a *activation) (string, error) {
+func evalString(p cel.Program, a *compile.Activation) (string, error) {
 	v, _, err := p.Eval(a)
 	if err != nil {
 		return "", err
@@ -242,137 +240,21 @@ func defaultOutput(r *Rule, ev *audit.Event) string {
 	return b.String()
 }
 
-const (
-	macroUnknown uint8 = iota
-	macroFalse
-	macroTrue
-	macroRunning
-)
-
-// activation is what rules see of one event. It memoizes everything that
-// costs more than a field read: macro results and decoded objects.
-type activation struct {
-	set    *Set
-	ev     *audit.Event
-	macros []uint8
-	// macroErrs keeps a failed macro's error for every rule that uses it.
-	macroErrs []ref.Val
-	// fields holds the values of event fields read so far, decoded bodies
-	// included.
-	fields           []ref.Val
-	evVal, macrosVal ref.Val
-	listsVal         ref.Val
-}
-
-var _ interpreter.Activation = (*activation)(nil)
-
-func newActivation(s *Set, ev *audit.Event) *activation {
-	a := &activation{set: s, ev: ev, fields: make([]ref.Val, s.objs[typeEvent].cached)}
-	if n := len(s.macros); n > 0 {
-		a.macros = make([]uint8, n)
-	}
-	return a
-}
+// newActivation returns an activation of its own showing ev.
+func newActivation(s *Set, ev *audit.Event) *compile.Activation { return s.scope.NewActivation(ev) }
 
 // acquire takes an activation from the set's pool: at hundreds of thousands
-// of events a second, one allocation per event and rule set adds up. Values
-// rules return never refer to the activation, so it can be reused once
-// evaluation is over.
-func (s *Set) acquire(ev *audit.Event) *activation {
-	a, ok := s.pool.Get().(*activation)
+// of events a second, one allocation per event and rule set adds up.
+func (s *Set) acquire(ev *audit.Event) *compile.Activation {
+	a, ok := s.pool.Get().(*compile.Activation)
 	if !ok {
 		return newActivation(s, ev)
 	}
-	a.ev = ev
+	a.Bind(ev)
 	return a
 }
 
-func (s *Set) release(a *activation) {
-	clear(a.macros)
-	clear(a.fields)
-	a.macroErrs = nil
-	a.ev = nil
+func (s *Set) release(a *compile.Activation) {
+	a.Release()
 	s.pool.Put(a)
-}
-
-func (a *activation) ResolveName(name string) (any, bool) {
-	switch name {
-	case "event":
-		if a.evVal == nil {
-			a.evVal = object{t: a.set.objs[typeEvent], val: a}
-		}
-		return a.evVal, true
-	case "macros":
-		if a.macrosVal == nil {
-			a.macrosVal = object{t: a.set.objs[typeMacros], val: a}
-		}
-		return a.macrosVal, true
-	case "lists":
-		if a.listsVal == nil {
-			a.listsVal = object{t: a.set.objs[typeLists], val: a}
-		}
-		return a.listsVal, true
-	}
-	return nil, false
-}
-
-func (a *activation) Parent() interpreter.Activation { return nil }
-
-func (a *activation) macro(i int) ref.Val {
-	switch a.macros[i] {
-	case macroTrue:
-		return types.True
-	case macroFalse:
-		return types.False
-	case macroRunning:
-		return types.NewErr("macro refers to itself")
-	}
-	if a.macroErrs != nil && a.macroErrs[i] != nil {
-		return a.macroErrs[i]
-	}
-	p := a.set.macros[i]
-	if p == nil {
-		return types.NewErr("macro was not compiled")
-	}
-	a.macros[i] = macroRunning
-	v, _, err := p.Eval(a)
-	if err != nil {
-		a.macros[i] = macroUnknown
-		if a.macroErrs == nil {
-			a.macroErrs = make([]ref.Val, len(a.macros))
-		}
-		a.macroErrs[i] = types.WrapErr(err)
-		return a.macroErrs[i]
-	}
-	if v == types.True {
-		a.macros[i] = macroTrue
-	} else {
-		a.macros[i] = macroFalse
-	}
-	return v
-}
-
-// decodeObject turns a request or response body of at most the set's
-// object limit into a CEL value; a larger one reads as absent. Secret
-// material is redacted here, before any rule or output can see it, so an
-// alert can never carry it.
-func (s *Set) decodeObject(ev *audit.Event, raw []byte) ref.Val {
-	empty := types.NewStringInterfaceMap(types.DefaultTypeAdapter, map[string]any{})
-	if len(raw) > s.objectBytes {
-		s.tooLarge.Inc()
-		return empty
-	}
-	if len(raw) == 0 {
-		return empty
-	}
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil || v == nil {
-		return empty
-	}
-	resource := ""
-	if ev.ObjectRef != nil {
-		resource = ev.ObjectRef.Resource
-	}
-	v = alert.RedactObject(resource, v)
-	return types.DefaultTypeAdapter.NativeToValue(v)
 }

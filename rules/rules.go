@@ -1,8 +1,19 @@
+// Package rules is vigil's rule language: YAML rule files with CEL
+// conditions over Kubernetes audit events, their loading, type-checking and
+// linting, rule tests, and the embedded default detection pack.
+//
+// The work is split by concern: package parse reads the file format and
+// package compile holds the CEL environment, the named cost limits and the
+// activation. This package puts a rule set together from them and
+// evaluates it.
 package rules
 
-import "github.com/vigil-k8s/vigil/rules/parse"
+import (
+	"github.com/vigil-k8s/vigil/rules/compile"
+	"github.com/vigil-k8s/vigil/rules/parse"
+)
 
-// Types and limits of the rule file format, defined by package parse.
+// Types and limits defined by the packages that own them.
 type (
 	// Problem is one thing wrong with a rule file.
 	Problem = parse.Problem
@@ -12,7 +23,14 @@ type (
 	Threshold = parse.Threshold
 	// TestCase is one `tests:` entry of a rule file.
 	TestCase = parse.TestCase
+	// Limits are the limits on one evaluation a deployment may change.
+	Limits = compile.Limits
 )
 
-// MaxThresholdCount bounds a threshold's count; see package parse.
-const MaxThresholdCount = parse.MaxThresholdCount
+// Named limits; see package compile.
+const (
+	PerRuleCostLimit    = compile.PerRuleCostLimit
+	MaxExpressionLength = compile.MaxExpressionLength
+	MaxObjectBytes      = compile.MaxObjectBytes
+	MaxThresholdCount   = parse.MaxThresholdCount
+)

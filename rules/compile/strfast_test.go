@@ -1,4 +1,4 @@
-package rules
+package compile
 
 import (
 	"math/rand/v2"

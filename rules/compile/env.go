@@ -1,6 +1,15 @@
-package rules
+// Package compile is the compilation of rule expressions: the one CEL
+// environment a rule set is checked and planned in (the typed audit event,
+// the set's lists and macros, Kubernetes' CEL libraries), the named limits
+// on what an expression may cost, and the activation that shows rules one
+// event.
+package compile
 
 import (
+	"fmt"
+	"slices"
+	"sort"
+
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/types"
@@ -9,9 +18,53 @@ import (
 	"k8s.io/apiserver/pkg/cel/library"
 )
 
-// newEnv builds the one CEL environment a rule set is compiled in: the typed
+// Env is the one CEL environment a rule set is compiled in: the typed
 // event, the set's lists and macros, Kubernetes' CEL libraries and cel-go's
 // string extensions.
+type Env struct {
+	env   *cel.Env
+	costs checker.CostEstimator
+	objs  map[string]*objType
+	// Names the rules may use, for suggestions.
+	fieldNames, macroNames, listNames []string
+}
+
+// NewEnv builds the environment of a rule set with these lists and macros.
+// It depends on rule text only through those names, so an error is a
+// defect rather than a problem of the rules.
+func NewEnv(lists map[string][]string, macros []string) (*Env, error) {
+	objs, err := eventTypes()
+	if err != nil {
+		return nil, fmt.Errorf("cannot build the CEL environment: %w", err)
+	}
+	e := &Env{objs: objs, fieldNames: objFieldNames(objs), macroNames: macros, listNames: sortedKeys(lists)}
+	objs[typeLists] = listsType(lists)
+	objs[typeMacros] = macrosType(macros)
+	if e.env, err = newEnv(objs); err != nil {
+		return nil, fmt.Errorf("cannot build the CEL environment: %w", err)
+	}
+	e.costs = &library.CostEstimator{SizeEstimator: listSizes(lists)}
+	return e, nil
+}
+
+func objFieldNames(objs map[string]*objType) []string {
+	var out []string
+	for _, o := range objs {
+		out = append(out, o.names...)
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
 func newEnv(objs map[string]*objType) (*cel.Env, error) {
 	return cel.NewEnv(
 		cel.OptionalTypes(),
@@ -80,7 +133,7 @@ func macrosType(names []string) *objType {
 	for i, name := range names {
 		o.add(name, types.BoolType,
 			func(obj any) ref.Val {
-				a, ok := obj.(*activation)
+				a, ok := obj.(*Activation)
 				if !ok {
 					return types.NewErr("macro %s evaluated outside an event", name)
 				}

@@ -1,4 +1,4 @@
-package rules
+package compile
 
 import (
 	"fmt"
@@ -254,11 +254,11 @@ func fieldValue(f audit.Field, sub *objType) (*types.Type, func(any) ref.Val, er
 // making a CEL value of a Go one allocates. A body is decoded, within the
 // set's limit, by the activation.
 func addEventField(ev *objType, f audit.Field, typ *types.Type, val func(any) ref.Val) {
-	e := func(obj any) *activation { a, _ := obj.(*activation); return a }
-	value := func(a *activation) ref.Val { return val(a.ev) }
+	e := func(obj any) *Activation { a, _ := obj.(*Activation); return a }
+	value := func(a *Activation) ref.Val { return val(a.ev) }
 	if f.Kind == audit.KindRaw {
 		raw := audit.FieldGetter[[]byte](f)
-		value = func(a *activation) ref.Val { return a.set.decodeObject(a.ev, raw(a.ev)) }
+		value = func(a *Activation) ref.Val { return a.scope.decodeObject(a.ev, raw(a.ev)) }
 	}
 	i := ev.cached
 	ev.cached++

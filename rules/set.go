@@ -1,0 +1,73 @@
+package rules
+
+import (
+	"slices"
+	"sync"
+
+	"github.com/google/cel-go/cel"
+
+	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/rules/compile"
+)
+
+// Rule is one compiled detection rule.
+type Rule struct {
+	ID          string
+	Title       string
+	Description string
+	Severity    string
+	Tags        []string
+	Stages      []string
+	Enabled     bool
+	Threshold   *Threshold
+	// File and Line locate the rule's definition.
+	File string
+	Line int
+
+	cond   cel.Program
+	output cel.Program // nil: the default output
+	// resources is what the condition demands of event.objectRef.resource
+	// (nil: anything), and guard what Go can decide of it (nil: nothing),
+	// for the prefilter.
+	resources []string
+	guard     func(*audit.Event) bool
+	needs     Needs
+	by        []cel.Program
+	distinct  cel.Program
+}
+
+// Set is a loaded, compiled rule set. It is immutable and safe for
+// concurrent use.
+type Set struct {
+	rules  []*Rule
+	index  *index
+	tests  []*TestCase
+	macros []cel.Program
+	// scope is what evaluations share: the types, macros and body limit.
+	scope *compile.Scope
+	hash  string
+	// probes are the values the rules' guards compare each event field
+	// with, by field path: what tests move events through.
+	probes map[string][]string
+	pool   sync.Pool // of *compile.Activation
+}
+
+// Rules returns every rule, enabled and disabled, in file order.
+func (s *Set) Rules() []*Rule { return slices.Clone(s.rules) }
+
+// Rule returns the rule with the given id.
+func (s *Set) Rule(id string) (*Rule, bool) {
+	for _, r := range s.rules {
+		if r.ID == id {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// Tests returns the rule tests of every loaded file.
+func (s *Set) Tests() []*TestCase { return slices.Clone(s.tests) }
+
+// Hash is a stable version of the rule set: the same rule files, in any
+// order and from any place, give the same hash.
+func (s *Set) Hash() string { return s.hash }
