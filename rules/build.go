@@ -12,6 +12,7 @@ import (
 	celast "github.com/google/cel-go/common/ast"
 
 	"github.com/vigil-k8s/vigil/internal/metrics"
+	"github.com/vigil-k8s/vigil/rules/analysis"
 	"github.com/vigil-k8s/vigil/rules/compile"
 	"github.com/vigil-k8s/vigil/rules/parse"
 )
@@ -93,7 +94,6 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 	}
 
 	set.macros = make([]cel.Program, len(macroDefs))
-	refs := make([][]string, len(macroDefs))
 	macroASTs := map[string]celast.Expr{}
 	for i, m := range macroDefs {
 		ast := env.Check(m.Expr, "", types.BoolType, "macro "+m.Name, b.probs)
@@ -101,13 +101,15 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 			continue
 		}
 		macroASTs[m.Name] = ast.NativeRep().Expr()
-		refs[i] = macroRefs(ast)
 		set.macros[i] = env.Program(m.Expr, "", ast, b.limits.Cost, b.probs)
+	}
+	an := analysis.New(lists, macroASTs)
+	refs := make([][]string, len(macroDefs))
+	for i, m := range macroDefs {
+		refs[i] = an.MacroRefs(m.Name)
 	}
 	compile.CheckCycles(macroDefs, refs, b.probs)
 	set.scope = env.Scope(set.macros, b.limits.ObjectBytes, tooLarge)
-	guardOf := newGuardBuilder(lists, macroASTs)
-	needsOf := newNeedsAnalyzer(lists, macroASTs)
 
 	ids := map[string]*Rule{}
 	for _, f := range files {
@@ -124,8 +126,7 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 			if d.Condition != nil {
 				if ast := env.Check(*d.Condition, r.ID, types.BoolType, "condition", b.probs); ast != nil {
 					r.cond = env.Program(*d.Condition, r.ID, ast, b.limits.Cost, b.probs)
-					r.guard = guardOf.condition(ast.NativeRep().Expr())
-					r.needs = needsOf.condition(ast.NativeRep().Expr())
+					r.guard, r.needs = an.Condition(ast.NativeRep().Expr())
 					r.resources = r.needs.Resources
 				}
 			}
@@ -137,20 +138,20 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 			for _, x := range d.By {
 				if ast := env.Check(x, r.ID, nil, "threshold by", b.probs); ast != nil {
 					r.by = append(r.by, env.Program(x, r.ID, ast, b.limits.Cost, b.probs))
-					needsOf.bodies(&r.needs, ast.NativeRep().Expr())
+					an.Bodies(&r.needs, ast.NativeRep().Expr())
 				}
 			}
 			if d.Distinct != nil {
 				if ast := env.Check(*d.Distinct, r.ID, nil, "threshold distinct", b.probs); ast != nil {
 					r.distinct = env.Program(*d.Distinct, r.ID, ast, b.limits.Cost, b.probs)
-					needsOf.bodies(&r.needs, ast.NativeRep().Expr())
+					an.Bodies(&r.needs, ast.NativeRep().Expr())
 				}
 			}
 			set.rules = append(set.rules, r)
 		}
 	}
 	set.index = buildIndex(set.rules)
-	set.probes = guardOf.probes
+	set.probes = an.Probes()
 	for _, f := range files {
 		for _, t := range f.Tests {
 			if t.Case.Rule != "" {
@@ -174,20 +175,5 @@ func sortedKeys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	sort.Strings(out)
-	return out
-}
-
-// macroRefs lists the macros an expression refers to.
-func macroRefs(ast *cel.Ast) []string {
-	var out []string
-	celast.PreOrderVisit(ast.NativeRep().Expr(), celast.NewExprVisitor(func(e celast.Expr) {
-		if e.Kind() != celast.SelectKind {
-			return
-		}
-		sel := e.AsSelect()
-		if op := sel.Operand(); op.Kind() == celast.IdentKind && op.AsIdent() == "macros" {
-			out = append(out, sel.FieldName())
-		}
-	}))
 	return out
 }

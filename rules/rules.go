@@ -2,13 +2,14 @@
 // conditions over Kubernetes audit events, their loading, type-checking and
 // linting, rule tests, and the embedded default detection pack.
 //
-// The work is split by concern: package parse reads the file format and
+// The work is split by concern: package parse reads the file format,
 // package compile holds the CEL environment, the named cost limits and the
-// activation. This package puts a rule set together from them and
-// evaluates it.
+// activation, and package analysis reads what conditions demand of an
+// event. This package puts a rule set together from them and evaluates it.
 package rules
 
 import (
+	"github.com/vigil-k8s/vigil/rules/analysis"
 	"github.com/vigil-k8s/vigil/rules/compile"
 	"github.com/vigil-k8s/vigil/rules/parse"
 )
@@ -23,6 +24,8 @@ type (
 	Threshold = parse.Threshold
 	// TestCase is one `tests:` entry of a rule file.
 	TestCase = parse.TestCase
+	// Needs is what a rule demands of the events it can match.
+	Needs = analysis.Needs
 	// Limits are the limits on one evaluation a deployment may change.
 	Limits = compile.Limits
 )

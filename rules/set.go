@@ -36,6 +36,9 @@ type Rule struct {
 	distinct  cel.Program
 }
 
+// Needs returns what the rule's condition demands of an event.
+func (r *Rule) Needs() Needs { return r.needs.Clone() }
+
 // Set is a loaded, compiled rule set. It is immutable and safe for
 // concurrent use.
 type Set struct {

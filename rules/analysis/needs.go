@@ -1,0 +1,106 @@
+package analysis
+
+import (
+	"slices"
+
+	celast "github.com/google/cel-go/common/ast"
+
+	"github.com/vigil-k8s/vigil/internal/audit"
+)
+
+// Needs is what a rule demands of the audit events it can match, read from
+// its compiled CEL with the prefilter's analysis: a nil list means any
+// value. The reading is conservative, so a rule may match less than its
+// Needs say, never more.
+type Needs struct {
+	Resources    []string // event.objectRef.resource; "" is a non-resource request
+	Subresources []string // event.objectRef.subresource; "" is the resource itself
+	APIGroups    []string // event.objectRef.apiGroup
+	Verbs        []string
+	Namespaces   []string // "" is cluster-scoped (or all namespaces)
+	Names        []string // event.objectRef.name
+	// RequestObject and ResponseObject say whether the condition (or a
+	// threshold expression) reads the bodies, which kube-apiserver only logs
+	// at levels Request and RequestResponse.
+	RequestObject  bool
+	ResponseObject bool
+}
+
+// Clone returns n with lists of its own.
+func (n Needs) Clone() Needs {
+	for _, l := range n.lists() {
+		*l = slices.Clone(*l)
+	}
+	return n
+}
+
+func (n *Needs) lists() []*[]string {
+	return []*[]string{&n.Resources, &n.Subresources, &n.APIGroups, &n.Verbs, &n.Namespaces, &n.Names}
+}
+
+// needsPaths are the fields of Needs' lists, the fields kube-apiserver's
+// audit policy can select on, in the order of Needs.lists.
+var needsPaths = []string{"objectRef.resource", "objectRef.subresource", "objectRef.apiGroup", "verb",
+	"objectRef.namespace", "objectRef.name"}
+
+// Condition reads a rule's condition once: its guard, what plain Go can
+// decide of it (nil when nothing), and its Needs.
+func (a *Analyzer) Condition(e celast.Expr) (func(*audit.Event) bool, Needs) {
+	x := Read(e, a.lists)
+	var n Needs
+	for i, l := range n.lists() {
+		*l = a.needs[i].fold(x.Cond)
+	}
+	a.addBodies(&n, x)
+	var test func(*audit.Event) bool
+	if g := a.guards.fold(x.Cond); g != nil {
+		test = g.test
+	}
+	return test, n
+}
+
+// Bodies records in n whether e, or a macro it uses, reads a body: for the
+// expressions of a threshold, which matter only for that.
+func (a *Analyzer) Bodies(n *Needs, e celast.Expr) {
+	a.addBodies(n, Read(e, a.lists))
+}
+
+type bodyReads struct{ request, response bool }
+
+func (a *Analyzer) addBodies(n *Needs, x *Expr) {
+	b := a.reads(x, map[string]bool{})
+	n.RequestObject = n.RequestObject || b.request
+	n.ResponseObject = n.ResponseObject || b.response
+}
+
+func (a *Analyzer) reads(x *Expr, visiting map[string]bool) bodyReads {
+	var out bodyReads
+	for _, f := range x.Fields {
+		switch f {
+		case "requestObject":
+			out.request = true
+		case "responseObject":
+			out.response = true
+		}
+	}
+	for _, name := range x.Macros {
+		m := a.macroBodies(name, visiting)
+		out.request = out.request || m.request
+		out.response = out.response || m.response
+	}
+	return out
+}
+
+func (a *Analyzer) macroBodies(name string, visiting map[string]bool) bodyReads {
+	if b, ok := a.bodies[name]; ok {
+		return b
+	}
+	x, ok := a.macro(name)
+	if !ok || visiting[name] { // cycles are rejected by compilation anyway
+		return bodyReads{}
+	}
+	visiting[name] = true
+	b := a.reads(x, visiting)
+	a.bodies[name] = b
+	return b
+}
