@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"time"
@@ -194,6 +195,9 @@ func eventTypes() (map[string]*objType, error) {
 				}
 			}
 			typ, val, err := fieldValue(f, sub)
+			if err == nil && f.Kind == audit.KindRaw && !top {
+				err = errors.New("bodies are only read as members of the event")
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%s.%s: %w", t.Name, f.Name, err)
 			}
