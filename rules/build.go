@@ -2,7 +2,8 @@ package rules
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
@@ -157,7 +158,7 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 			if t.Case.Rule != "" {
 				if _, ok := ids[t.Case.Rule]; !ok {
 					msg := fmt.Sprintf("test %q names unknown rule %q", t.Case.Name, t.Case.Rule)
-					if s := parse.Suggest(t.Case.Rule, sortedKeys(ids)); s != "" {
+					if s := parse.Suggest(t.Case.Rule, slices.Sorted(maps.Keys(ids))); s != "" {
 						msg += fmt.Sprintf(", did you mean %q?", s)
 					}
 					b.problemNode(f, t.Node, "", "%s", msg)
@@ -167,13 +168,4 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 		}
 	}
 	return set
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -7,6 +7,7 @@ package compile
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 
@@ -37,7 +38,7 @@ func NewEnv(lists map[string][]string, macros []string) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot build the CEL environment: %w", err)
 	}
-	e := &Env{objs: objs, fieldNames: objFieldNames(objs), macroNames: macros, listNames: sortedKeys(lists)}
+	e := &Env{objs: objs, fieldNames: objFieldNames(objs), macroNames: macros, listNames: slices.Sorted(maps.Keys(lists))}
 	objs[typeLists] = listsType(lists)
 	objs[typeMacros] = macrosType(macros)
 	if e.env, err = newEnv(objs); err != nil {
@@ -54,15 +55,6 @@ func objFieldNames(objs map[string]*objType) []string {
 	}
 	sort.Strings(out)
 	return slices.Compact(out)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func newEnv(objs map[string]*objType) (*cel.Env, error) {
