@@ -231,12 +231,14 @@ func yamlProblem(file string, err error) Problem {
 // first of a repeated key is the one that counts.
 func (p *parser) decode(n *yaml.Node, ruleID string, doc any) {
 	known := keys(doc)
-	m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Content: make([]*yaml.Node, 0, len(n.Content))}
-	seen := map[string]bool{}
+	seen := make(map[string]bool, len(known))
+	var keep []*yaml.Node // the pairs to decode, when not all of n's
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		key := k.Value
-		if !slices.Contains(known, key) {
+		ok := true
+		switch {
+		case !slices.Contains(known, key):
 			msg := fmt.Sprintf("unknown field %q", key)
 			if s := Suggest(key, known); s != "" {
 				msg += fmt.Sprintf(", did you mean %q?", s)
@@ -244,18 +246,25 @@ func (p *parser) decode(n *yaml.Node, ruleID string, doc any) {
 				msg += fmt.Sprintf(" (known: %s)", strings.Join(known, ", "))
 			}
 			p.problem(k, ruleID, "%s", msg)
-			continue
-		}
-		if seen[key] {
+			ok = false
+		case seen[key]:
 			p.problem(k, ruleID, "field %q given twice", key)
-			continue
-		}
-		seen[key] = true
-		if k.Kind != yaml.ScalarNode || k.Tag != "!!str" {
+			ok = false
+		case k.Kind != yaml.ScalarNode || k.Tag != "!!str":
 			// The key is matched by its text, as above, whatever its tag.
 			k = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}
 		}
-		m.Content = append(m.Content, k, v)
+		seen[key] = true
+		if keep == nil && (!ok || k != n.Content[i]) {
+			keep = append(make([]*yaml.Node, 0, len(n.Content)), n.Content[:i]...)
+		}
+		if ok && keep != nil {
+			keep = append(keep, k, v)
+		}
+	}
+	m := n
+	if keep != nil {
+		m = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Content: keep}
 	}
 	if err := m.Decode(doc); err != nil {
 		// Every field of a document takes any node, so this is a defect.
