@@ -144,6 +144,16 @@ func TestImportRules(t *testing.T) {
 			mustNot: []string{"github.com/nats-io", "github.com/google/cel-go", "rules", "engine", "internal/bus"},
 		},
 		{
+			why:     "the tokenizer reads JSON as encoding/json would, and nothing else",
+			applies: func(p string) bool { return p == "internal/audit/jsonscan" },
+			mustNot: []string{module, "github.com/"},
+		},
+		{
+			why:     "the rule file format is YAML and positions; expressions are compiled elsewhere",
+			applies: func(p string) bool { return p == "rules/parse" },
+			mustNot: []string{"github.com/google/cel-go", "rules/compile", "rules/analysis"},
+		},
+		{
 			why:     "the alert shape is shared by engine and notify and depends on neither",
 			applies: func(p string) bool { return p == "internal/alert" },
 			mustNot: []string{"engine", "notify", "rules", "internal/bus", "github.com/nats-io"},
