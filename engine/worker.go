@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -135,13 +136,10 @@ func ConsumerConfig(o WorkerOptions) jetstream.ConsumerConfig {
 }
 
 // Run consumes until ctx is done, then finishes the messages it holds and
-// returns nil. A consumption that stops by itself (the consumer deleted or
-// not yet visible on a cluster node, a leader change) is started again.
+// returns nil. A consumption that stops by itself (the consumer deleted, or
+// pulls no longer answered, as by a cluster node that does not serve the
+// consumer yet) is started again.
 func (w *Worker) Run(ctx context.Context) error {
-	// The callback only hands messages over; the bounded channel and
-	// PullMaxMessages together bound what a worker holds.
-	msgs := make(chan jetstream.Msg, w.cfg.FetchBatch)
-	batch := make([]jetstream.Msg, 0, w.cfg.FetchBatch)
 	waits := consumeBackoff.Sequence()
 	for {
 		cons, err := bus.EnsureConsumer(ctx, w.js, bus.StreamAudit, ConsumerConfig(w.cfg))
@@ -151,86 +149,121 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		cc, err := cons.Consume(func(m jetstream.Msg) { msgs <- m },
-			jetstream.PullMaxMessages(w.cfg.FetchBatch),
-			// A short pull, with heartbeats every second, bounds a stall:
-			// the client and the server can lose track of a pull request
-			// (seen under load: events pending, none waiting, nothing
-			// delivered), and the default 30 s expiry then means 30 s
-			// without evaluation until the missing heartbeat is noticed.
-			jetstream.PullExpiry(pullExpiry),
-			jetstream.ConsumeErrHandler(func(c jetstream.ConsumeContext, err error) {
-				switch {
-				case errors.Is(err, nats.ErrNoResponders):
-					// On a cluster, a consumer just created may not be
-					// served yet by the node this process talks to; the
-					// pull request is lost, so start over rather than wait
-					// for heartbeats to time out.
-					w.logger.Debug("consumer not reachable yet; consuming again", "err", err)
-					c.Stop()
-				case errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, nats.ErrTimeout):
-					w.logger.Debug("consume", "err", err)
-				default:
-					w.logger.Warn("consume", "err", err)
-				}
-			}))
-		if err != nil {
-			w.logger.Warn("consume failed; retrying", "err", err)
-		} else {
-		loop:
-			for {
-				select {
-				case m := <-msgs:
-					batch = append(batch[:0], m)
-					batch = fill(batch, msgs)
-					w.process(ctx, batch)
-					waits.Reset()
-				case <-cc.Closed():
-					w.logger.Info("consumption stopped; starting it again")
-					break loop
-				case <-ctx.Done():
-					return w.drain(cc, msgs)
-				}
-			}
-		}
-		if backoff.Wait(ctx, waits.Next()) != nil {
+		if w.consume(ctx, cons, waits) {
 			return nil
+		}
+		if err := backoff.Wait(ctx, waits.Next()); err != nil {
+			return nil //nolint:nilerr // stopping while waiting to consume again is a clean stop
+		}
+	}
+}
+
+// consume processes what it delivers, in batches of up to FetchBatch, until
+// ctx is done or the iteration ends by itself; it reports whether ctx ended
+// it, in which case what the worker held has been finished.
+//
+// Messages arrive through feed, which alone calls Next: only the worker's
+// own goroutine waits while a batch is evaluated, never one of nats.go's,
+// and a batch is what has already arrived when the previous one is done.
+// What a worker holds is bounded by the batch: the iterator buffers at
+// most FetchBatch, msgs as many, and the batch being processed.
+func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, waits *backoff.Sequence) bool {
+	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.FetchBatch),
+		// A lost pull (seen under load: events pending, none waiting,
+		// nothing delivered; or a cluster node that does not serve the
+		// consumer yet answering "no responders", which Next does not
+		// report) is noticed by two missed heartbeats, which come every
+		// half expiry: 2 s here, 30 s at nats.go's default.
+		jetstream.PullExpiry(pullExpiry))
+	if err != nil {
+		w.logger.Warn("consume failed; retrying", "err", err)
+		return false
+	}
+	msgs := make(chan jetstream.Msg, w.cfg.FetchBatch)
+	abandon := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { w.feed(it, msgs, abandon) })
+	defer wg.Wait()
+	batch := make([]jetstream.Msg, 0, w.cfg.FetchBatch)
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				w.logger.Info("consumption stopped; starting it again")
+				return false
+			}
+			batch = fill(append(batch[:0], m), msgs)
+			w.process(ctx, batch)
+			waits.Reset()
+		case <-ctx.Done():
+			w.drain(it, msgs, abandon)
+			return true
+		}
+	}
+}
+
+// feed hands every message of it to msgs and closes msgs once it is
+// closed, or gives up when abandon is closed.
+func (w *Worker) feed(it jetstream.MessagesContext, msgs chan<- jetstream.Msg, abandon <-chan struct{}) {
+	defer close(msgs)
+	for {
+		m, err := it.Next()
+		switch {
+		case err == nil:
+			select {
+			case msgs <- m:
+			case <-abandon:
+				return
+			}
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			return
+		case errors.Is(err, jetstream.ErrNoHeartbeat):
+			// Nothing came, not even a heartbeat, while a pull should
+			// have been waiting on the server: it is gone (sent to a
+			// cluster node that does not serve the consumer yet, or to a
+			// consumer that no longer exists). Finish what arrived and
+			// start over, provisioning the consumer again.
+			w.logger.Debug("pull lost; consuming again", "err", err)
+			it.Drain()
+		default:
+			// A terminal error (the consumer deleted) has closed it; the
+			// next call says so.
+			w.logger.Warn("consume", "err", err)
 		}
 	}
 }
 
 // drain stops pulling and finishes every message already delivered to this
 // worker, so a stop does not wait for AckWait redelivery.
-func (w *Worker) drain(cc jetstream.ConsumeContext, msgs chan jetstream.Msg) error {
-	cc.Drain()
+func (w *Worker) drain(it jetstream.MessagesContext, msgs <-chan jetstream.Msg, abandon chan<- struct{}) {
+	it.Drain()
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	batch := make([]jetstream.Msg, 0, w.cfg.FetchBatch)
 	for {
 		select {
-		case m := <-msgs:
-			batch = append(batch[:0], m)
-			batch = fill(batch, msgs)
-			w.process(ctx, batch)
-		case <-cc.Closed():
-			for {
-				batch = fill(batch[:0], msgs)
-				if len(batch) == 0 {
-					return nil
-				}
-				w.process(ctx, batch)
+		case m, ok := <-msgs:
+			if !ok {
+				return
 			}
+			batch = fill(append(batch[:0], m), msgs)
+			w.process(ctx, batch)
 		case <-ctx.Done():
-			return nil
+			// What is left is redelivered after AckWait.
+			close(abandon)
+			return
 		}
 	}
 }
 
 // fill adds what is already waiting, up to the batch capacity.
-func fill(batch []jetstream.Msg, msgs chan jetstream.Msg) []jetstream.Msg {
+func fill(batch []jetstream.Msg, msgs <-chan jetstream.Msg) []jetstream.Msg {
 	for len(batch) < cap(batch) {
 		select {
-		case m := <-msgs:
+		case m, ok := <-msgs:
+			if !ok {
+				return batch
+			}
 			batch = append(batch, m)
 		default:
 			return batch

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/natstest"
+	"github.com/vigil-k8s/vigil/internal/waittest"
 )
 
 // failing is an evaluator whose threshold store is down: every event fails.
@@ -80,4 +82,159 @@ func TestWorkerDeadLettersExhaustedEvents(t *testing.T) {
 	if got := w.Stats().Retried.Load(); got != 2 {
 		t.Errorf("retried %d times, want 2 (MaxDeliver)", got)
 	}
+}
+
+// gated is an evaluator whose first evaluation waits until release is
+// closed, after telling started; the others return at once.
+type gated struct {
+	started, release chan struct{}
+	once             sync.Once
+}
+
+func (g *gated) Evaluate(context.Context, *audit.Event) ([]*alert.Alert, error) {
+	g.once.Do(func() {
+		close(g.started)
+		<-g.release
+	})
+	return nil, nil
+}
+
+// publishEvents stores n events on AUDIT, auditIDs prefix-0 to prefix-(n-1).
+func publishEvents(t testing.TB, ctx context.Context, js jetstream.JetStream, prefix string, n int) {
+	t.Helper()
+	raws := make([]audit.Raw, 0, n)
+	for i := range n {
+		raw, err := audit.ParseRaw(fmt.Appendf(nil, `{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"%s-%d","stage":"ResponseComplete","verb":"get"}`, prefix, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, raw)
+	}
+	if err := bus.NewPublisher(js, "c1").Publish(ctx, raws); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWorkerStopFinishesWhatItHolds checks that a stopping worker evaluates
+// and acknowledges every event already delivered to it — the batch being
+// evaluated and those buffered behind it — instead of leaving them to be
+// redelivered when AckWait runs out.
+func TestWorkerStopFinishesWhatItHolds(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv.ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	publishEvents(t, ctx, js, "held", 1000)
+
+	// AckWait far beyond the test: an event left unacknowledged would
+	// still be pending when the test looks.
+	opts := engine.WorkerOptions{AckWait: 10 * time.Minute, MaxAckPending: 10_000, FetchBatch: 50}
+	ev := &gated{started: make(chan struct{}), release: make(chan struct{})}
+	w := engine.NewWorker(js, ev, opts, slog.New(slog.DiscardHandler))
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+
+	select {
+	case <-ev.started:
+	case <-ctx.Done():
+		t.Fatal("the worker evaluated nothing")
+	}
+	// Let the pulls fill the worker's buffers behind the blocked batch.
+	cons, err := js.Consumer(ctx, bus.StreamAudit, bus.ConsumerEngine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waittest.Until(t, 10*time.Second, "more than a batch delivered", func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.Delivered.Consumer > uint64(opts.FetchBatch)
+	})
+	stop()
+	close(ev.release)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Run did not return after its context was cancelled")
+	}
+
+	var info *jetstream.ConsumerInfo
+	waittest.Until(t, 10*time.Second, "no event left awaiting an ack", func() bool {
+		info, err = cons.Info(ctx)
+		return err == nil && info.NumAckPending == 0
+	})
+	if got := uint64(w.Stats().Events.Load()); got != info.Delivered.Consumer {
+		t.Errorf("evaluated %d events, delivered %d: a stop dropped what it held", got, info.Delivered.Consumer)
+	}
+}
+
+// TestWorkerConsumesAgainAfterItsConsumerIsDeleted checks that a worker
+// whose consumer disappears provisions it again and goes on evaluating.
+func TestWorkerConsumesAgainAfterItsConsumerIsDeleted(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv.ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w := engine.NewWorker(js, &gated{started: make(chan struct{}), release: closed()}, engine.WorkerOptions{FetchBatch: 10}, slog.New(slog.DiscardHandler))
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = w.Run(runCtx) })
+	defer func() { stop(); wg.Wait() }()
+
+	publishEvents(t, ctx, js, "before", 20)
+	waittest.Until(t, 30*time.Second, "the first events evaluated", func() bool { return w.Stats().Events.Load() == 20 })
+	if err := js.DeleteConsumer(ctx, bus.StreamAudit, bus.ConsumerEngine); err != nil {
+		t.Fatal(err)
+	}
+	publishEvents(t, ctx, js, "after", 5)
+	// The consumer provisioned again starts from the stream's first event:
+	// the 20 are evaluated once more, then the 5.
+	waittest.Until(t, 30*time.Second, "the events published after the deletion evaluated", func() bool { return w.Stats().Events.Load() >= 45 })
+}
+
+// closed is a closed channel.
+func closed() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+// quiet is an evaluator that raises nothing.
+type quiet struct{}
+
+func (quiet) Evaluate(context.Context, *audit.Event) ([]*alert.Alert, error) { return nil, nil }
+
+// BenchmarkWorkerConsume is what a worker spends per event on consuming
+// alone — pulling, decoding and acknowledging, with an evaluator that
+// raises nothing — against a server on the same machine. The events are
+// stored before the clock starts.
+func BenchmarkWorkerConsume(b *testing.B) {
+	srv := natstest.RunServer(b)
+	_, js := natstest.Connect(b, srv.ClientURL())
+	ctx := context.Background()
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	for from := 0; from < b.N; from += 1000 {
+		publishEvents(b, ctx, js, fmt.Sprintf("bench-%d", from), min(1000, b.N-from))
+	}
+	w := engine.NewWorker(js, quiet{}, engine.WorkerOptions{}, slog.New(slog.DiscardHandler))
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	wg.Go(func() { _ = w.Run(runCtx) })
+	for w.Stats().Events.Load() < int64(b.N) {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	stop()
+	wg.Wait()
 }
