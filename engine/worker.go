@@ -88,6 +88,10 @@ const (
 	drainTimeout = 30 * time.Second
 	// pullExpiry is how long one pull request waits on the server.
 	pullExpiry = 2 * time.Second
+	// recheckPull is how long a worker waits for a message before it
+	// calls Next again, which is when nats.go sends a pull request it
+	// skipped (see next).
+	recheckPull = 10 * time.Millisecond
 )
 
 // WorkerStats are counters of one worker.
@@ -169,11 +173,15 @@ func (w *Worker) Run(ctx context.Context) error {
 // most FetchBatch, msgs as many, and the batch being processed.
 func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, waits *backoff.Sequence) bool {
 	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.FetchBatch),
-		// A lost pull (seen under load: events pending, none waiting,
-		// nothing delivered; or a cluster node that does not serve the
-		// consumer yet answering "no responders", which Next does not
+		// A pull lost on the server (a cluster node that does not serve
+		// the consumer yet answers "no responders", which Next does not
 		// report) is noticed by two missed heartbeats, which come every
-		// half expiry: 2 s here, 30 s at nats.go's default.
+		// half expiry: 2 s here, 30 s at nats.go's default. The short
+		// expiry costs nothing under load, where pulls are filled long
+		// before they expire; an idle worker sends one pull request and
+		// gets two heartbeats every 2 s. The 30 s stalls it was first set
+		// against were nats.go skipping a pull request, which next
+		// prevents.
 		jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		w.logger.Warn("consume failed; retrying", "err", err)
@@ -207,7 +215,7 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, waits *ba
 func (w *Worker) feed(it jetstream.MessagesContext, msgs chan<- jetstream.Msg, abandon <-chan struct{}) {
 	defer close(msgs)
 	for {
-		m, err := it.Next()
+		m, err := next(it)
 		switch {
 		case err == nil:
 			select {
@@ -231,6 +239,22 @@ func (w *Worker) feed(it jetstream.MessagesContext, msgs chan<- jetstream.Msg, a
 			w.logger.Warn("consume", "err", err)
 		}
 	}
+}
+
+// next is it.Next, called again when nothing comes within recheckPull.
+// nats.go decides whether to send another pull request only when Next is
+// called or a message arrives, and skips the decision while its previous
+// request is still being sent. A worker that takes everything it was sent
+// in that moment (a backlog already delivered, while the request is
+// written to a busy connection) is left with no request on the server and
+// none to be sent until two heartbeats are missed: the lost pull of
+// docs/benchmarks.md. The second call makes the decision again.
+func next(it jetstream.MessagesContext) (jetstream.Msg, error) {
+	m, err := it.Next(jetstream.NextMaxWait(recheckPull))
+	if errors.Is(err, nats.ErrTimeout) {
+		return it.Next()
+	}
+	return m, err
 }
 
 // drain stops pulling and finishes every message already delivered to this
