@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-k8s/vigil/engine"
@@ -18,6 +19,20 @@ import (
 	"github.com/vigil-k8s/vigil/internal/natstest"
 	"github.com/vigil-k8s/vigil/internal/waittest"
 )
+
+// runStreams starts a server with vigil's streams and connects to it; the
+// context bounds the test.
+func runStreams(t testing.TB) (*nats.Conn, jetstream.JetStream, context.Context) {
+	t.Helper()
+	srv := natstest.RunServer(t)
+	nc, js := natstest.Connect(t, srv.ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return nc, js, ctx
+}
 
 // failing is an evaluator whose threshold store is down: every event fails.
 type failing struct{}
@@ -30,13 +45,7 @@ func (failing) Evaluate(context.Context, *audit.Event) ([]*alert.Alert, error) {
 // evaluate is retried MaxDeliver times and then kept in the DEAD stream with
 // the reason, instead of being redelivered forever or dropped.
 func TestWorkerDeadLettersExhaustedEvents(t *testing.T) {
-	srv := natstest.RunServer(t)
-	nc, js := natstest.Connect(t, srv.ClientURL())
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	nc, js, ctx := runStreams(t)
 	raw, err := audit.ParseRaw([]byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"x-1","stage":"ResponseComplete","verb":"get"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -120,13 +129,7 @@ func publishEvents(t testing.TB, ctx context.Context, js jetstream.JetStream, pr
 // evaluated and those buffered behind it — instead of leaving them to be
 // redelivered when AckWait runs out.
 func TestWorkerStopFinishesWhatItHolds(t *testing.T) {
-	srv := natstest.RunServer(t)
-	_, js := natstest.Connect(t, srv.ClientURL())
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	_, js, ctx := runStreams(t)
 	publishEvents(t, ctx, js, "held", 1000)
 
 	// AckWait far beyond the test: an event left unacknowledged would
@@ -176,14 +179,8 @@ func TestWorkerStopFinishesWhatItHolds(t *testing.T) {
 // TestWorkerConsumesAgainAfterItsConsumerIsDeleted checks that a worker
 // whose consumer disappears provisions it again and goes on evaluating.
 func TestWorkerConsumesAgainAfterItsConsumerIsDeleted(t *testing.T) {
-	srv := natstest.RunServer(t)
-	_, js := natstest.Connect(t, srv.ClientURL())
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	w := engine.NewWorker(js, &gated{started: make(chan struct{}), release: closed()}, engine.WorkerOptions{FetchBatch: 10}, slog.New(slog.DiscardHandler))
+	_, js, ctx := runStreams(t)
+	w := engine.NewWorker(js, quiet{}, engine.WorkerOptions{FetchBatch: 10}, slog.New(slog.DiscardHandler))
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = w.Run(runCtx) })
@@ -200,13 +197,6 @@ func TestWorkerConsumesAgainAfterItsConsumerIsDeleted(t *testing.T) {
 	waittest.Until(t, 30*time.Second, "the events published after the deletion evaluated", func() bool { return w.Stats().Events.Load() >= 45 })
 }
 
-// closed is a closed channel.
-func closed() chan struct{} {
-	c := make(chan struct{})
-	close(c)
-	return c
-}
-
 // quiet is an evaluator that raises nothing.
 type quiet struct{}
 
@@ -217,12 +207,7 @@ func (quiet) Evaluate(context.Context, *audit.Event) ([]*alert.Alert, error) { r
 // raises nothing — against a server on the same machine. The events are
 // stored before the clock starts.
 func BenchmarkWorkerConsume(b *testing.B) {
-	srv := natstest.RunServer(b)
-	_, js := natstest.Connect(b, srv.ClientURL())
-	ctx := context.Background()
-	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
-		b.Fatal(err)
-	}
+	_, js, ctx := runStreams(b)
 	for from := 0; from < b.N; from += 1000 {
 		publishEvents(b, ctx, js, fmt.Sprintf("bench-%d", from), min(1000, b.N-from))
 	}
