@@ -193,7 +193,7 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, waits *ba
 	wg.Go(func() { w.feed(it, msgs, abandon) })
 	defer wg.Wait()
 	batch := make([]jetstream.Msg, 0, w.cfg.FetchBatch)
-	for {
+	for ctx.Err() == nil {
 		select {
 		case m, ok := <-msgs:
 			if !ok {
@@ -204,10 +204,13 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, waits *ba
 			w.process(ctx, batch)
 			waits.Reset()
 		case <-ctx.Done():
-			w.drain(it, msgs, abandon)
-			return true
 		}
 	}
+	// ctx is checked before each batch rather than left to the select's
+	// choice: a stopping worker takes no further batch, since taking one
+	// lets the iterator pull more.
+	w.drain(it, msgs, abandon)
+	return true
 }
 
 // feed hands every message of it to msgs and closes msgs once it is
