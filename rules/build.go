@@ -115,8 +115,7 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 	ids := map[string]*Rule{}
 	for _, f := range files {
 		for _, d := range f.Rules {
-			r := &Rule{ID: d.ID, Title: d.Title, Description: d.Description, Severity: d.Severity, Tags: d.Tags,
-				Stages: d.Stages, Enabled: d.Enabled, Threshold: d.Threshold, File: f.Name, Line: d.Node.Line}
+			r := &Rule{Meta: d.Meta, File: f.Name, Line: d.Node.Line}
 			if r.ID != "" {
 				if prev, dup := ids[r.ID]; dup {
 					b.problemNode(f, d.Node, r.ID, "duplicate rule id, first defined at %s:%d", prev.File, prev.Line)

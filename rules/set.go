@@ -8,18 +8,14 @@ import (
 
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/rules/compile"
+	"github.com/vigil-k8s/vigil/rules/parse"
 )
 
 // Rule is one compiled detection rule.
 type Rule struct {
-	ID          string
-	Title       string
-	Description string
-	Severity    string
-	Tags        []string
-	Stages      []string
-	Enabled     bool
-	Threshold   *Threshold
+	// Meta is what the file says of the rule: ID, Title, Description,
+	// Severity, Tags, Stages, Enabled, Threshold.
+	parse.Meta
 	// File and Line locate the rule's definition.
 	File string
 	Line int

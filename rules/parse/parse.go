@@ -53,9 +53,9 @@ type Macro struct {
 	Expr Expr
 }
 
-// Rule is one entry of rules:, its defaults filled in. An expression that
-// is missing or is not a string is nil.
-type Rule struct {
+// Meta is what a rule file says of a rule besides its expressions; the
+// compiled rule carries it on.
+type Meta struct {
 	ID          string
 	Title       string
 	Description string
@@ -64,6 +64,12 @@ type Rule struct {
 	Stages      []string
 	Enabled     bool
 	Threshold   *Threshold
+}
+
+// Rule is one entry of rules:, its defaults filled in. An expression that
+// is missing or is not a string is nil.
+type Rule struct {
+	Meta
 	// Node is the rule's mapping, where problems of the whole rule are
 	// reported.
 	Node      *yaml.Node
@@ -366,7 +372,7 @@ func (p *parser) parseRule(n *yaml.Node) {
 		return
 	}
 	id := ruleID(n)
-	r := Rule{ID: id, Node: n, Enabled: true}
+	r := Rule{Meta: Meta{ID: id, Enabled: true}, Node: n}
 	var doc ruleDoc
 	p.decode(n, id, &doc)
 	if v := &doc.ID; given(v) {
