@@ -217,8 +217,10 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, waits *ba
 // closed, or gives up when abandon is closed.
 func (w *Worker) feed(it jetstream.MessagesContext, msgs chan<- jetstream.Msg, abandon <-chan struct{}) {
 	defer close(msgs)
+	// Made once: each Next would otherwise allocate its options.
+	recheck := []jetstream.NextOpt{jetstream.NextMaxWait(recheckPull)}
 	for {
-		m, err := next(it)
+		m, err := next(it, recheck)
 		switch {
 		case err == nil:
 			select {
@@ -252,8 +254,8 @@ func (w *Worker) feed(it jetstream.MessagesContext, msgs chan<- jetstream.Msg, a
 // written to a busy connection) is left with no request on the server and
 // none to be sent until two heartbeats are missed: the lost pull of
 // docs/benchmarks.md. The second call makes the decision again.
-func next(it jetstream.MessagesContext) (jetstream.Msg, error) {
-	m, err := it.Next(jetstream.NextMaxWait(recheckPull))
+func next(it jetstream.MessagesContext, recheck []jetstream.NextOpt) (jetstream.Msg, error) {
+	m, err := it.Next(recheck...)
 	if errors.Is(err, nats.ErrTimeout) {
 		return it.Next()
 	}
