@@ -82,6 +82,19 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 			macroDefs = append(macroDefs, m)
 		}
 	}
+	appends := map[string][]parse.Expr{} // by macro, in load order
+	for _, o := range overrides(files) {
+		switch o.Kind {
+		case parse.OverrideList:
+			if b.known(o, slices.Sorted(maps.Keys(lists))) {
+				lists[o.Name] = append(slices.Clone(lists[o.Name]), o.Values...)
+			}
+		case parse.OverrideMacro:
+			if b.known(o, slices.Sorted(maps.Keys(macroAt))) {
+				appends[o.Name] = append(appends[o.Name], *o.Append)
+			}
+		}
+	}
 	macroNames := make([]string, len(macroDefs))
 	for i, m := range macroDefs {
 		macroNames[i] = m.Name
@@ -97,7 +110,7 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 	set.macros = make([]cel.Program, len(macroDefs))
 	macroASTs := map[string]celast.Expr{}
 	for i, m := range macroDefs {
-		ast := env.Check(m.Expr, "", types.BoolType, "macro "+m.Name, b.probs)
+		ast := b.macro(env, m, appends[m.Name])
 		if ast == nil {
 			continue
 		}
@@ -112,43 +125,57 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 	compile.CheckCycles(macroDefs, refs, b.probs)
 	set.scope = env.Scope(set.macros, b.limits.ObjectBytes, tooLarge)
 
-	ids := map[string]*Rule{}
-	for _, f := range files {
-		for _, d := range f.Rules {
-			r := &Rule{Meta: d.Meta, File: f.Name, Line: d.Node.Line}
-			if r.ID != "" {
-				if prev, dup := ids[r.ID]; dup {
-					b.problemNode(f, d.Node, r.ID, "duplicate rule id, first defined at %s:%d", prev.File, prev.Line)
-				} else {
-					ids[r.ID] = r
-				}
+	defs, ids := b.ruleDefs(files)
+	for _, d := range defs {
+		r := &Rule{Meta: d.Meta, File: d.file.Name, Line: d.Node.Line}
+		if d.Condition != nil {
+			if ast := env.Check(*d.Condition, r.ID, types.BoolType, "condition", b.probs); ast != nil {
+				r.cond = env.Program(*d.Condition, r.ID, ast, b.limits.Cost, b.probs)
+				r.guard, r.needs = an.Condition(ast.NativeRep().Expr())
+				r.resources = r.needs.Resources
 			}
-			if d.Condition != nil {
-				if ast := env.Check(*d.Condition, r.ID, types.BoolType, "condition", b.probs); ast != nil {
-					r.cond = env.Program(*d.Condition, r.ID, ast, b.limits.Cost, b.probs)
-					r.guard, r.needs = an.Condition(ast.NativeRep().Expr())
-					r.resources = r.needs.Resources
-				}
-			}
-			if d.Output != nil {
-				if ast := env.Check(*d.Output, r.ID, types.StringType, "output", b.probs); ast != nil {
-					r.output = env.Program(*d.Output, r.ID, ast, b.limits.Cost, b.probs)
-				}
-			}
-			for _, x := range d.By {
-				if ast := env.Check(x, r.ID, nil, "threshold by", b.probs); ast != nil {
-					r.by = append(r.by, env.Program(x, r.ID, ast, b.limits.Cost, b.probs))
-					an.Bodies(&r.needs, ast.NativeRep().Expr())
-				}
-			}
-			if d.Distinct != nil {
-				if ast := env.Check(*d.Distinct, r.ID, nil, "threshold distinct", b.probs); ast != nil {
-					r.distinct = env.Program(*d.Distinct, r.ID, ast, b.limits.Cost, b.probs)
-					an.Bodies(&r.needs, ast.NativeRep().Expr())
-				}
-			}
-			set.rules = append(set.rules, r)
 		}
+		if d.Output != nil {
+			if ast := env.Check(*d.Output, r.ID, types.StringType, "output", b.probs); ast != nil {
+				r.output = env.Program(*d.Output, r.ID, ast, b.limits.Cost, b.probs)
+			}
+		}
+		// The other expressions only run once the condition held, so
+		// they do not change what the prefilter may skip; what bodies
+		// they read, the activation must decode all the same.
+		other := func(x parse.Expr, want *types.Type, what string) cel.Program {
+			ast := env.Check(x, r.ID, want, what, b.probs)
+			if ast == nil {
+				return nil
+			}
+			an.Bodies(&r.needs, ast.NativeRep().Expr())
+			return env.Program(x, r.ID, ast, b.limits.Cost, b.probs)
+		}
+		for _, x := range d.By {
+			if p := other(x, nil, "threshold by"); p != nil {
+				r.by = append(r.by, p)
+			}
+		}
+		if d.Distinct != nil {
+			r.distinct = other(*d.Distinct, nil, "threshold distinct")
+		}
+		named := map[string]bool{}
+		for _, e := range d.Exceptions {
+			if named[e.Name] {
+				b.problemNode(e.When.File, e.Node, r.ID, "exception %q is given twice for this rule", e.Name)
+				continue
+			}
+			named[e.Name] = true
+			if p := other(*e.When, types.BoolType, "exception "+e.Name); p != nil {
+				r.exceptions = append(r.exceptions, exception{name: e.Name, when: p})
+			}
+		}
+		for _, x := range d.SuppressBy {
+			if p := other(x, nil, "suppress by"); p != nil {
+				r.suppressBy = append(r.suppressBy, p)
+			}
+		}
+		set.rules = append(set.rules, r)
 	}
 	set.index = buildIndex(set.rules)
 	set.probes = an.Probes()
@@ -167,4 +194,90 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 		}
 	}
 	return set
+}
+
+// overrides are the overrides of every file, in load order.
+func overrides(files []*parse.File) []*parse.Override {
+	var out []*parse.Override
+	for _, f := range files {
+		for i := range f.Overrides {
+			out = append(out, &f.Overrides[i])
+		}
+	}
+	return out
+}
+
+// known reports whether an override names something defined, and reports
+// it otherwise, with the closest name.
+func (b *builder) known(o *parse.Override, names []string) bool {
+	if slices.Contains(names, o.Name) {
+		return true
+	}
+	msg := fmt.Sprintf("override of unknown %s %q", o.Kind, o.Name)
+	if s := parse.Suggest(o.Name, names); s != "" {
+		msg += fmt.Sprintf(", did you mean %q?", s)
+	}
+	b.problemNode(o.File, o.NameNode, "", "%s", msg)
+	return false
+}
+
+// macro checks a macro and what overrides append to it. Each part is
+// checked on its own, so that problems are placed in the file that wrote
+// them; the macro is then their disjunction.
+func (b *builder) macro(env *compile.Env, m parse.Macro, appends []parse.Expr) *cel.Ast {
+	ast := env.Check(m.Expr, "", types.BoolType, "macro "+m.Name, b.probs)
+	if len(appends) == 0 {
+		return ast
+	}
+	text := "(" + m.Expr.Text + ")"
+	for _, x := range appends {
+		if env.Check(x, "", types.BoolType, "append to macro "+m.Name, b.probs) == nil {
+			ast = nil
+		}
+		text += " || (" + x.Text + ")"
+	}
+	if ast == nil {
+		return nil
+	}
+	m.Expr.Text = text
+	return env.Check(m.Expr, "", types.BoolType, "macro "+m.Name, b.probs)
+}
+
+// ruleDef is a rule as the overrides left it, with the file that
+// defined it.
+type ruleDef struct {
+	parse.Rule
+	file *parse.File
+}
+
+// ruleDefs collects the rules of every file, reporting duplicate ids, and
+// applies the rule overrides to them in load order. ids are the rules by
+// id.
+func (b *builder) ruleDefs(files []*parse.File) ([]*ruleDef, map[string]*ruleDef) {
+	var defs []*ruleDef
+	ids := map[string]*ruleDef{}
+	for _, f := range files {
+		for _, r := range f.Rules {
+			d := &ruleDef{Rule: r, file: f}
+			if r.ID != "" {
+				if prev, dup := ids[r.ID]; dup {
+					b.problemNode(f, r.Node, r.ID, "duplicate rule id, first defined at %s:%d; to change a rule defined elsewhere, use overrides", prev.file.Name, prev.Node.Line)
+				} else {
+					ids[r.ID] = d
+				}
+			}
+			defs = append(defs, d)
+		}
+	}
+	for _, o := range overrides(files) {
+		if o.Kind != parse.OverrideRule || !b.known(o, slices.Sorted(maps.Keys(ids))) {
+			continue
+		}
+		d := ids[o.Name]
+		o.Apply(&d.Rule)
+		if d.Suppress != nil && d.Threshold != nil {
+			b.problemNode(o.File, o.Node, o.Name, "suppress cannot be combined with threshold: a threshold already alerts once per window")
+		}
+	}
+	return defs, ids
 }

@@ -23,6 +23,13 @@ type Match struct {
 	GroupKey []string
 	// Distinct is the value of the threshold's `distinct` expression.
 	Distinct string
+	// Exception names the rule's exception that held on the event: the
+	// match raises no alert, and Output, GroupKey, Distinct and
+	// SuppressKey are not evaluated.
+	Exception string
+	// SuppressKey holds the values of the rule's suppress `by`
+	// expressions.
+	SuppressKey []string
 }
 
 // RuleError is a rule that failed to evaluate on an event. The rule counts
@@ -50,7 +57,9 @@ func (e *EvalErrors) Error() string {
 
 // Eval runs every enabled rule for the event's stage. Rules that fail to
 // evaluate do not match; they are reported in an *EvalErrors next to the
-// matches of the others. A done ctx stops evaluation with ctx.Err().
+// matches of the others. A match an exception suppressed is returned too,
+// with Exception set, so that callers can count it; it raises no alert.
+// A done ctx stops evaluation with ctx.Err().
 func (s *Set) Eval(ctx context.Context, ev *audit.Event) ([]Match, error) {
 	return s.eval(ctx, ev, nil)
 }
@@ -115,14 +124,24 @@ func (s *Set) eval(ctx context.Context, ev *audit.Event, observe func(string, ti
 	return matches, nil
 }
 
-func thresholdKey(r *Rule, a *compile.Activation, m *Match) error {
-	m.GroupKey = make([]string, len(r.by))
-	for i, p := range r.by {
+// groupValues evaluates the expressions of a group key; texts are their
+// source, for errors.
+func groupValues(ps []cel.Program, texts []string, what string, a *compile.Activation) ([]string, error) {
+	out := make([]string, len(ps))
+	for i, p := range ps {
 		v, _, err := p.Eval(a)
 		if err != nil {
-			return fmt.Errorf("threshold by %q: %w", r.Threshold.By[i], err)
+			return out, fmt.Errorf("%s %q: %w", what, texts[i], err)
 		}
-		m.GroupKey[i] = valueString(v)
+		out[i] = valueString(v)
+	}
+	return out, nil
+}
+
+func thresholdKey(r *Rule, a *compile.Activation, m *Match) error {
+	var err error
+	if m.GroupKey, err = groupValues(r.by, r.Threshold.By, "threshold by", a); err != nil {
+		return err
 	}
 	if r.distinct != nil {
 		v, _, err := r.distinct.Eval(a)
@@ -155,6 +174,9 @@ func evalRule(r *Rule, a *compile.Activation, ev *audit.Event, fail func(*Rule, 
 		return Match{}, false
 	}
 	m := Match{Rule: r}
+	if m.Exception = excepted(r, a, fail); m.Exception != "" {
+		return m, true
+	}
 	if r.output != nil {
 		out, err := evalString(r.output, a)
 		if err != nil {
@@ -171,7 +193,33 @@ func evalRule(r *Rule, a *compile.Activation, ev *audit.Event, fail func(*Rule, 
 			return Match{}, false
 		}
 	}
+	if r.Suppress != nil {
+		key, err := groupValues(r.suppressBy, r.Suppress.By, "suppress by", a)
+		if err != nil {
+			// Without its group the match cannot be held back; an alert
+			// too many beats one missed.
+			fail(r, err)
+		}
+		m.SuppressKey = key
+	}
 	return m, true
+}
+
+// excepted returns the name of the first of the rule's exceptions that
+// holds. One that fails to evaluate is reported and does not hold: an
+// exception only ever removes alerts, so when in doubt the alert stays.
+func excepted(r *Rule, a *compile.Activation, fail func(*Rule, error)) string {
+	for _, e := range r.exceptions {
+		ok, err := evalBool(e.when, a)
+		if err != nil {
+			fail(r, fmt.Errorf("exception %s: %w", e.name, err))
+			continue
+		}
+		if ok {
+			return e.name
+		}
+	}
+	return ""
 }
 
 func evalBool(p cel.Program, a *compile.Activation) (bool, error) {

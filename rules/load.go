@@ -68,6 +68,17 @@ type File struct {
 	ReadFile func(rel string) ([]byte, error)
 }
 
+// DefaultPack is the embedded default rule pack: its rule files and the
+// testdata their tests read, laid out so that the folder loads and tests
+// as it is.
+func DefaultPack() fs.FS {
+	sub, err := fs.Sub(defaultPack, "default")
+	if err != nil {
+		panic(err) // "default" is a valid path: a defect
+	}
+	return sub
+}
+
 func defaultFiles() ([]File, error) {
 	names, err := fs.Glob(defaultPack, "default/*.yaml")
 	if err != nil {

@@ -22,6 +22,9 @@ type (
 	Problems = parse.Problems
 	// Threshold turns a rule into a count over a sliding window.
 	Threshold = parse.Threshold
+	// Suppress holds back a group's later matches for a while after one
+	// alerted.
+	Suppress = parse.Suppress
 	// TestCase is one `tests:` entry of a rule file.
 	TestCase = parse.TestCase
 	// Needs is what a rule demands of the events it can match.

@@ -38,71 +38,87 @@ func (s *Set) runTest(tc *TestCase) TestResult {
 		res.Why = fmt.Sprintf("no rule %q", tc.Rule)
 		return res
 	}
-	matched, output, errs := s.TryRule(r, tc.Events)
+	try := s.Try(r, tc.Events)
+	var b strings.Builder
 	switch {
-	case matched != tc.Match:
-		var b strings.Builder
+	case try.Fired != tc.Match:
 		if tc.Match {
 			b.WriteString("expected a match, the rule did not match")
 		} else {
-			fmt.Fprintf(&b, "expected no match, the rule matched: %s", output)
+			fmt.Fprintf(&b, "expected no match, the rule matched: %s", try.Output)
 		}
-		for _, e := range errs {
-			fmt.Fprintf(&b, "; evaluation error: %v", e)
-		}
-		res.Why = b.String()
-	case matched && tc.Output != nil && *tc.Output != output:
-		res.Why = fmt.Sprintf("output %q, expected %q", output, *tc.Output)
+	case try.Fired && tc.Output != nil && *tc.Output != try.Output:
+		fmt.Fprintf(&b, "output %q, expected %q", try.Output, *tc.Output)
+	case len(try.Errors) > 0:
+		// A rule that errs counts as not matching, so a case expecting
+		// no match would pass for the wrong reason.
+		b.WriteString("the rule failed to evaluate")
 	default:
 		res.Passed = true
+		return res
 	}
+	for _, e := range try.Excepted {
+		fmt.Fprintf(&b, "; a match was suppressed by exception %q", e)
+	}
+	for _, e := range try.Errors {
+		fmt.Fprintf(&b, "; evaluation error: %v", e)
+	}
+	res.Why = b.String()
 	return res
 }
 
-// TryRule evaluates one rule, enabled or not, over a sequence of events, as
-// the engine would with fresh threshold state. It reports whether the rule
-// fired, the output of its first firing and any evaluation errors.
-func (s *Set) TryRule(r *Rule, events []*audit.Event) (bool, string, []error) {
-	var errs []error
+// TryResult is what a rule did over a sequence of events.
+type TryResult struct {
+	// Fired: the rule would have alerted.
+	Fired bool
+	// Output is the output of its first alert.
+	Output string
+	// Excepted names the exceptions that suppressed matches, in order.
+	Excepted []string
+	// Errors are the evaluation errors.
+	Errors []error
+}
+
+// Try evaluates one rule, enabled or not, over a sequence of events, as
+// the engine would with fresh threshold state. A match an exception
+// suppressed does not fire; suppression windows are left out, since the
+// first match of a group always alerts.
+func (s *Set) Try(r *Rule, events []*audit.Event) TryResult {
+	var res TryResult
+	fail := func(_ *Rule, err error) { res.Errors = append(res.Errors, err) }
 	states := map[string]*WindowState{}
 	for _, ev := range events {
 		if !slices.Contains(r.Stages, ev.Stage) {
 			continue
 		}
-		a := newActivation(s, ev)
-		ok, err := evalBool(r.cond, a)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+		m, ok := evalRule(r, newActivation(s, ev), ev, fail)
 		if !ok {
 			continue
 		}
-		m := Match{Rule: r, Output: defaultOutput(r, ev)}
-		if r.output != nil {
-			out, err := evalString(r.output, a)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("output: %w", err))
-			} else {
-				m.Output = out
-			}
-		}
-		if r.Threshold == nil {
-			return true, m.Output, errs
-		}
-		if err := thresholdKey(r, a, &m); err != nil {
-			errs = append(errs, err)
+		if m.Exception != "" {
+			res.Excepted = append(res.Excepted, m.Exception)
 			continue
 		}
-		key := ThresholdKey(r.ID, m.GroupKey)
-		st := states[key]
-		if st == nil {
-			st = &WindowState{}
-			states[key] = st
+		if r.Threshold != nil {
+			key := ThresholdKey(r.ID, m.GroupKey)
+			st := states[key]
+			if st == nil {
+				st = &WindowState{}
+				states[key] = st
+			}
+			if f, _ := st.Observe(r.Threshold, ev.AuditID, m.Distinct, ev.Time()); f == nil {
+				continue
+			}
 		}
-		if f, _ := st.Observe(r.Threshold, ev.AuditID, m.Distinct, ev.Time()); f != nil {
-			return true, m.Output, errs
-		}
+		res.Fired, res.Output = true, m.Output
+		return res
 	}
-	return false, "", errs
+	return res
+}
+
+// TryRule is Try, reporting whether the rule fired, the output of its
+// first firing and any evaluation errors.
+func (s *Set) TryRule(r *Rule, events []*audit.Event) (bool, string, []error) {
+	res := s.Try(r, events)
+	return res.Fired, res.Output, res.Errors
 }

@@ -30,6 +30,25 @@ type Rule struct {
 	needs     Needs
 	by        []cel.Program
 	distinct  cel.Program
+	// exceptions run, in order, once the condition held.
+	exceptions []exception
+	suppressBy []cel.Program
+}
+
+// exception is a compiled exception of a rule.
+type exception struct {
+	name string
+	when cel.Program
+}
+
+// Exceptions names the rule's exceptions, its own and those overrides
+// appended, in the order they are evaluated.
+func (r *Rule) Exceptions() []string {
+	out := make([]string, len(r.exceptions))
+	for i, e := range r.exceptions {
+		out[i] = e.name
+	}
+	return out
 }
 
 // Needs returns what the rule's condition demands of an event.

@@ -30,12 +30,13 @@ type Source struct {
 
 // File is what a rule file defines, in file order.
 type File struct {
-	Name   string
-	Lists  []List
-	Macros []Macro
-	Rules  []Rule
-	Tests  []Test
-	lines  []string
+	Name      string
+	Lists     []List
+	Macros    []Macro
+	Rules     []Rule
+	Overrides []Override
+	Tests     []Test
+	lines     []string
 }
 
 // List is a named list of strings (lists:).
@@ -64,6 +65,7 @@ type Meta struct {
 	Stages      []string
 	Enabled     bool
 	Threshold   *Threshold
+	Suppress    *Suppress
 }
 
 // Rule is one entry of rules:, its defaults filled in. An expression that
@@ -77,6 +79,25 @@ type Rule struct {
 	Output    *Expr
 	By        []Expr
 	Distinct  *Expr
+	// Exceptions are evaluated after the condition, in order.
+	Exceptions []Exception
+	// SuppressBy are the expressions of Suppress.By.
+	SuppressBy []Expr
+}
+
+// Exception names a case of a rule's condition that raises no alert.
+type Exception struct {
+	Name string
+	When *Expr // nil when missing or not a string
+	// Node is the exception's mapping.
+	Node *yaml.Node
+}
+
+// Suppress holds back the later matches of a group for a while after one
+// alerted.
+type Suppress struct {
+	By  []string // CEL expressions forming the group key
+	For time.Duration
 }
 
 // Threshold turns a rule into a count over a sliding window of event time.
@@ -112,10 +133,11 @@ type Test struct {
 // yaml.v3's. An absent key leaves a zero node.
 type (
 	fileDoc struct {
-		Lists  yaml.Node `yaml:"lists"`
-		Macros yaml.Node `yaml:"macros"`
-		Rules  yaml.Node `yaml:"rules"`
-		Tests  yaml.Node `yaml:"tests"`
+		Lists     yaml.Node `yaml:"lists"`
+		Macros    yaml.Node `yaml:"macros"`
+		Rules     yaml.Node `yaml:"rules"`
+		Overrides yaml.Node `yaml:"overrides"`
+		Tests     yaml.Node `yaml:"tests"`
 	}
 	ruleDoc struct {
 		ID          yaml.Node `yaml:"id"`
@@ -128,6 +150,16 @@ type (
 		Stages      yaml.Node `yaml:"stages"`
 		Enabled     yaml.Node `yaml:"enabled"`
 		Threshold   yaml.Node `yaml:"threshold"`
+		Exceptions  yaml.Node `yaml:"exceptions"`
+		Suppress    yaml.Node `yaml:"suppress"`
+	}
+	exceptionDoc struct {
+		Name yaml.Node `yaml:"name"`
+		When yaml.Node `yaml:"when"`
+	}
+	suppressDoc struct {
+		By  yaml.Node `yaml:"by"`
+		For yaml.Node `yaml:"for"`
 	}
 	thresholdDoc struct {
 		Count    yaml.Node `yaml:"count"`
@@ -211,6 +243,11 @@ func Parse(src Source, probs *Problems) *File {
 	if given(&doc.Rules) && p.isKind(&doc.Rules, yaml.SequenceNode, "", "rules must be a list") {
 		for _, rn := range doc.Rules.Content {
 			p.parseRule(rn)
+		}
+	}
+	if given(&doc.Overrides) && p.isKind(&doc.Overrides, yaml.SequenceNode, "", "overrides must be a list") {
+		for _, on := range doc.Overrides.Content {
+			p.parseOverride(on)
 		}
 	}
 	if given(&doc.Tests) && p.isKind(&doc.Tests, yaml.SequenceNode, "", "tests must be a list") {
@@ -429,6 +466,15 @@ func (p *parser) parseRule(n *yaml.Node) {
 	}
 	if given(&doc.Threshold) {
 		p.parseThreshold(&doc.Threshold, &r)
+	}
+	if given(&doc.Exceptions) {
+		r.Exceptions = p.parseExceptions(&doc.Exceptions, id)
+	}
+	if v := &doc.Suppress; given(v) {
+		r.Suppress, r.SuppressBy = p.parseSuppress(v, id)
+		if given(&doc.Threshold) {
+			p.problem(v, id, "suppress cannot be combined with threshold: a threshold already alerts once per window")
+		}
 	}
 	if r.ID == "" {
 		p.problem(n, "", "rule has no id")

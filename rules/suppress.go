@@ -1,0 +1,70 @@
+package rules
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
+
+// MaxSuppressHeld bounds the requests a suppression window remembers, to
+// count each once however many of its stages or redeliveries arrive.
+// Past it the window still holds matches back and counts them, but a
+// request seen again may be counted twice.
+const MaxSuppressHeld = 1000
+
+// SuppressState is the suppression window of one rule and group, plain
+// data like WindowState so that a store shared by every worker can keep it.
+type SuppressState struct {
+	// AuditID is the request that alerted and opened the window at Start;
+	// the window ends at Until.
+	AuditID string    `json:"auditID,omitempty"`
+	Start   time.Time `json:"start,omitzero"`
+	Until   time.Time `json:"until,omitzero"`
+	// Carried is what the previous window held back, told on the alert
+	// that opened this one.
+	Carried int `json:"carried,omitempty"`
+	// Held are digests of the requests held back in this window, Count
+	// how many were.
+	Held  map[string]bool `json:"held,omitempty"`
+	Count int             `json:"count,omitempty"`
+}
+
+// Observe decides what a match of the group does. The first match alerts
+// and opens a window of s.For on event time; later matches of other
+// requests inside it are held back and counted. The first match after the
+// window alerts again and carries the count of the window before, which it
+// reports. The request that opened the window alerts again (the same alert,
+// harmless downstream) whenever it is seen: a redelivery or a later stage.
+// changed says whether the state must be stored.
+func (st *SuppressState) Observe(s *Suppress, auditID string, at time.Time) (alert bool, carried int, changed bool) {
+	if st.AuditID == auditID && st.AuditID != "" {
+		return true, st.Carried, false
+	}
+	if st.AuditID != "" && at.Before(st.Until) {
+		d := heldDigest(auditID)
+		if st.Held[d] {
+			return false, 0, false
+		}
+		if len(st.Held) < MaxSuppressHeld {
+			if st.Held == nil {
+				st.Held = map[string]bool{}
+			}
+			st.Held[d] = true
+		}
+		st.Count++
+		return false, 0, true
+	}
+	*st = SuppressState{AuditID: auditID, Start: at, Until: at.Add(s.For), Carried: st.Count}
+	return true, st.Carried, true
+}
+
+func heldDigest(auditID string) string {
+	h := sha256.Sum256([]byte(auditID))
+	return hex.EncodeToString(h[:8])
+}
+
+// SuppressKey names the suppression state of one rule and group, apart
+// from any threshold key.
+func SuppressKey(ruleID string, group []string) string {
+	return "suppress." + ruleID + "." + GroupHash(group)
+}
