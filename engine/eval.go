@@ -27,11 +27,31 @@ const RuleTimingSample = 64
 // Evaluator turns audit events into alerts ready to publish. It is safe for
 // concurrent use.
 type Evaluator struct {
-	set     *rules.Set
-	th      ThresholdStore
-	onError func(ruleID string, err error)
-	m       *metrics.Metrics
-	evals   atomic.Uint64
+	set       *rules.Set
+	th        ThresholdStore
+	onError   func(ruleID string, err error)
+	onOutcome func(Outcome)
+	m         *metrics.Metrics
+	evals     atomic.Uint64
+}
+
+// Outcome is what became of one rule's match on an event.
+type Outcome struct {
+	Rule    string
+	AuditID string
+	// Exception names the exception that suppressed the match.
+	Exception string
+	// Suppressed: a suppression window held the match back.
+	Suppressed bool
+	// Alerted: the match raised an alert (for a threshold rule: it
+	// completed the count).
+	Alerted bool
+}
+
+// WithOutcomes receives what became of every match, for reports such as
+// replay's. It may be called from several goroutines at once.
+func WithOutcomes(f func(Outcome)) Option {
+	return func(e *Evaluator) { e.onOutcome = f }
 }
 
 // Option configures an Evaluator.
@@ -54,7 +74,7 @@ func WithMetrics(m *metrics.Metrics) Option {
 
 // NewEvaluator evaluates set, keeping threshold windows in th.
 func NewEvaluator(set *rules.Set, th ThresholdStore, opts ...Option) *Evaluator {
-	e := &Evaluator{set: set, th: th, onError: func(string, error) {}}
+	e := &Evaluator{set: set, th: th, onError: func(string, error) {}, onOutcome: func(Outcome) {}}
 	for _, o := range opts {
 		o(e)
 	}
@@ -104,28 +124,60 @@ func (e *Evaluator) Evaluate(ctx context.Context, ev *audit.Event) ([]*alert.Ale
 	}
 	var out []*alert.Alert
 	for _, m := range matches {
-		r := m.Rule
-		e.m.RuleMatches.WithLabelValues(r.ID).Inc()
-		if r.Threshold == nil {
-			a := newAlert(r, m.Output, ev)
-			a.ID = alert.ID(r.ID, ev.AuditID)
-			out = append(out, a)
-			continue
+		a, err := e.decide(ctx, m, ev)
+		if err != nil {
+			return nil, err
 		}
+		if a != nil {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// decide turns one match into its alert, or nil when an exception, a
+// suppression window or a threshold not yet reached holds it back.
+func (e *Evaluator) decide(ctx context.Context, m rules.Match, ev *audit.Event) (*alert.Alert, error) {
+	r := m.Rule
+	e.m.RuleMatches.WithLabelValues(r.ID).Inc()
+	o := Outcome{Rule: r.ID, AuditID: ev.AuditID}
+	defer func() { e.onOutcome(o) }()
+	switch {
+	case m.Exception != "":
+		e.m.RuleExceptions.WithLabelValues(r.ID, m.Exception).Inc()
+		o.Exception = m.Exception
+		return nil, nil
+	case r.Threshold != nil:
 		f, err := e.observe(ctx, m, ev)
 		if err != nil {
 			return nil, fmt.Errorf("threshold of rule %s: %w", r.ID, err)
 		}
 		if f == nil {
-			continue
+			return nil, nil
 		}
 		a := newAlert(r, m.Output, ev)
 		a.ID = rules.ThresholdAlertID(r.ID, m.GroupKey, r.Threshold, f)
 		a.Count = f.Count
 		a.Window = r.Threshold.Window.String()
-		out = append(out, a)
+		o.Alerted = true
+		return a, nil
 	}
-	return out, nil
+	a := newAlert(r, m.Output, ev)
+	a.ID = alert.ID(r.ID, ev.AuditID)
+	if r.Suppress != nil {
+		ok, carried, err := e.suppress(ctx, m, ev)
+		if err != nil {
+			return nil, fmt.Errorf("suppression of rule %s: %w", r.ID, err)
+		}
+		if !ok {
+			e.m.AlertsSuppressed.WithLabelValues(r.ID).Inc()
+			o.Suppressed = true
+			return nil, nil
+		}
+		a.Suppressed = carried
+	}
+	o.Alerted = true
+	return a, nil
 }
 
 func newAlert(r *rules.Rule, output string, ev *audit.Event) *alert.Alert {
@@ -138,39 +190,62 @@ func newAlert(r *rules.Rule, output string, ev *audit.Event) *alert.Alert {
 	return a
 }
 
-// observe counts a match into its threshold window by read-modify-CAS, so
-// that workers sharing the store never lose each other's counts.
+// observe counts a match into its threshold window.
 func (e *Evaluator) observe(ctx context.Context, m rules.Match, ev *audit.Event) (*rules.Firing, error) {
-	key := rules.ThresholdKey(m.Rule.ID, m.GroupKey)
+	var f *rules.Firing
+	err := update(ctx, e, m.Rule.ID, rules.ThresholdKey(m.Rule.ID, m.GroupKey), func(st *rules.WindowState) bool {
+		var changed bool
+		f, changed = st.Observe(m.Rule.Threshold, ev.AuditID, m.Distinct, WindowTime(ev))
+		return changed
+	})
+	return f, err
+}
+
+// suppress passes a match through its group's suppression window and
+// reports whether it alerts, with the count the window before held back.
+func (e *Evaluator) suppress(ctx context.Context, m rules.Match, ev *audit.Event) (alert bool, carried int, err error) {
+	err = update(ctx, e, m.Rule.ID, rules.SuppressKey(m.Rule.ID, m.SuppressKey), func(st *rules.SuppressState) bool {
+		var changed bool
+		alert, carried, changed = st.Observe(m.Rule.Suppress, ev.AuditID, WindowTime(ev))
+		return changed
+	})
+	return alert, carried, err
+}
+
+// update changes the state S kept under key by read-modify-CAS, so that
+// workers sharing the store never lose each other's changes. observe
+// changes the state and reports whether it must be stored; it may run
+// more than once, on fresher state, when another worker got there first.
+func update[S any](ctx context.Context, e *Evaluator, ruleID, key string, observe func(*S) bool) error {
 	for range maxCASAttempts {
 		val, rev, err := e.th.Get(ctx, key)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		var st rules.WindowState
+		var st S
 		if len(val) > 0 {
 			if err := json.Unmarshal(val, &st); err != nil {
 				// Unreadable state only loses a partial count; starting
 				// over beats blocking the rule for good.
-				e.failed(m.Rule.ID, fmt.Errorf("threshold state %s unreadable, reset: %w", key, err))
-				st = rules.WindowState{}
+				e.failed(ruleID, fmt.Errorf("state %s unreadable, reset: %w", key, err))
+				var zero S
+				st = zero
 			}
 		}
-		f, changed := st.Observe(m.Rule.Threshold, ev.AuditID, m.Distinct, WindowTime(ev))
-		if !changed {
-			return f, nil
+		if !observe(&st) {
+			return nil
 		}
 		data, err := json.Marshal(&st)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if _, err := e.th.Update(ctx, key, data, rev); err != nil {
 			if errors.Is(err, ErrConflict) {
 				continue
 			}
-			return nil, err
+			return err
 		}
-		return f, nil
+		return nil
 	}
-	return nil, fmt.Errorf("state %s: %w after %d attempts", key, ErrConflict, maxCASAttempts)
+	return fmt.Errorf("state %s: %w after %d attempts", key, ErrConflict, maxCASAttempts)
 }

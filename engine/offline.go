@@ -38,6 +38,13 @@ type ReplayStats struct {
 	Alerts    int
 	// PerRule counts alerts by rule id.
 	PerRule map[string]int
+	// Matches counts the requests each rule's condition held on, by rule
+	// id; Excepted those of them an exception suppressed, by rule id and
+	// exception; Suppressed those a suppression window held back. A
+	// request seen at several stages counts once.
+	Matches    map[string]int
+	Excepted   map[string]map[string]int
+	Suppressed map[string]int
 	// RuleErrors counts evaluation errors by rule id.
 	RuleErrors map[string]int
 }
@@ -46,7 +53,8 @@ type ReplayStats struct {
 // an EventList) without NATS, with thresholds kept in memory. An alert seen
 // again (a later stage of the same request) is reported once.
 func Replay(ctx context.Context, set *rules.Set, files []string, opts ReplayOptions) (ReplayStats, error) {
-	st := ReplayStats{PerRule: map[string]int{}, RuleErrors: map[string]int{}}
+	st := ReplayStats{PerRule: map[string]int{}, RuleErrors: map[string]int{},
+		Matches: map[string]int{}, Excepted: map[string]map[string]int{}, Suppressed: map[string]int{}}
 	if opts.OnAlert == nil {
 		return st, errors.New("replay needs an alert handler")
 	}
@@ -54,10 +62,31 @@ func Replay(ctx context.Context, set *rules.Set, files []string, opts ReplayOpti
 	if stdin == nil {
 		stdin = os.Stdin
 	}
+	// Each request is counted once per rule and outcome, however many of
+	// its stages match.
+	matched, counted := map[[2]string]bool{}, map[Outcome]bool{}
 	ev := NewEvaluator(set, NewMemoryThresholds(), WithErrorHandler(func(id string, err error) {
 		st.RuleErrors[id]++
 		if opts.OnRuleError != nil {
 			opts.OnRuleError(id, err)
+		}
+	}), WithOutcomes(func(o Outcome) {
+		if req := [2]string{o.Rule, o.AuditID}; !matched[req] {
+			matched[req] = true
+			st.Matches[o.Rule]++
+		}
+		if counted[o] {
+			return
+		}
+		counted[o] = true
+		switch {
+		case o.Exception != "":
+			if st.Excepted[o.Rule] == nil {
+				st.Excepted[o.Rule] = map[string]int{}
+			}
+			st.Excepted[o.Rule][o.Exception]++
+		case o.Suppressed:
+			st.Suppressed[o.Rule]++
 		}
 	}))
 	r := &replayer{ev: ev, opts: opts, st: &st, seen: map[string]bool{}}

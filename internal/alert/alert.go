@@ -59,6 +59,9 @@ type Alert struct {
 	ResponseCode     int64     `json:"responseCode"`
 	Count            int       `json:"count"`
 	Window           string    `json:"window,omitempty"`
+	// Suppressed is how many matches of the rule's suppression group the
+	// window before this alert held back.
+	Suppressed int `json:"suppressed,omitempty"`
 }
 
 // ID is the identity of a per-event alert: one request seen at several

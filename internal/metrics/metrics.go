@@ -27,6 +27,8 @@ type Metrics struct {
 	EventsEvaluated    prometheus.Counter
 	RuleMatches        *prometheus.CounterVec // rule
 	RuleErrors         *prometheus.CounterVec // rule
+	RuleExceptions     *prometheus.CounterVec // rule, exception
+	AlertsSuppressed   *prometheus.CounterVec // rule
 	RuleEvalSeconds    *prometheus.CounterVec // rule
 	AlertsPublished    *prometheus.CounterVec // rule, severity
 	ThresholdEvicted   prometheus.Counter
@@ -68,6 +70,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Rule condition matches, by rule."}, []string{"rule"}),
 		RuleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "rule_errors_total",
 			Help: "Rule evaluation errors (counted as no match), by rule."}, []string{"rule"}),
+		RuleExceptions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "rule_exceptions_total",
+			Help: "Rule matches an exception suppressed, by rule and exception."}, []string{"rule", "exception"}),
+		AlertsSuppressed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "alerts_suppressed_total",
+			Help: "Rule matches a suppression window held back, by rule."}, []string{"rule"}),
 		RuleEvalSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "rule_eval_seconds_total",
 			Help: "Time spent evaluating each rule."}, []string{"rule"}),
 		AlertsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "alerts_published_total",
@@ -95,7 +101,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(
 		m.IngestEvents, m.IngestMalformed, m.DeadLetters, m.PublishDuration, m.CheckpointOffset, m.WebhookRequests, m.LimitExceeded,
-		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.ThresholdGroups, m.FutureEvents, m.RulesInfo,
+		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleExceptions, m.AlertsSuppressed, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.ThresholdGroups, m.FutureEvents, m.RulesInfo,
 		m.ConsumerPending, m.ConsumerAckPending,
 		m.NotifyDelivered, m.NotifyFailures, m.NotifyDead, m.NotifyDuplicates, m.NotifyTruncated,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

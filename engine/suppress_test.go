@@ -1,0 +1,122 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/internal/metrics"
+)
+
+const suppressedRule = `rules:
+  - id: denied
+    severity: medium
+    condition: event.responseStatus.code == 403
+    suppress:
+      by: [event.user.username]
+      for: 10m
+`
+
+// request is one denied request of user, at sec seconds.
+type request struct {
+	user string
+	sec  int
+}
+
+// probe is user's burst of n denied requests, one a second from sec.
+func probe(user string, n, sec int) []request {
+	out := make([]request, n)
+	for i := range out {
+		out[i] = request{user, sec + i}
+	}
+	return out
+}
+
+func TestSuppressionGivesTheSameAlertsWithOneWorkerOrThree(t *testing.T) {
+	set := ruleSet(t, suppressedRule)
+	run := func(t *testing.T, workers int) []*alert.Alert {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		store := NewKVThresholds(thresholdBucket(t, 0), KVOptions{})
+		m := metrics.New(nil)
+		evs := make([]*Evaluator, workers)
+		for i := range evs {
+			evs[i] = NewEvaluator(set, store, WithMetrics(m))
+		}
+		// Two users probe 12 times each inside the window, in two
+		// rounds; mallory probes again after the window has passed.
+		events := append(probe("mallory", 12, 0), probe("eve", 12, 0)...)
+		events = append(events, probe("mallory", 3, 11*60)...)
+		var (
+			mu  sync.Mutex
+			got []*alert.Alert
+			wg  sync.WaitGroup
+		)
+		// Each worker takes every workers-th event; the window of one
+		// user must be decided the same whichever worker sees what.
+		// Events of one burst are fed in order, after the earlier burst.
+		feed := func(batch []request) {
+			for w := range workers {
+				wg.Go(func() {
+					for i := w; i < len(batch); i += workers {
+						e := batch[i]
+						as, err := evs[w].Evaluate(ctx, denied(e.sec, e.user, time.Duration(e.sec)*time.Second, "ResponseComplete"))
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						got = append(got, as...)
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+		}
+		feed(events[:24])
+		feed(events[24:])
+		if n := testutil.ToFloat64(m.AlertsSuppressed.WithLabelValues("denied")); n != 24+3-3 {
+			t.Errorf("vigil_alerts_suppressed_total{rule=denied} = %v, want 24", n)
+		}
+		return got
+	}
+	summary := func(as []*alert.Alert) []string {
+		var out []string
+		for _, a := range as {
+			out = append(out, fmt.Sprintf("%s suppressed-before=%d", a.User, a.Suppressed))
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := []string{"eve suppressed-before=0", "mallory suppressed-before=0", "mallory suppressed-before=11"}
+	for _, workers := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d workers", workers), func(t *testing.T) {
+			as := run(t, workers)
+			if got := summary(as); !slices.Equal(got, want) {
+				t.Errorf("alerts %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestSuppressionRepeatsTheAlertOfARedeliveredRequest(t *testing.T) {
+	ctx := context.Background()
+	ev := NewEvaluator(ruleSet(t, suppressedRule), NewMemoryThresholds())
+	first, err := ev.Evaluate(ctx, denied(1, "mallory", 0, "ResponseComplete"))
+	if err != nil || len(first) != 1 {
+		t.Fatalf("first: %v %v", first, err)
+	}
+	if as, _ := ev.Evaluate(ctx, denied(2, "mallory", time.Second, "ResponseComplete")); len(as) != 0 {
+		t.Errorf("a second request inside the window alerted: %v", as)
+	}
+	again, err := ev.Evaluate(ctx, denied(1, "mallory", 0, "ResponseComplete"))
+	if err != nil || len(again) != 1 || again[0].ID != first[0].ID {
+		t.Errorf("redelivery gave %v %v, want the same alert %s again", again, err, first[0].ID)
+	}
+}
