@@ -17,21 +17,24 @@ import (
 
 func newReplayCmd() *cobra.Command {
 	var (
-		rulePaths []string
-		output    string
+		rulePaths   []string
+		withDefault bool
+		output      string
 	)
 	cmd := &cobra.Command{
-		Use:   "replay [--rules PATH]... [--output text|json] FILE...",
+		Use:   "replay [--rules PATH]... [--with-default] [--output text|json] FILE...",
 		Short: "Evaluate rules over audit log files offline",
 		Long: "Replay evaluates rules over audit log files (JSON lines, as kube-apiserver writes them;\n" +
-			"\"-\" reads stdin) without NATS. Without --rules it uses the embedded default pack.\n" +
-			"Malformed lines are reported on stderr and skipped.",
+			"\"-\" reads stdin) without NATS. Without --rules it uses the embedded default pack;\n" +
+			"--with-default loads the pack together with the --rules files, such as tuning overrides.\n" +
+			"The text summary shows, per rule, the requests it matched, those exceptions and\n" +
+			"suppression windows held back, and the alerts. Malformed lines are reported on stderr and skipped.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {
 				return fmt.Errorf("--output %q: want text or json", output)
 			}
-			set, err := loadForCheck(cmd, rulePaths, len(rulePaths) == 0)
+			set, err := loadForCheck(cmd, rulePaths, withDefault || len(rulePaths) == 0)
 			if err != nil {
 				return err
 			}
@@ -69,6 +72,7 @@ func newReplayCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringArrayVar(&rulePaths, "rules", nil, "rule file or folder (repeatable); without it, the embedded default pack")
+	cmd.Flags().BoolVar(&withDefault, "with-default", false, "load the embedded default pack together with the --rules files")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json (one alert object per line)")
 	return cmd
 }
@@ -79,6 +83,9 @@ func textLine(a *alert.Alert) string {
 	if a.Window != "" {
 		fmt.Fprintf(&b, " [%d in %s]", a.Count, a.Window)
 	}
+	if a.Suppressed > 0 {
+		fmt.Fprintf(&b, " [%d more held back before]", a.Suppressed)
+	}
 	fmt.Fprintf(&b, " (auditID %s)", a.AuditID)
 	return b.String()
 }
@@ -86,8 +93,8 @@ func textLine(a *alert.Alert) string {
 func printSummary(cmd *cobra.Command, set *rules.Set, st engine.ReplayStats) {
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "\n%d events, %d alerts, %d malformed lines skipped\n", st.Events, st.Alerts, st.Malformed)
-	ids := make([]string, 0, len(st.PerRule))
-	for id := range st.PerRule {
+	ids := make([]string, 0, len(st.Matches))
+	for id := range st.Matches {
 		ids = append(ids, id)
 	}
 	sev := func(id string) int {
@@ -97,10 +104,29 @@ func printSummary(cmd *cobra.Command, set *rules.Set, st engine.ReplayStats) {
 		return -1
 	}
 	slices.SortFunc(ids, func(a, b string) int {
-		return cmp.Or(cmp.Compare(sev(b), sev(a)), cmp.Compare(st.PerRule[b], st.PerRule[a]), cmp.Compare(a, b))
+		return cmp.Or(cmp.Compare(sev(b), sev(a)), cmp.Compare(st.PerRule[b], st.PerRule[a]),
+			cmp.Compare(st.Matches[b], st.Matches[a]), cmp.Compare(a, b))
 	})
+	if len(ids) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "%7s %7s %9s %10s  %-8s %s\n", "alerts", "matches", "excepted", "suppressed", "severity", "rule")
 	for _, id := range ids {
 		r, _ := set.Rule(id)
-		fmt.Fprintf(out, "%6d  %-8s %s\n", st.PerRule[id], r.Severity, id)
+		excepted, names := 0, make([]string, 0, len(st.Excepted[id]))
+		for name, n := range st.Excepted[id] {
+			excepted += n
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		fmt.Fprintf(out, "%7d %7d %9d %10d  %-8s %s", st.PerRule[id], st.Matches[id], excepted, st.Suppressed[id], r.Severity, id)
+		for i, name := range names {
+			sep := ", "
+			if i == 0 {
+				sep = "  excepted by "
+			}
+			fmt.Fprintf(out, "%s%s %d", sep, name, st.Excepted[id][name])
+		}
+		fmt.Fprintln(out)
 	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -14,8 +16,37 @@ func newRulesCmd() *cobra.Command {
 		Use:   "rules",
 		Short: "Check and test rule files",
 	}
-	cmd.AddCommand(newRulesLintCmd(), newRulesTestCmd())
+	cmd.AddCommand(newRulesLintCmd(), newRulesTestCmd(), newRulesExportDefaultCmd())
 	return cmd
+}
+
+func newRulesExportDefaultCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "export-default DIR",
+		Short: "Write the embedded default rule pack to DIR, to read, test or start from",
+		Long: "export-default writes the default pack's rule files and the test data they read into DIR\n" +
+			"(created if needed), so that `vigil rules test DIR` runs its tests. It never overwrites a file.\n" +
+			"To tune the pack, prefer a file of overrides loaded with it over editing a copy: see docs/rules.md.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := args[0]
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			if err := os.CopyFS(dir, rules.DefaultPack()); err != nil {
+				if errors.Is(err, fs.ErrExist) {
+					return fmt.Errorf("%w (export-default never overwrites; choose an empty folder)", err)
+				}
+				return err
+			}
+			files, err := rules.Files(dir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %d rule files to %s\n", len(files), dir)
+			return nil
+		},
+	}
 }
 
 // loadForCheck loads rule files and prints every problem, one per line.
@@ -41,7 +72,7 @@ func newRulesLintCmd() *cobra.Command {
 		Short: "Compile rule files and print every problem as file:line:col: rule-id: message",
 		Long: "Lint parses and type-checks every rule, macro, list and test in the given files and folders\n" +
 			"(folders are searched for *.yaml and *.yml). It exits 1 if there is any problem.",
-		Args: cobra.MinimumNArgs(1),
+		Args: pathsOrDefault(&withDefault),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			set, err := loadForCheck(cmd, args, withDefault)
 			if err != nil {
@@ -51,7 +82,7 @@ func newRulesLintCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&withDefault, "with-default", false, "load the embedded default pack too, for files that use its lists and macros")
+	cmd.Flags().BoolVar(&withDefault, "with-default", false, "load the embedded default pack too, for files that use its lists and macros or override it")
 	return cmd
 }
 
@@ -60,7 +91,10 @@ func newRulesTestCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "test PATH...",
 		Short: "Run the tests of rule files, printing pass or FAIL per case",
-		Args:  cobra.MinimumNArgs(1),
+		Long: "Test runs every `tests:` case of the given files and folders (with --with-default, of the\n" +
+			"embedded default pack too, with the files' overrides applied). A case fails when the rule's\n" +
+			"verdict differs, its output differs, or the rule failed to evaluate on one of the events.",
+		Args: pathsOrDefault(&withDefault),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			set, err := loadForCheck(cmd, args, withDefault)
 			if err != nil {
@@ -88,6 +122,17 @@ func newRulesTestCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&withDefault, "with-default", false, "load the embedded default pack too, for files that use its lists and macros")
+	cmd.Flags().BoolVar(&withDefault, "with-default", false, "load the embedded default pack too, for files that use its lists and macros or override it")
 	return cmd
+}
+
+// pathsOrDefault wants at least one path, unless the default pack is
+// loaded, which can be checked on its own.
+func pathsOrDefault(withDefault *bool) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 && !*withDefault {
+			return errors.New("give at least one rule file or folder, or --with-default for the embedded pack")
+		}
+		return nil
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -136,7 +137,7 @@ func TestReplayTextWithRulesFromStdin(t *testing.T) {
 	}
 	if !strings.Contains(out, "LOW      any-delete: any-delete: minikube-user delete secrets default/example-secret (200)") ||
 		!strings.Contains(out, "1 events, 1 alerts, 0 malformed lines skipped") ||
-		!strings.Contains(out, "     1  low      any-delete") {
+		!strings.Contains(out, "      1       1         0          0  low      any-delete") {
 		t.Errorf("text output:\n%s", out)
 	}
 	if strings.Contains(out, "deployment") {
@@ -156,6 +157,75 @@ func TestReplaySummarisesRuleErrorsOnStderr(t *testing.T) {
 	if out != "" || !strings.Contains(errOut, "rule reads-missing-key failed to evaluate on 1 events (counted as no match)") {
 		t.Errorf("stdout %q stderr %q", out, errOut)
 	}
+}
+
+func TestReplayWithDefaultShowsWhatTuningHeldBack(t *testing.T) {
+	dir := t.TempDir()
+	tuning := filepath.Join(dir, "tuning.yaml")
+	mustWriteFile(t, tuning, []byte(`overrides:
+  - rule: secret-read-by-non-node
+    exceptions:
+      - name: cert-manager
+        when: event.user.username == "system:serviceaccount:cert-manager:cert-manager"
+  - rule: secret-access-forbidden
+    suppress: {by: [event.user.username], for: 10m}
+`), 0o600)
+	var log strings.Builder
+	line := func(id, user string, code, sec int) {
+		fmt.Fprintf(&log, `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":%q,"stage":"ResponseComplete",`+
+			`"requestURI":"/api/v1/namespaces/default/secrets/db","verb":"get","user":{"username":%q},`+
+			`"objectRef":{"resource":"secrets","namespace":"default","name":"db","apiVersion":"v1"},"responseStatus":{"code":%d},`+
+			`"requestReceivedTimestamp":"2026-12-01T10:00:%02d.000000Z","stageTimestamp":"2026-12-01T10:00:%02d.001000Z"}`+"\n",
+			id, user, code, sec, sec)
+	}
+	line("cm-1", "system:serviceaccount:cert-manager:cert-manager", 200, 1)
+	line("cm-2", "system:serviceaccount:cert-manager:cert-manager", 200, 2)
+	line("app-1", "system:serviceaccount:web:app", 200, 3)
+	for i := range 6 {
+		line(fmt.Sprintf("probe-%d", i), "mallory", 403, 10+i)
+	}
+	logPath := filepath.Join(dir, "audit.log")
+	mustWriteFile(t, logPath, []byte(log.String()), 0o600)
+
+	out, _, err := run(t, newReplayCmd(), "", "--rules", tuning, "--with-default", logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"      1       3         2          0  high     secret-read-by-non-node  excepted by cert-manager 2\n",
+		"      1       6         0          5  medium   secret-access-forbidden\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "cert-manager:cert-manager get secrets") {
+		t.Errorf("an excepted read alerted:\n%s", out)
+	}
+}
+
+func TestExportDefaultWritesAPackThatTestsAsItIs(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pack")
+	out, _, err := run(t, newRulesCmd(), "", "export-default", dir)
+	if err != nil || !strings.Contains(out, " rule files to "+dir) {
+		t.Fatalf("export-default: %q %v", out, err)
+	}
+	out, _, err = run(t, newRulesCmd(), "", "test", dir)
+	if err != nil || !strings.Contains(out, " passed, 0 failed") || strings.Contains(out, "FAIL") {
+		t.Errorf("rules test of the exported pack: %v\n%s", err, out)
+	}
+	withDefault, _, err := run(t, newRulesCmd(), "", "test", "--with-default")
+	if err != nil || lastLine(withDefault) != lastLine(out) {
+		t.Errorf("rules test --with-default: %q, want the exported pack's %q (%v)", lastLine(withDefault), lastLine(out), err)
+	}
+	if _, _, err := run(t, newRulesCmd(), "", "export-default", dir); err == nil || !strings.Contains(err.Error(), "never overwrites") {
+		t.Errorf("a second export into the same folder: %v, want a refusal", err)
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
 
 func mustWriteFile(t *testing.T, path string, data []byte, perm os.FileMode) {
