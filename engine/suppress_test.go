@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/metrics"
 )
 
@@ -118,5 +119,32 @@ func TestSuppressionRepeatsTheAlertOfARedeliveredRequest(t *testing.T) {
 	again, err := ev.Evaluate(ctx, denied(1, "mallory", 0, "ResponseComplete"))
 	if err != nil || len(again) != 1 || again[0].ID != first[0].ID {
 		t.Errorf("redelivery gave %v %v, want the same alert %s again", again, err, first[0].ID)
+	}
+}
+
+func TestOneProbeOfDeniedSecretsRaisesAtMostTwoAlerts(t *testing.T) {
+	ctx := context.Background()
+	ev := NewEvaluator(defaultSet(t), NewMemoryThresholds())
+	var got []string
+	for i := range 36 {
+		e := denied(i, "mallory", time.Duration(i)*2*time.Second, "ResponseComplete")
+		e.Verb = []string{"get", "list"}[i%2]
+		e.ObjectRef = &audit.ObjectReference{Resource: "secrets", Namespace: fmt.Sprintf("team-%d", i%6)}
+		if e.Verb == "get" {
+			e.ObjectRef.Name = fmt.Sprintf("s%d", i)
+		}
+		as, err := ev.Evaluate(ctx, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range as {
+			if alert.SeverityRank(a.Severity) >= alert.SeverityRank(alert.SeverityMedium) {
+				got = append(got, a.Rule)
+			}
+		}
+	}
+	slices.Sort(got)
+	if want := []string{"forbidden-burst", "secret-access-forbidden"}; !slices.Equal(got, want) {
+		t.Errorf("medium or higher alerts %v, want %v", got, want)
 	}
 }

@@ -99,6 +99,9 @@ func Message(alerts []*alert.Alert, maxText int) (msg *slack.WebhookMessage, tru
 		}
 		ctx = append(ctx, c)
 	}
+	if a.Suppressed > 0 {
+		ctx = append(ctx, strconv.Itoa(a.Suppressed)+" more held back by suppression before this one")
+	}
 	blocks = append(blocks, slack.NewContextBlock("",
 		slack.NewTextBlockObject(slack.MarkdownType, b.cut(strings.Join(ctx, "  ·  "), MaxContextText), false, false)))
 

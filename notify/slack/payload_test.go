@@ -54,6 +54,9 @@ func TestMessageGolden(t *testing.T) {
 	threshold := alerttest.Sample()
 	threshold.Count, threshold.Window = 20, "5m0s"
 
+	suppressed := alerttest.Sample()
+	suppressed.Suppressed = 11
+
 	hostile := alerttest.Sample()
 	hostile.User = "<!channel> & <@U123>"
 	hostile.UserAgent = "<https://evil.example|click me>"
@@ -66,6 +69,7 @@ func TestMessageGolden(t *testing.T) {
 		{"single.json", []*alert.Alert{alerttest.Sample()}},
 		{"impersonated.json", []*alert.Alert{imp}},
 		{"threshold.json", []*alert.Alert{threshold}},
+		{"suppressed.json", []*alert.Alert{suppressed}},
 		{"escaped.json", []*alert.Alert{hostile}},
 		{"group.json", alerttest.Many(25)},
 	} {

@@ -145,6 +145,9 @@ func Line(a *alert.Alert, color bool) string {
 			b.WriteString(" in " + Escape(a.Window))
 		}
 	}
+	if a.Suppressed > 0 {
+		fmt.Fprintf(&b, " (+%d held back before)", a.Suppressed)
+	}
 	return b.String()
 }
 

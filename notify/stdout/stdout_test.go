@@ -22,11 +22,14 @@ func TestTextLine(t *testing.T) {
 	b := alerttest.Sample()
 	b.ImpersonatedUser, b.Resource, b.Subresource, b.Namespace, b.Name = "system:admin", "nodes", "proxy", "", "node-1"
 	b.Count, b.Window = 20, "5m0s"
-	if _, err := n.Notify(context.Background(), a, b); err != nil {
+	c := alerttest.Sample()
+	c.Suppressed = 11
+	if _, err := n.Notify(context.Background(), a, b, c); err != nil {
 		t.Fatal(err)
 	}
 	want := "2024-02-19T01:13:32Z high     secret-read-by-non-node: system:serviceaccount:default:app get secrets default/db (system:serviceaccount:default:app get secrets default/db)\n" +
-		"2024-02-19T01:13:32Z high     secret-read-by-non-node: system:serviceaccount:default:app get secrets default/db (system:serviceaccount:default:app as system:admin get nodes/proxy node-1) x20 in 5m0s\n"
+		"2024-02-19T01:13:32Z high     secret-read-by-non-node: system:serviceaccount:default:app get secrets default/db (system:serviceaccount:default:app as system:admin get nodes/proxy node-1) x20 in 5m0s\n" +
+		"2024-02-19T01:13:32Z high     secret-read-by-non-node: system:serviceaccount:default:app get secrets default/db (system:serviceaccount:default:app get secrets default/db) (+11 held back before)\n"
 	if got := buf.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
