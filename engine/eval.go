@@ -165,16 +165,17 @@ func (e *Evaluator) decide(ctx context.Context, m rules.Match, ev *audit.Event) 
 	a := newAlert(r, m.Output, ev)
 	a.ID = alert.ID(r.ID, ev.AuditID)
 	if r.Suppress != nil {
-		ok, carried, err := e.suppress(ctx, m, ev)
+		f, err := e.suppress(ctx, m, ev)
 		if err != nil {
 			return nil, fmt.Errorf("suppression of rule %s: %w", r.ID, err)
 		}
-		if !ok {
+		if f == nil {
 			e.m.AlertsSuppressed.WithLabelValues(r.ID).Inc()
 			o.Suppressed = true
 			return nil, nil
 		}
-		a.Suppressed = carried
+		a.ID = rules.SuppressAlertID(r.ID, m.SuppressKey, r.Suppress, f)
+		a.Suppressed = f.Carried
 	}
 	o.Alerted = true
 	return a, nil
@@ -201,15 +202,16 @@ func (e *Evaluator) observe(ctx context.Context, m rules.Match, ev *audit.Event)
 	return f, err
 }
 
-// suppress passes a match through its group's suppression window and
-// reports whether it alerts, with the count the window before held back.
-func (e *Evaluator) suppress(ctx context.Context, m rules.Match, ev *audit.Event) (alert bool, carried int, err error) {
-	err = update(ctx, e, m.Rule.ID, rules.SuppressKey(m.Rule.ID, m.SuppressKey), func(st *rules.SuppressState) bool {
+// suppress passes a match through its group's suppression window: the
+// firing when it alerts, nil when the window holds it back.
+func (e *Evaluator) suppress(ctx context.Context, m rules.Match, ev *audit.Event) (*rules.SuppressFiring, error) {
+	var f *rules.SuppressFiring
+	err := update(ctx, e, m.Rule.ID, rules.SuppressKey(m.Rule.ID, m.SuppressKey), func(st *rules.SuppressState) bool {
 		var changed bool
-		alert, carried, changed = st.Observe(m.Rule.Suppress, ev.AuditID, WindowTime(ev))
+		f, changed = st.Observe(m.Rule.Suppress, ev.AuditID, WindowTime(ev))
 		return changed
 	})
-	return alert, carried, err
+	return f, err
 }
 
 // update changes the state S kept under key by read-modify-CAS, so that

@@ -13,6 +13,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/metrics"
+	"github.com/vigil-k8s/vigil/rules"
 )
 
 const suppressedRule = `rules:
@@ -90,12 +91,17 @@ func TestSuppressionGivesTheSameAlertsWithOneWorkerOrThree(t *testing.T) {
 	summary := func(as []*alert.Alert) []string {
 		var out []string
 		for _, a := range as {
-			out = append(out, fmt.Sprintf("%s suppressed-before=%d", a.User, a.Suppressed))
+			out = append(out, fmt.Sprintf("%s suppressed-before=%d id=%s", a.User, a.Suppressed, a.ID))
 		}
 		slices.Sort(out)
 		return out
 	}
-	want := []string{"eve suppressed-before=0", "mallory suppressed-before=0", "mallory suppressed-before=11"}
+	group := func(user string) string { return rules.GroupHash([]string{user}) }
+	want := []string{
+		"eve suppressed-before=0 id=denied/" + group("eve") + "/2024-02-19T01:00:00Z",
+		"mallory suppressed-before=0 id=denied/" + group("mallory") + "/2024-02-19T01:00:00Z",
+		"mallory suppressed-before=11 id=denied/" + group("mallory") + "/2024-02-19T01:10:00Z",
+	}
 	for _, workers := range []int{1, 3} {
 		t.Run(fmt.Sprintf("%d workers", workers), func(t *testing.T) {
 			as := run(t, workers)

@@ -29,21 +29,29 @@ type SuppressState struct {
 	Count int             `json:"count,omitempty"`
 }
 
+// SuppressFiring is a match that alerts: the start of the window it
+// opened, and what the window before held back.
+type SuppressFiring struct {
+	Start   time.Time
+	Carried int
+}
+
 // Observe decides what a match of the group does. The first match alerts
 // and opens a window of s.For on event time; later matches of other
 // requests inside it are held back and counted. The first match after the
-// window alerts again and carries the count of the window before, which it
-// reports. The request that opened the window alerts again (the same alert,
-// harmless downstream) whenever it is seen: a redelivery or a later stage.
-// changed says whether the state must be stored.
-func (st *SuppressState) Observe(s *Suppress, auditID string, at time.Time) (alert bool, carried int, changed bool) {
+// window alerts again and carries the count of the window before. The
+// request that opened the window alerts again (the same alert, harmless
+// downstream) whenever it is seen: a redelivery or a later stage. It
+// returns the firing, nil when the match is held back, and whether the
+// state changed and must be stored.
+func (st *SuppressState) Observe(s *Suppress, auditID string, at time.Time) (fired *SuppressFiring, changed bool) {
 	if st.AuditID == auditID && st.AuditID != "" {
-		return true, st.Carried, false
+		return &SuppressFiring{Start: st.Start, Carried: st.Carried}, false
 	}
 	if st.AuditID != "" && at.Before(st.Until) {
 		d := heldDigest(auditID)
 		if st.Held[d] {
-			return false, 0, false
+			return nil, false
 		}
 		if len(st.Held) < MaxSuppressHeld {
 			if st.Held == nil {
@@ -52,10 +60,18 @@ func (st *SuppressState) Observe(s *Suppress, auditID string, at time.Time) (ale
 			st.Held[d] = true
 		}
 		st.Count++
-		return false, 0, true
+		return nil, true
 	}
 	*st = SuppressState{AuditID: auditID, Start: at, Until: at.Add(s.For), Carried: st.Count}
-	return true, st.Carried, true
+	return &SuppressFiring{Start: at, Carried: st.Carried}, true
+}
+
+// SuppressAlertID identifies the alert that opened a suppression window
+// by rule, group and window, the window's start truncated to its length:
+// workers that see a burst in different orders let different requests
+// open the window, and must still agree on its one alert.
+func SuppressAlertID(ruleID string, group []string, s *Suppress, f *SuppressFiring) string {
+	return ruleID + "/" + GroupHash(group) + "/" + f.Start.Truncate(s.For).UTC().Format(time.RFC3339)
 }
 
 func heldDigest(auditID string) string {

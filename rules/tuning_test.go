@@ -218,7 +218,11 @@ func TestSuppressWindowHoldsBackAndCarriesTheCount(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	step := func(id string, at time.Duration, wantAlert bool, wantCarried int) {
 		t.Helper()
-		alert, carried, _ := st.Observe(s, id, t0.Add(at))
+		f, _ := st.Observe(s, id, t0.Add(at))
+		alert, carried := f != nil, 0
+		if f != nil {
+			carried = f.Carried
+		}
 		if alert != wantAlert || carried != wantCarried {
 			t.Errorf("%s at %s: alert %v carried %d, want %v %d", id, at, alert, carried, wantAlert, wantCarried)
 		}
