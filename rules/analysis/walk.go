@@ -3,7 +3,8 @@
 // a condition: &&, || and ! over macros and over the atoms plain Go can
 // decide (an event field compared with a literal, a field in a list of
 // literals, a literal in a list field, a string function of a field with a
-// literal, has() of an optional part of the event). It also notes every
+// literal, has() of an optional part of the event, exists over a list field
+// testing its elements against literals). It also notes every
 // event field and macro an expression refers to, anywhere in it. The
 // prefilter's constraints, the guards and a rule's Needs are folds over what
 // it reads; a condition it cannot read demands nothing.
@@ -25,7 +26,8 @@ import (
 // Op is what a Cond is.
 type Op uint8
 
-// The ops of conditions. The atoms are Literal to Has.
+// The ops of conditions. The atoms are Literal to Has. exists over a list
+// field reads as the || of a Contains per value it tests.
 const (
 	Unknown    Op = iota // anything else
 	And                  // all of Args
@@ -107,8 +109,72 @@ func cond(e celast.Expr, lists map[string][]string) *Cond {
 		}
 	case celast.CallKind:
 		return call(e.AsCall(), lists)
+	case celast.ComprehensionKind:
+		return exists(e.AsComprehension(), lists)
 	}
 	return unknown
+}
+
+// exists reads `event.<list field>.exists(x, x in <list>)` and
+// `.exists(x, x == "literal")`: that one of the values is in the field,
+// which is how a condition tests a user's groups against a named list. It
+// is exactly the || of a Contains per value, and false for none.
+func exists(c celast.ComprehensionExpr, lists map[string][]string) *Cond {
+	path, ok := fieldPath(c.IterRange())
+	init, step, result := c.AccuInit(), c.LoopStep(), c.Result()
+	if !ok || c.HasIterVar2() || init.Kind() != celast.LiteralKind || init.AsLiteral() != types.False ||
+		!isIdent(result, c.AccuVar()) || step.Kind() != celast.CallKind {
+		return unknown
+	}
+	or := step.AsCall()
+	if or.FunctionName() != operators.LogicalOr || len(or.Args()) != 2 || !isIdent(or.Args()[0], c.AccuVar()) {
+		return unknown
+	}
+	vals, ok := elementTest(or.Args()[1], c.IterVar(), lists)
+	if !ok {
+		return unknown
+	}
+	if len(vals) == 0 {
+		return &Cond{Op: Literal, Bool: false}
+	}
+	out := &Cond{Op: Or}
+	for _, v := range vals {
+		out.Args = append(out.Args, &Cond{Op: Contains, Path: path, Lit: types.String(v)})
+	}
+	return out
+}
+
+// elementTest reads the predicate of exists over x: `x in <list>` or
+// `x == "literal"`, as the values x may be.
+func elementTest(e celast.Expr, x string, lists map[string][]string) ([]string, bool) {
+	if e.Kind() != celast.CallKind {
+		return nil, false
+	}
+	c := e.AsCall()
+	if len(c.Args()) != 2 {
+		return nil, false
+	}
+	lhs, rhs := c.Args()[0], c.Args()[1]
+	switch c.FunctionName() {
+	case operators.In:
+		if isIdent(lhs, x) {
+			return values(rhs, lists)
+		}
+	case operators.Equals:
+		if isIdent(rhs, x) {
+			lhs, rhs = rhs, lhs
+		}
+		if isIdent(lhs, x) && rhs.Kind() == celast.LiteralKind {
+			if s, ok := rhs.AsLiteral().(types.String); ok {
+				return []string{string(s)}, true
+			}
+		}
+	}
+	return nil, false
+}
+
+func isIdent(e celast.Expr, name string) bool {
+	return e.Kind() == celast.IdentKind && e.AsIdent() == name
 }
 
 func call(c celast.CallExpr, lists map[string][]string) *Cond {
