@@ -177,7 +177,8 @@ func (p *Policy) checkRule(r *rules.Rule) Result {
 		why   string
 	}
 	var missed []miss
-	for _, attrs := range p.probes(n) {
+	ids, excluded := p.identities(n)
+	for _, attrs := range p.probes(n, ids) {
 		o := p.judge(attrs, need, r.Stages)
 		if o.logged {
 			if !slices.Contains(loggedBy, o.index) {
@@ -190,6 +191,15 @@ func (p *Policy) checkRule(r *rules.Rule) Result {
 		}
 	}
 	slices.Sort(loggedBy)
+	// What the policy logs only for users the condition leaves out, the
+	// rule never sees: said, so that a blind rule is not a puzzle.
+	var unseen []int
+	for _, attrs := range p.probes(n, excluded) {
+		if o := p.judge(attrs, need, r.Stages); o.logged && !slices.Contains(loggedBy, o.index) && !slices.Contains(unseen, o.index) {
+			unseen = append(unseen, o.index)
+		}
+	}
+	slices.Sort(unseen)
 	slices.SortStableFunc(missed, func(a, b miss) int { return a.index - b.index })
 	var whys []string
 	for _, m := range missed {
@@ -201,6 +211,13 @@ func (p *Policy) checkRule(r *rules.Rule) Result {
 	by := make([]string, len(loggedBy))
 	for i, idx := range loggedBy {
 		by[i] = p.Describe(idx)
+	}
+	if len(unseen) > 0 {
+		only := make([]string, len(unseen))
+		for i, idx := range unseen {
+			only[i] = p.Describe(idx)
+		}
+		whys = append(whys, strings.Join(only, " and ")+" logs only users its condition excludes")
 	}
 	switch {
 	case len(missed) == 0 && len(loggedBy) == 0:
@@ -249,19 +266,6 @@ func (p *Policy) judge(attrs authorizer.AttributesRecord, need auditinternal.Lev
 	return o
 }
 
-// identities are the users the policy is probed as: one the policy does not
-// name, each user it names, and a member of each group it names.
-func (p *Policy) identities() []user.Info {
-	out := []user.Info{&user.DefaultInfo{Name: probeUser}}
-	for _, u := range p.users {
-		out = append(out, &user.DefaultInfo{Name: u})
-	}
-	for _, g := range p.groups {
-		out = append(out, &user.DefaultInfo{Name: probeUser, Groups: []string{g}})
-	}
-	return out
-}
-
 func union(a []string, b ...string) []string {
 	out := slices.Clone(a)
 	for _, v := range b {
@@ -275,7 +279,7 @@ func union(a []string, b ...string) []string {
 // probes are representative requests a rule can match: every combination
 // of the values the rule pins, and, where it pins nothing, of a value the
 // policy does not name and each value it does.
-func (p *Policy) probes(n rules.Needs) []authorizer.AttributesRecord {
+func (p *Policy) probes(n rules.Needs, ids []user.Info) []authorizer.AttributesRecord {
 	verbs := n.Verbs
 	if verbs == nil {
 		verbs = union(standardVerbs(), p.verbs...)
@@ -296,7 +300,7 @@ func (p *Policy) probes(n rules.Needs) []authorizer.AttributesRecord {
 		ts = append(ts, target{nonResource: true})
 	}
 	var out []authorizer.AttributesRecord
-	for _, u := range p.identities() {
+	for _, u := range ids {
 		for _, verb := range verbs {
 			for _, t := range ts {
 				if t.nonResource {

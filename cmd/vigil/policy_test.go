@@ -30,13 +30,16 @@ func TestPolicyCheckPrintsOneLinePerRuleAndACount(t *testing.T) {
 		"partial  Request          privileged-container: logged at Request only where rules[1] (level RequestResponse, userGroups [system:nodes]) applies; rules[2] (level None) does not log it",
 		"partial  Metadata         deployment-deleted-in-default: logged at Metadata only where rules[1] (level RequestResponse, userGroups [system:nodes]) applies; rules[2] (level None) does not log it",
 		"ok       Metadata         secret-read-by-non-node: logged by rules[0] (level Metadata, resources [secrets])",
+		"blind    Metadata         daemonset-created: rules[2] (level None) does not log it; rules[1] (level RequestResponse, userGroups [system:nodes]) logs only users its condition excludes",
 	} {
 		if !slices.Contains(lines, want) {
 			t.Errorf("no line\n%s\nin\n%s", want, out)
 		}
 	}
-	// The six Secret rules are all logged by rules[0]; the rest only for nodes.
-	if want := fmt.Sprintf("%d rules: 6 ok, %d partial, 0 blind", len(set.Rules()), len(set.Rules())-6); lines[len(lines)-1] != want {
+	// The six Secret rules are all logged by rules[0]; the rest only for
+	// nodes, which leaves blind the 30 that exclude nodes (or match only
+	// anonymous requests).
+	if want := fmt.Sprintf("%d rules: 6 ok, %d partial, 30 blind", len(set.Rules()), len(set.Rules())-36); lines[len(lines)-1] != want {
 		t.Errorf("summary %q, want %q", lines[len(lines)-1], want)
 	}
 }

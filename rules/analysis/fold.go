@@ -73,6 +73,9 @@ type Analyzer struct {
 	probes map[string][]string
 	needs  []*folder[constraint]
 	bodies map[string]bodyReads
+	// userGuards and userLits read what a condition demands of the user.
+	userGuards *folder[*guard]
+	userLits   *folder[*Users]
 }
 
 // New returns the analyzer of a rule set with these lists and checked
@@ -81,6 +84,8 @@ func New(lists map[string][]string, macros map[string]celast.Expr) *Analyzer {
 	a := &Analyzer{lists: lists, macros: macros, read: map[string]*Expr{}, probes: map[string][]string{},
 		bodies: map[string]bodyReads{}}
 	a.guards = newFolder(a.guardFold(), a.macro)
+	a.userGuards = newFolder(a.userGuardFold(), a.macro)
+	a.userLits = newFolder(userLiteralsFold(), a.macro)
 	for _, path := range needsPaths {
 		a.needs = append(a.needs, newFolder(constraintFold(path), a.macro))
 	}

@@ -24,6 +24,8 @@ type Needs struct {
 	// at levels Request and RequestResponse.
 	RequestObject  bool
 	ResponseObject bool
+	// Users is what the condition demands of event.user.
+	Users Users
 }
 
 // Clone returns n with lists of its own.
@@ -31,6 +33,7 @@ func (n Needs) Clone() Needs {
 	for _, l := range n.lists() {
 		*l = slices.Clone(*l)
 	}
+	n.Users = n.Users.clone()
 	return n
 }
 
@@ -52,6 +55,7 @@ func (a *Analyzer) Condition(e celast.Expr) (func(*audit.Event) bool, Needs) {
 		*l = a.needs[i].fold(x.Cond)
 	}
 	a.addBodies(&n, x)
+	n.Users = a.users(x.Cond)
 	var test func(*audit.Event) bool
 	if g := a.guards.fold(x.Cond); g != nil {
 		test = g.test
