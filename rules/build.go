@@ -42,6 +42,7 @@ func build(files []File, limits Limits, m *metrics.Metrics) (*Set, error) {
 		return nil, err
 	}
 	set.hash = hashFiles(files)
+	set.warnings = probs.Warnings()
 	return set, nil
 }
 
@@ -115,6 +116,10 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 			continue
 		}
 		macroASTs[m.Name] = ast.NativeRep().Expr()
+		if len(appends[m.Name]) == 0 {
+			// The positions of a macro with appends are not its text's.
+			warnUnguardedReads(m.Expr, "", ast, b.probs)
+		}
 		set.macros[i] = env.Program(m.Expr, "", ast, b.limits.Cost, b.probs)
 	}
 	an := analysis.New(lists, macroASTs)
@@ -133,6 +138,7 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 				r.cond = env.Program(*d.Condition, r.ID, ast, b.limits.Cost, b.probs)
 				r.guard, r.needs = an.Condition(ast.NativeRep().Expr())
 				r.resources = r.needs.Resources
+				warnUnguardedReads(*d.Condition, r.ID, ast, b.probs)
 			}
 		}
 		if d.Output != nil {

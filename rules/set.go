@@ -68,6 +68,8 @@ type Set struct {
 	// with, by field path: what tests move events through.
 	probes map[string][]string
 	pool   sync.Pool // of *compile.Activation
+	// warnings are the problems that did not reject the load.
+	warnings []Problem
 }
 
 // Rules returns every rule, enabled and disabled, in file order.

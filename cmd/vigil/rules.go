@@ -59,10 +59,14 @@ func loadForCheck(cmd *cobra.Command, paths []string, withDefault bool) (*rules.
 	if !errors.As(err, &probs) {
 		return nil, err
 	}
+	errs := 0
 	for _, p := range probs.List {
 		fmt.Fprintln(cmd.OutOrStdout(), p.String())
+		if !p.Warning {
+			errs++
+		}
 	}
-	return nil, &exitError{code: 1, reason: fmt.Sprintf("%d problems in rule files", len(probs.List))}
+	return nil, &exitError{code: 1, reason: fmt.Sprintf("%d problems in rule files", errs)}
 }
 
 func newRulesLintCmd() *cobra.Command {
@@ -71,14 +75,24 @@ func newRulesLintCmd() *cobra.Command {
 		Use:   "lint PATH...",
 		Short: "Compile rule files and print every problem as file:line:col: rule-id: message",
 		Long: "Lint parses and type-checks every rule, macro, list and test in the given files and folders\n" +
-			"(folders are searched for *.yaml and *.yml). It exits 1 if there is any problem.",
+			"(folders are searched for *.yaml and *.yml). It exits 1 if there is any problem; warnings\n" +
+			"(file:line:col: rule-id: warning: message), such as a body field read without optional\n" +
+			"syntax or has(), are printed but do not fail it.",
 		Args: pathsOrDefault(&withDefault),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			set, err := loadForCheck(cmd, args, withDefault)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d rules, %d tests\n", len(set.Rules()), len(set.Tests()))
+			out := cmd.OutOrStdout()
+			for _, w := range set.Warnings() {
+				fmt.Fprintln(out, w.String())
+			}
+			fmt.Fprintf(out, "ok: %d rules, %d tests", len(set.Rules()), len(set.Tests()))
+			if n := len(set.Warnings()); n > 0 {
+				fmt.Fprintf(out, ", %d warnings", n)
+			}
+			fmt.Fprintln(out)
 			return nil
 		},
 	}

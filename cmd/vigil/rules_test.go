@@ -54,9 +54,42 @@ func TestRulesLintPrintsEachProblemAndExits1(t *testing.T) {
 	}
 }
 
+func TestRulesLintPrintsWarningsAndExits0(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "warn.yaml")
+	mustWriteFile(t, path, []byte(`rules:
+  - id: host-network
+    title: Host network
+    severity: low
+    condition: event.objectRef.resource == "pods" && event.requestObject.spec.hostNetwork == true
+`), 0o600)
+	out, _, err := run(t, newRulesCmd(), "", "lint", path)
+	if err != nil {
+		t.Fatalf("lint exited %d (%v) on warnings alone:\n%s", exitCodeOf(err), err, out)
+	}
+	want := []string{
+		path + ":5:54: host-network: warning: reads event.requestObject.spec.hostNetwork, an evaluation error (no match) on events without it: write event.requestObject.?spec.?hostNetwork.orValue(...), or test it with has() first",
+		"ok: 1 rules, 0 tests, 1 warnings",
+	}
+	if got := strings.Split(strings.TrimSpace(out), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("lint printed\n%s\nwant\n%s", out, strings.Join(want, "\n"))
+	}
+	// With an error too, it fails, counting only the error.
+	mustWriteFile(t, path, []byte(`rules:
+  - id: host-network
+    title: Host network
+    severity: loud
+    condition: event.requestObject.spec.hostNetwork == true
+`), 0o600)
+	out, _, err = run(t, newRulesCmd(), "", "lint", path)
+	if exitCodeOf(err) != 1 || !strings.Contains(err.Error(), "1 problems") || !strings.Contains(out, "host-network: warning: reads") {
+		t.Errorf("exit %d (%v), want 1 for 1 problem, printed\n%s", exitCodeOf(err), err, out)
+	}
+}
+
 func TestRulesLintAndTestPassOnTheDefaultPack(t *testing.T) {
 	out, _, err := run(t, newRulesCmd(), "", "lint", "../../rules/default")
-	if err != nil || !strings.HasPrefix(out, "ok: ") {
+	if err != nil || !strings.HasPrefix(out, "ok: ") || strings.Contains(out, "warning") {
 		t.Fatalf("lint: %v\n%s", err, out)
 	}
 	out, _, err = run(t, newRulesCmd(), "", "test", "../../rules/default")

@@ -142,6 +142,7 @@ func New(cfg *config.Config, roles Role, logger *slog.Logger, opts ...Option) (_
 		a.rules = set
 		a.metrics.RulesInfo.WithLabelValues(set.Hash()).Set(1)
 		logger.Info("rules loaded", "rules", len(set.Rules()), "version", set.Hash())
+		logRuleWarnings(logger, set)
 	}
 	if roles&RoleIngest != 0 {
 		for _, fc := range cfg.Ingest.Files {

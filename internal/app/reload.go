@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -61,6 +62,7 @@ func (a *App) reload(ctx context.Context) error {
 		}
 		a.metrics.RulesInfo.WithLabelValues(set.Hash()).Set(1)
 		a.logger.Info("rules reloaded", "rules", len(set.Rules()), "version", set.Hash(), "previous", old)
+		logRuleWarnings(a.logger, set)
 	}
 	return ctx.Err()
 }
@@ -149,4 +151,11 @@ func ruleFiles(p string) []string {
 		return []string{p}
 	}
 	return files
+}
+
+// logRuleWarnings logs what rule lint warns of, which does not stop a load.
+func logRuleWarnings(logger *slog.Logger, set *rules.Set) {
+	for _, w := range set.Warnings() {
+		logger.Warn("rule warning", "problem", w.String())
+	}
 }

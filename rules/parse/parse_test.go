@@ -78,3 +78,21 @@ func TestExprAtMapsPositionsToTheFile(t *testing.T) {
 		t.Errorf("At(0, 0) = %d:%d, want the scalar at 4:16", l, col)
 	}
 }
+
+func TestWarningsDoNotFailALoad(t *testing.T) {
+	var ps Problems
+	ps.Add(Problem{File: "b.yaml", Line: 3, Col: 5, RuleID: "r", Message: "reads x", Warning: true})
+	if err := ps.Err(); err != nil {
+		t.Fatalf("warnings alone: %v", err)
+	}
+	ps.Add(Problem{File: "a.yaml", Line: 1, Col: 1, Message: "bad"})
+	if ps.Err() == nil {
+		t.Fatal("an error with a warning: no error")
+	}
+	if got, want := ps.Error(), "a.yaml:1:1: bad\nb.yaml:3:5: r: warning: reads x"; got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
+	if w := ps.Warnings(); len(w) != 1 || w[0].File != "b.yaml" {
+		t.Errorf("warnings %v", w)
+	}
+}

@@ -20,11 +20,15 @@ type Problem struct {
 	Col     int
 	RuleID  string
 	Message string
+	// Warning marks a problem that does not reject the load: something
+	// that is allowed but likely not what its author meant.
+	Warning bool
 }
 
 // String formats a problem the way compilers do, so editors can jump to it:
 // "file:line:col: rule-id: message" (the rule id is left out when the
-// problem is not inside a rule).
+// problem is not inside a rule), with "warning: " before the message of a
+// warning.
 func (p Problem) String() string {
 	var b strings.Builder
 	b.WriteString(p.File)
@@ -36,12 +40,15 @@ func (p Problem) String() string {
 		b.WriteString(p.RuleID)
 		b.WriteString(": ")
 	}
+	if p.Warning {
+		b.WriteString("warning: ")
+	}
 	b.WriteString(p.Message)
 	return b.String()
 }
 
 // Problems is every problem found while loading rules. A load that finds any
-// is rejected whole.
+// but warnings is rejected whole.
 type Problems struct {
 	List []Problem
 }
@@ -63,11 +70,24 @@ func (ps *Problems) sort() {
 	})
 }
 
-// Err returns ps, sorted by place, when it holds any problem, else nil.
+// Err returns ps, sorted by place, when it holds any problem that is not a
+// warning, else nil.
 func (ps *Problems) Err() error {
-	if len(ps.List) == 0 {
+	if !slices.ContainsFunc(ps.List, func(p Problem) bool { return !p.Warning }) {
 		return nil
 	}
 	ps.sort()
 	return ps
+}
+
+// Warnings returns the warnings, sorted by place.
+func (ps *Problems) Warnings() []Problem {
+	ps.sort()
+	var out []Problem
+	for _, p := range ps.List {
+		if p.Warning {
+			out = append(out, p)
+		}
+	}
+	return out
 }
