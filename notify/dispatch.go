@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vigil-k8s/vigil/internal/bus"
+	"github.com/vigil-k8s/vigil/internal/silence"
 )
 
 // Dispatcher reads the ALERTS stream with one durable consumer per
@@ -89,6 +90,26 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("notify: key-value bucket %s: %w", bus.BucketNotify, err)
 	}
+	store, err := silence.Open(ctx, d.js)
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("notify: %w", err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// The watch stops with the pipelines, or when Run fails.
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	silences := store.NewSet(d.opts.Now, d.logger.With("stage", "silence"))
+	wg.Go(func() { silences.Run(wctx) })
+	// Silences already in force hold for the first alerts fetched too.
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-silences.Ready():
+	}
 	pipelines := make([]*pipeline, 0, len(d.dests))
 	for _, dst := range d.dests {
 		cons, err := bus.EnsureConsumer(ctx, d.js, bus.StreamAlerts, consumerConfig(dst.Name, d.opts.AckWait))
@@ -98,7 +119,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("notify: destination %q: %w", dst.Name, err)
 		}
-		pipelines = append(pipelines, d.pipeline(dst, cons, kv))
+		pipelines = append(pipelines, d.pipeline(dst, cons, kv, silences, store))
 	}
 	defer func() {
 		for _, dst := range d.dests {
@@ -107,7 +128,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	var wg sync.WaitGroup
 	for _, p := range pipelines {
 		wg.Go(func() { p.run(ctx) })
 	}
@@ -132,7 +152,7 @@ func consumerConfig(dest string, ackWait time.Duration) jetstream.ConsumerConfig
 }
 
 // pipeline builds a destination's stages.
-func (d *Dispatcher) pipeline(dst Destination, cons jetstream.Consumer, kv jetstream.KeyValue) *pipeline {
+func (d *Dispatcher) pipeline(dst Destination, cons jetstream.Consumer, kv jetstream.KeyValue, silences *silence.Set, store *silence.Store) *pipeline {
 	o, m := d.opts, d.opts.Metrics
 	logger := d.logger.With("destination", dst.Name)
 	settle := &settler{
@@ -154,6 +174,10 @@ func (d *Dispatcher) pipeline(dst Destination, cons jetstream.Consumer, kv jetst
 		logger:     logger,
 		intake: []stage{
 			&routeStage{router: d.router, dest: dst.Name, settle: settle},
+			&silenceStage{
+				set: silences, store: store, dest: dst.Name, silenced: m.AlertsSilenced, settle: settle,
+				backoff: o.Backoff, now: o.Now, logger: logger,
+			},
 			&dedupe{kv: kv, dest: dst.Name, settle: settle, duplicates: m.NotifyDuplicates.WithLabelValues(dst.Name), logger: logger},
 			group,
 		},

@@ -487,8 +487,8 @@ func TestWorkersStartingTogetherProvisionOnce(t *testing.T) {
 	for n := range js.StreamNames(ctx).Name() {
 		names = append(names, n)
 	}
-	if len(names) != 5 {
-		t.Errorf("streams = %v, want AUDIT, ALERTS, DEAD and the two KV buckets once each", names)
+	if len(names) != 6 {
+		t.Errorf("streams = %v, want AUDIT, ALERTS, DEAD and the three KV buckets once each", names)
 	}
 	s, err := js.Stream(ctx, bus.StreamAudit)
 	if err != nil {

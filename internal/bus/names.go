@@ -25,6 +25,7 @@ const (
 
 	BucketThresholds = "vigil_thresholds"
 	BucketNotify     = "vigil_notify"
+	BucketSilences   = "vigil_silences"
 
 	// Headers on published messages.
 	HeaderCluster = "Vigil-Cluster"

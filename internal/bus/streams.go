@@ -21,6 +21,12 @@ const (
 	provisionRetries = 10
 )
 
+// silencesTTL keeps a silence, and the record of each alert it silenced,
+// for its longest duration (30 days, silence.MaxDuration) and a week
+// (silence.Retention) after it was last written, so that an ended silence
+// stays listed for at least that week.
+const silencesTTL = 37 * 24 * time.Hour
+
 // Defaults of StreamOptions.
 const (
 	// DefaultDuplicateWindow is how long JetStream remembers a MsgID: it
@@ -111,6 +117,7 @@ func KVConfigs(o StreamOptions) []jetstream.KeyValueConfig {
 	return []jetstream.KeyValueConfig{
 		{Bucket: BucketThresholds, Description: "threshold rule windows", TTL: thresholdsTTL, Replicas: replicas, Storage: jetstream.FileStorage},
 		{Bucket: BucketNotify, Description: "notification groups and delivered alert ids", TTL: notifyStateTTL, Replicas: replicas, Storage: jetstream.FileStorage},
+		{Bucket: BucketSilences, Description: "silences and the alerts they silenced", TTL: silencesTTL, Replicas: replicas, Storage: jetstream.FileStorage},
 	}
 }
 

@@ -44,6 +44,9 @@ type Metrics struct {
 	NotifyDead       *prometheus.CounterVec
 	NotifyDuplicates *prometheus.CounterVec
 	NotifyTruncated  *prometheus.CounterVec
+	// AlertsSilenced counts each alert a silence kept from destinations
+	// once, however many destinations or notifiers it was kept from.
+	AlertsSilenced *prometheus.CounterVec // rule
 }
 
 // New creates the metrics and registers them, with the Go and process
@@ -95,6 +98,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		NotifyDead:       notifyCounter("dead_letters_total", "Alerts given up on and published to the dead-letter stream."),
 		NotifyDuplicates: notifyCounter("duplicates_skipped_total", "Redelivered alerts not sent again because they were already delivered."),
 		NotifyTruncated:  notifyCounter("truncated_texts_total", "Messages delivered with at least one text cut to fit the destination's limits."),
+		AlertsSilenced: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "alerts_silenced_total",
+			Help: "Alerts a silence kept from destinations, by rule; each alert once, however many destinations or notifiers."}, []string{"rule"}),
 	}
 	if reg == nil {
 		return m
@@ -103,7 +108,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.IngestEvents, m.IngestMalformed, m.DeadLetters, m.PublishDuration, m.CheckpointOffset, m.WebhookRequests, m.LimitExceeded,
 		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleExceptions, m.AlertsSuppressed, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.ThresholdGroups, m.FutureEvents, m.RulesInfo,
 		m.ConsumerPending, m.ConsumerAckPending,
-		m.NotifyDelivered, m.NotifyFailures, m.NotifyDead, m.NotifyDuplicates, m.NotifyTruncated,
+		m.NotifyDelivered, m.NotifyFailures, m.NotifyDead, m.NotifyDuplicates, m.NotifyTruncated, m.AlertsSilenced,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
