@@ -109,7 +109,7 @@ func TestNewRejects(t *testing.T) {
 		{"type error", Spec{When: `alert.count == "1"`, For: time.Hour, Comment: "x", Author: "a"}, "--when: 1:13: found no matching overload for '_==_'"},
 		{"syntax", Spec{When: `alert.user ==`, For: time.Hour, Comment: "x", Author: "a"}, "--when: 1:"},
 		{"no duration", Spec{Rule: "r", Comment: "x", Author: "a"}, "--for must be a positive duration"},
-		{"too long", Spec{Rule: "r", For: 31 * 24 * time.Hour, Comment: "x", Author: "a"}, "--for 744h0m0s is longer than 720h0m0s"},
+		{"too long", Spec{Rule: "r", For: 31 * 24 * time.Hour, Comment: "x", Author: "a"}, "--for 744h0m0s is longer than 30 days (720h)"},
 		{"no comment", Spec{Rule: "r", For: time.Hour, Author: "a"}, "--comment is required"},
 		{"no author", Spec{Rule: "r", For: time.Hour, Comment: "x"}, "--author is empty"},
 	} {

@@ -103,7 +103,7 @@ func New(spec Spec, now time.Time) (*Silence, error) {
 		errs = append(errs, fmt.Errorf("--for must be a positive duration, got %s", spec.For))
 	case spec.For > MaxDuration:
 		errs = append(errs, fmt.Errorf("--for %s is longer than %s, the most a silence lasts; tune the rule with an exception or an override instead",
-			spec.For, MaxDuration))
+			spec.For, Days(MaxDuration)))
 	}
 	switch {
 	case strings.TrimSpace(spec.Comment) == "":
@@ -148,4 +148,10 @@ func ValidID(id string) bool {
 	}
 	_, err := hex.DecodeString(id)
 	return err == nil
+}
+
+// Days writes a whole number of days as such ("30 days (720h)"), which Go
+// durations do not.
+func Days(d time.Duration) string {
+	return fmt.Sprintf("%d days (%dh)", d/(24*time.Hour), d/time.Hour)
 }
