@@ -44,7 +44,7 @@ func (s *silenceStage) exec(ctx context.Context, items []item) []item {
 			// Not silenced unrecorded: the alert comes back, and is
 			// recorded then, or delivered if the silence has ended.
 			s.logger.Warn("recording a silenced alert failed; it will be tried again", "alert", it.a.ID, "silence", m.ID, "err", err)
-			s.settle.nak(it.msg, s.backoff.Delay(int(it.attempts())-1))
+			s.settle.nak(it.msg, s.backoff.Delay(int(it.attempts())))
 			continue
 		}
 		if first {

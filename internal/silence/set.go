@@ -67,7 +67,8 @@ func (set *Set) watch(ctx context.Context) (synced bool) {
 		}
 		return false
 	}
-	defer w.Stop()
+	// Stopping only unsubscribes; an error leaves nothing to undo.
+	defer func() { _ = w.Stop() }()
 	// A new watch sends every current value again: start from nothing,
 	// and publish the set once they have all come.
 	byID := map[string]*Matcher{}

@@ -204,7 +204,8 @@ func (s *Store) scan(ctx context.Context, filter string, f func(jetstream.KeyVal
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", bus.BucketSilences, err)
 	}
-	defer w.Stop()
+	// Stopping only unsubscribes; an error leaves nothing to undo.
+	defer func() { _ = w.Stop() }()
 	for {
 		select {
 		case <-ctx.Done():

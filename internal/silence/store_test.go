@@ -183,3 +183,30 @@ func TestSetFollowsTheBucket(t *testing.T) {
 	}
 	waittest.Until(t, 5*time.Second, "expired silence lifted", func() bool { return set.Match(a, time.Now()) == nil })
 }
+
+// A silence this notifier cannot compile (written by a newer vigil, or by
+// hand) is not honoured, and does not stop the others.
+func TestSetSkipsWhatItCannotCompile(t *testing.T) {
+	st, _ := openStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	now := time.Now()
+	bad := `{"id":"00000000000000aa","when":"alert.nosuch == 1","createdBy":"x","createdAt":"` +
+		now.Add(-time.Minute).UTC().Format(time.RFC3339) + `","endsAt":"` + now.Add(time.Hour).UTC().Format(time.RFC3339) + `","comment":"c"}`
+	if _, err := st.kv.Put(ctx, keySilence+"00000000000000aa", []byte(bad)); err != nil {
+		t.Fatal(err)
+	}
+	good := add(t, st, Spec{Rule: "privileged-container"}, now.Add(-time.Minute))
+	set := st.NewSet(time.Now, slog.New(slog.DiscardHandler))
+	done := make(chan struct{})
+	go func() { defer close(done); set.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-set.Ready()
+	if m := set.Match(testAlert(), time.Now()); m == nil || m.ID != good.ID {
+		t.Errorf("Match = %v, want %s", m, good.ID)
+	}
+	other := testAlert()
+	other.Rule = "secret-read-by-non-node"
+	if m := set.Match(other, time.Now()); m != nil {
+		t.Errorf("the uncompilable silence %s matched", m.ID)
+	}
+}
