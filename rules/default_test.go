@@ -83,9 +83,7 @@ func TestDefaultPackOnARealCluster(t *testing.T) {
 // default/testdata/cluster-v1.34.jsonl.gz: how many alerts, rule, user,
 // verb, resource, namespace/name.
 const realClusterAlerts = `
-	1 anonymous-binding system:apiserver create clusterrolebindings system:public-info-viewer
 	1 cluster-admin-binding kubernetes-admin create clusterrolebindings bob-cluster-admin
-	1 cluster-admin-binding system:apiserver create clusterrolebindings cluster-admin
 	1 daemonset-created kubernetes-admin create daemonsets default/node-agent
 	1 daemonset-created kubernetes-admin create daemonsets team-b/node-agent
 	1 dangerous-capabilities kubernetes-admin create deployments default/cni-agent
