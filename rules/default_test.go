@@ -89,11 +89,6 @@ const realClusterAlerts = `
 	1 dangerous-capabilities kubernetes-admin create deployments default/cni-agent
 	1 dangerous-capabilities kubernetes-admin create deployments team-b/cni-agent
 	1 dangerous-capabilities kubernetes-admin create pods default/priv
-	4 dangerous-capabilities system:kube-controller-manager create pods team-b/cni-agent-5d5f5d8f98-*
-	1 dangerous-capabilities system:kube-controller-manager create replicasets team-b/cni-agent-5d5f5d8f98
-	1 dangerous-capabilities system:serviceaccount:kube-system:deployment-controller create replicasets default/cni-agent-5d5f5d8f98
-	1 dangerous-capabilities system:serviceaccount:kube-system:deployment-controller update replicasets default/cni-agent-5d5f5d8f98
-	4 dangerous-capabilities system:serviceaccount:kube-system:replicaset-controller create pods default/cni-agent-5d5f5d8f98-*
 	1 deployment-created kubernetes-admin create deployments default/cni-agent
 	1 deployment-created kubernetes-admin create deployments default/web
 	1 deployment-created kubernetes-admin create deployments team-b/cni-agent
@@ -105,13 +100,6 @@ const realClusterAlerts = `
 	1 host-namespace-pod kubernetes-admin create deployments default/cni-agent
 	1 host-namespace-pod kubernetes-admin create deployments team-b/cni-agent
 	1 host-namespace-pod kubernetes-admin create pods default/priv
-	4 host-namespace-pod system:kube-controller-manager create pods team-b/cni-agent-5d5f5d8f98-*
-	5 host-namespace-pod system:kube-controller-manager create pods team-b/node-agent-*
-	1 host-namespace-pod system:kube-controller-manager create replicasets team-b/cni-agent-5d5f5d8f98
-	4 host-namespace-pod system:serviceaccount:kube-system:daemon-set-controller create pods default/node-agent-*
-	1 host-namespace-pod system:serviceaccount:kube-system:deployment-controller create replicasets default/cni-agent-5d5f5d8f98
-	1 host-namespace-pod system:serviceaccount:kube-system:deployment-controller update replicasets default/cni-agent-5d5f5d8f98
-	4 host-namespace-pod system:serviceaccount:kube-system:replicaset-controller create pods default/cni-agent-5d5f5d8f98-*
 	1 impersonation-used kubernetes-admin get secrets default/db-credentials
 	1 impersonation-used kubernetes-admin list pods default/
 	1 namespace-created kubernetes-admin create namespaces team-a
@@ -126,13 +114,6 @@ const realClusterAlerts = `
 	1 privileged-container kubernetes-admin create deployments default/cni-agent
 	1 privileged-container kubernetes-admin create deployments team-b/cni-agent
 	1 privileged-container kubernetes-admin create pods default/priv
-	4 privileged-container system:kube-controller-manager create pods team-b/cni-agent-5d5f5d8f98-*
-	5 privileged-container system:kube-controller-manager create pods team-b/node-agent-*
-	1 privileged-container system:kube-controller-manager create replicasets team-b/cni-agent-5d5f5d8f98
-	4 privileged-container system:serviceaccount:kube-system:daemon-set-controller create pods default/node-agent-*
-	1 privileged-container system:serviceaccount:kube-system:deployment-controller create replicasets default/cni-agent-5d5f5d8f98
-	1 privileged-container system:serviceaccount:kube-system:deployment-controller update replicasets default/cni-agent-5d5f5d8f98
-	4 privileged-container system:serviceaccount:kube-system:replicaset-controller create pods default/cni-agent-5d5f5d8f98-*
 	1 role-created kubernetes-admin create roles default/secret-reader
 	1 rolebinding-created kubernetes-admin create clusterrolebindings bob-cluster-admin
 	1 rolebinding-created kubernetes-admin create rolebindings default/app-secret-reader
@@ -184,11 +165,6 @@ const realClusterAlerts = `
 	1 sensitive-hostpath-mount kubernetes-admin create deployments default/cni-agent
 	1 sensitive-hostpath-mount kubernetes-admin create deployments team-b/cni-agent
 	1 sensitive-hostpath-mount kubernetes-admin create pods default/priv
-	4 sensitive-hostpath-mount system:kube-controller-manager create pods team-b/cni-agent-5d5f5d8f98-*
-	1 sensitive-hostpath-mount system:kube-controller-manager create replicasets team-b/cni-agent-5d5f5d8f98
-	1 sensitive-hostpath-mount system:serviceaccount:kube-system:deployment-controller create replicasets default/cni-agent-5d5f5d8f98
-	1 sensitive-hostpath-mount system:serviceaccount:kube-system:deployment-controller update replicasets default/cni-agent-5d5f5d8f98
-	4 sensitive-hostpath-mount system:serviceaccount:kube-system:replicaset-controller create pods default/cni-agent-5d5f5d8f98-*
 	1 serviceaccount-created kubernetes-admin create serviceaccounts default/app
 	1 serviceaccount-token-requested kubernetes-admin create serviceaccounts/token default/app
 `
