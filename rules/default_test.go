@@ -84,6 +84,7 @@ func TestDefaultPackOnARealCluster(t *testing.T) {
 // verb, resource, namespace/name.
 const realClusterAlerts = `
 	1 cluster-admin-binding kubernetes-admin create clusterrolebindings bob-cluster-admin
+	1 cronjob-created kubernetes-admin create cronjobs default/backup
 	1 daemonset-created kubernetes-admin create daemonsets default/node-agent
 	1 daemonset-created kubernetes-admin create daemonsets team-b/node-agent
 	1 dangerous-capabilities kubernetes-admin create deployments default/cni-agent
@@ -113,7 +114,9 @@ const realClusterAlerts = `
 	1 privileged-container kubernetes-admin create daemonsets team-b/node-agent
 	1 privileged-container kubernetes-admin create deployments default/cni-agent
 	1 privileged-container kubernetes-admin create deployments team-b/cni-agent
+	1 privileged-container kubernetes-admin create jobs default/migrate
 	1 privileged-container kubernetes-admin create pods default/priv
+	1 privileged-container kubernetes-admin create statefulsets default/store
 	1 role-created kubernetes-admin create roles default/secret-reader
 	1 rolebinding-created kubernetes-admin create clusterrolebindings bob-cluster-admin
 	1 rolebinding-created kubernetes-admin create rolebindings default/app-secret-reader
@@ -162,6 +165,7 @@ const realClusterAlerts = `
 	1 secret-read-by-non-node system:serviceaccount:default:app get secrets default/s8
 	1 secret-read-by-non-node system:serviceaccount:default:app get secrets default/s9
 	1 secret-read-by-non-node system:serviceaccount:default:app list secrets default/
+	1 sensitive-hostpath-mount kubernetes-admin create cronjobs default/backup
 	1 sensitive-hostpath-mount kubernetes-admin create deployments default/cni-agent
 	1 sensitive-hostpath-mount kubernetes-admin create deployments team-b/cni-agent
 	1 sensitive-hostpath-mount kubernetes-admin create pods default/priv
