@@ -103,7 +103,10 @@ func TestUserConditionsMeetPolicyUsersAndGroups(t *testing.T) {
 		{kubeSystemSAs, `event.user.username.startsWith("system:serviceaccount:")`, Partial},
 		{kubeSystemSAs, `event.user.username.startsWith("system:serviceaccount:kube-system:") && event.user.username.endsWith("-controller")`, OK},
 		{kubeSystemSAs, `event.verb == "get" && !macros.system_identity`, Blind},
-		{kubeSystemSAs, `event.user.username in lists.workload_controllers`, OK},
+		// The controllers' service accounts, and kube-controller-manager's
+		// own identity, which is no service account.
+		{kubeSystemSAs, `event.user.username in lists.workload_controllers`, Partial},
+		{kubeSystemSAs, `event.user.username in lists.workload_controllers && event.user.username.startsWith("system:serviceaccount:")`, OK},
 		{authenticated, `event.user.username == "system:anonymous"`, Blind},
 		{authenticated, `"system:unauthenticated" in event.user.groups`, Blind},
 		{authenticated, `event.verb == "get"`, Partial},
