@@ -159,6 +159,12 @@ func TestImportRules(t *testing.T) {
 			mustNot: []string{"engine", "notify", "rules", "internal/bus", "internal/silence", "github.com/nats-io"},
 		},
 		{
+			why:     "the CEL environment over an alert knows the alert and CEL: neither who raises alerts, nor who routes or silences them",
+			applies: func(p string) bool { return p == "internal/alert/alertcel" },
+			tests:   true,
+			mustNot: []string{"engine", "notify", "ingest", "policy", "rules/compile", "rules/analysis", "internal/bus", "internal/silence", "internal/config", "github.com/nats-io"},
+		},
+		{
 			why:     "silences are data, a store and a matcher over alerts: they know neither who raises alerts nor who honours them",
 			applies: func(p string) bool { return p == "internal/silence" },
 			tests:   true,
