@@ -57,7 +57,7 @@ func NewDispatcher(js jetstream.JetStream, dests []Destination, routes []Route, 
 		}
 		d.dests = append(d.dests, dc)
 	}
-	if d.router, err = newRouter(names, routes); err != nil {
+	if d.router, err = newRouter(names, routes, logger); err != nil {
 		return nil, err
 	}
 	return d, nil

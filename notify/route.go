@@ -1,11 +1,13 @@
 package notify
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/internal/alert/alertcel"
 )
 
 // Route sends the alerts it matches to destinations. Routes are tried in
@@ -28,12 +30,20 @@ type Route struct {
 }
 
 // Match selects alerts; empty lists match everything, and an alert must
-// satisfy every non-empty list.
+// satisfy every non-empty list and When. Lists compare values exactly, as
+// written; an empty string in Namespace selects cluster-scoped objects.
 type Match struct {
-	Severity []string
-	Rules    []string
-	Tags     []string
-	Cluster  []string
+	Severity  []string
+	Rules     []string
+	Tags      []string
+	Cluster   []string
+	Namespace []string
+	User      []string
+	Resource  []string
+	// When is a CEL condition over the alert (internal/alert/alertcel),
+	// for what lists cannot say: prefixes, groups, several fields at once.
+	// Empty holds for every alert.
+	When string
 }
 
 // Grouping defaults, Alertmanager's, used when a route configures some
@@ -44,22 +54,53 @@ const (
 	DefaultRepeatInterval = 4 * time.Hour
 )
 
-// Matches reports whether a satisfies m: every non-empty list must contain
-// the alert's value (for tags, any of its tags).
-func Matches(m Match, a *alert.Alert) bool {
-	if len(m.Severity) > 0 && !slices.Contains(m.Severity, a.Severity) {
-		return false
+// route is a Route ready to be walked: its condition compiled and its
+// grouping worked out.
+type route struct {
+	Route
+	when     *alertcel.Program // nil without a condition
+	grouping grouping
+}
+
+// compileRoutes compiles each route's condition.
+func compileRoutes(routes []Route) ([]route, error) {
+	out := make([]route, len(routes))
+	for i, r := range routes {
+		out[i] = route{Route: r, grouping: groupingOf(r)}
+		if r.Match.When == "" {
+			continue
+		}
+		prg, err := alertcel.Compile(r.Match.When)
+		if err != nil {
+			return nil, fmt.Errorf("notify: routes[%d]: when: %w", i, err)
+		}
+		out[i].when = prg
 	}
-	if len(m.Rules) > 0 && !slices.Contains(m.Rules, a.Rule) {
-		return false
-	}
-	if len(m.Cluster) > 0 && !slices.Contains(m.Cluster, a.Cluster) {
-		return false
+	return out, nil
+}
+
+// matches reports whether a satisfies the route's match: every non-empty
+// list must contain the alert's value (for tags, any of its tags), and the
+// condition must hold. A condition that cannot be evaluated on a does not
+// hold, and the error says why: the alert goes on to the routes below,
+// as if this one did not select it.
+func (r *route) matches(a *alert.Alert) (bool, error) {
+	m := r.Match
+	for _, l := range []struct {
+		list []string
+		v    string
+	}{{m.Severity, a.Severity}, {m.Rules, a.Rule}, {m.Cluster, a.Cluster}, {m.Namespace, a.Namespace}, {m.User, a.User}, {m.Resource, a.Resource}} {
+		if len(l.list) > 0 && !slices.Contains(l.list, l.v) {
+			return false, nil
+		}
 	}
 	if len(m.Tags) > 0 && !slices.ContainsFunc(a.Tags, func(t string) bool { return slices.Contains(m.Tags, t) }) {
-		return false
+		return false, nil
 	}
-	return true
+	if r.when == nil {
+		return true, nil
+	}
+	return r.when.Eval(a)
 }
 
 // Routing is where one alert goes: each destination it is sent to and the
@@ -84,11 +125,12 @@ func (r Routing) To(dest string) (route int, ok bool) {
 	return 0, false
 }
 
-// Resolve walks routes for a: routes are tried in order, and the first
+// resolve walks routes for a: routes are tried in order, and the first
 // match wins and ends the search unless it says continue; a destination
 // reached by several routes takes the first. With no routes, a goes to
-// every one of dests, ungrouped.
-func Resolve(routes []Route, dests []string, a *alert.Alert) Routing {
+// every one of dests, ungrouped. failed is told of each condition that
+// could not be evaluated.
+func resolve(routes []route, dests []string, a *alert.Alert, failed func(i int, err error)) Routing {
 	if len(routes) == 0 {
 		out := make(Routing, len(dests))
 		for i, d := range dests {
@@ -97,8 +139,13 @@ func Resolve(routes []Route, dests []string, a *alert.Alert) Routing {
 		return out
 	}
 	var out Routing
-	for i, r := range routes {
-		if !Matches(r.Match, a) {
+	for i := range routes {
+		r := &routes[i]
+		ok, err := r.matches(a)
+		if err != nil {
+			failed(i, err)
+		}
+		if !ok {
 			continue
 		}
 		for _, to := range r.To {
@@ -148,7 +195,7 @@ const GroupAll = "..."
 
 // GroupLabels are the labels alerts can be grouped by.
 func GroupLabels() []string {
-	return []string{"rule", "severity", "cluster", "user", "namespace", "resource", "verb"}
+	return []string{"rule", "severity", "cluster", "user", "namespace", "resource", "verb", "tags"}
 }
 
 // GroupKey is the identity of a's group under group_by labels: alerts with
@@ -175,6 +222,11 @@ func GroupKey(by []string, a *alert.Alert) string {
 			v = a.Resource
 		case "verb":
 			v = a.Verb
+		case "tags":
+			// As a set: the order a rule lists its tags in is no
+			// difference between alerts.
+			tags := slices.Sorted(slices.Values(a.Tags))
+			v = strings.Join(tags, "\x1f")
 		}
 		b.WriteString(l)
 		b.WriteByte('=')

@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,12 +25,13 @@ const routeMemoSize = 4096
 // consumer; through the memo, the table is walked once per alert between
 // them all.
 type router struct {
-	dests []string
-	table atomic.Pointer[routeTable]
+	dests  []string
+	logger *slog.Logger
+	table  atomic.Pointer[routeTable]
 }
 
-func newRouter(dests []string, routes []Route) (*router, error) {
-	r := &router{dests: dests}
+func newRouter(dests []string, routes []Route, logger *slog.Logger) (*router, error) {
+	r := &router{dests: dests, logger: logger}
 	if err := r.set(routes); err != nil {
 		return nil, err
 	}
@@ -37,7 +39,8 @@ func newRouter(dests []string, routes []Route) (*router, error) {
 }
 
 // set replaces the table. The routes may only name the router's
-// destinations.
+// destinations, and their conditions must compile; otherwise the table in
+// force stays.
 func (r *router) set(routes []Route) error {
 	for i, rt := range routes {
 		for _, to := range rt.To {
@@ -46,7 +49,11 @@ func (r *router) set(routes []Route) error {
 			}
 		}
 	}
-	r.table.Store(newRouteTable(slices.Clone(routes), r.dests))
+	t, err := newRouteTable(routes, r.dests, r.logger)
+	if err != nil {
+		return err
+	}
+	r.table.Store(t)
 	return nil
 }
 
@@ -56,9 +63,9 @@ func (r *router) current() *routeTable { return r.table.Load() }
 // memo of routings, which therefore never outlives the routes it was
 // computed from.
 type routeTable struct {
-	routes    []Route
-	groupings []grouping
-	dests     []string
+	routes []route
+	dests  []string
+	logger *slog.Logger
 
 	mu    sync.Mutex
 	memo  map[routeKey]Routing
@@ -74,20 +81,26 @@ type routeKey struct {
 	id  string
 }
 
-func newRouteTable(routes []Route, dests []string) *routeTable {
-	t := &routeTable{routes: routes, dests: dests, memo: make(map[routeKey]Routing)}
-	t.groupings = make([]grouping, len(routes))
-	for i, r := range routes {
-		t.groupings[i] = groupingOf(r)
+func newRouteTable(routes []Route, dests []string, logger *slog.Logger) (*routeTable, error) {
+	rs, err := compileRoutes(routes)
+	if err != nil {
+		return nil, err
 	}
-	return t
+	return &routeTable{routes: rs, dests: dests, logger: logger, memo: make(map[routeKey]Routing)}, nil
 }
 
-// resolve is Resolve(t.routes, t.dests, a), remembered for the alert's
-// message (seq 0: not known, not remembered).
+// walk routes a through the table.
+func (t *routeTable) walk(a *alert.Alert) Routing {
+	return resolve(t.routes, t.dests, a, func(i int, err error) {
+		t.logger.Warn("route condition failed on an alert; the route does not take it", "alert", a.ID, "route", i, "err", err)
+	})
+}
+
+// resolve is walk(a), remembered for the alert's message (seq 0: not
+// known, not remembered).
 func (t *routeTable) resolve(seq uint64, a *alert.Alert) Routing {
 	if seq == 0 {
-		return Resolve(t.routes, t.dests, a)
+		return t.walk(a)
 	}
 	k := routeKey{seq: seq, id: a.ID}
 	t.mu.Lock()
@@ -97,7 +110,7 @@ func (t *routeTable) resolve(seq uint64, a *alert.Alert) Routing {
 	}
 	r, ok := t.older[k]
 	if !ok {
-		r = Resolve(t.routes, t.dests, a)
+		r = t.walk(a)
 		t.walks++
 	}
 	if len(t.memo) >= routeMemoSize {
@@ -112,7 +125,7 @@ func (t *routeTable) grouping(i int) grouping {
 	if i < 0 {
 		return grouping{}
 	}
-	return t.groupings[i]
+	return t.routes[i].grouping
 }
 
 // routeStage is the first stage of a destination: it passes on the alerts

@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -22,7 +23,7 @@ func TestRouteStageRoutesEachAlertOnce(t *testing.T) {
 		{Match: Match{}, To: []string{"chat"}},
 	}
 	dests := []string{"pager", "siem", "chat"}
-	r, err := newRouter(dests, routes)
+	r, err := newRouter(dests, routes, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,10 @@ func TestRouteStageRoutesEachAlertOnce(t *testing.T) {
 }
 
 func TestRouteMemoIsBounded(t *testing.T) {
-	tbl := newRouteTable([]Route{{Match: Match{Severity: []string{"high"}}, To: []string{"siem"}}}, []string{"siem"})
+	tbl, err := newRouteTable([]Route{{Match: Match{Severity: []string{"high"}}, To: []string{"siem"}}}, []string{"siem"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
 	a := alerttest.Sample()
 	for seq := uint64(1); seq <= 3*routeMemoSize; seq++ {
 		tbl.resolve(seq, a)
@@ -112,5 +116,56 @@ func TestSetRoutesSwapsTheTableAndItsMemo(t *testing.T) {
 	}
 	if d.router.current() != before {
 		t.Error("a refused SetRoutes replaced the table")
+	}
+	err = d.SetRoutes([]Route{{Match: Match{When: `alert.nmespace == "team-a"`}, To: []string{"chat"}}})
+	if err == nil || !strings.Contains(err.Error(), `routes[0]: when: 1:7: unknown field "nmespace" of alert, did you mean "namespace"?`) {
+		t.Errorf("SetRoutes with a bad condition: %v", err)
+	}
+	if d.router.current() != before {
+		t.Error("a SetRoutes refused for its condition replaced the table")
+	}
+}
+
+// Through the pipeline, on a real JetStream to real HTTP receivers: team-a's
+// alerts go to team-a's destination, cluster-scoped RBAC changes to the
+// security one, and the rest elsewhere.
+func TestRoutesByNamespace(t *testing.T) {
+	e := newEnv(t)
+	teamA, security, rest := newSink(t), newSink(t), newSink(t)
+	e.run(testSetup(
+		[]Destination{webhookDest(t, "team-a", teamA.srv.URL), webhookDest(t, "security", security.srv.URL), webhookDest(t, "rest", rest.srv.URL)},
+		Route{Match: Match{Namespace: []string{"team-a"}}, To: []string{"team-a"}},
+		Route{Match: Match{When: `alert.namespace == "" && alert.resource in ["clusterroles", "clusterrolebindings"]`}, To: []string{"security"}},
+		Route{To: []string{"rest"}},
+	))
+
+	inTeamA, inTeamB, inDefault, rbac, node := alerttest.Sample(), alerttest.Sample(), alerttest.Sample(), alerttest.Sample(), alerttest.Sample()
+	inTeamA.ID, inTeamA.Namespace = "a", "team-a"
+	inTeamB.ID, inTeamB.Namespace = "b", "team-a-staging" // exact: not team-a
+	inDefault.ID = "default"
+	rbac.ID, rbac.Namespace, rbac.Resource = "rbac", "", "clusterrolebindings"
+	node.ID, node.Namespace, node.Resource = "node", "", "nodes"
+	e.publish(inTeamA, inTeamB, inDefault, rbac, node)
+	for _, d := range []string{"team-a", "security", "rest"} {
+		waitFor(t, d+" settled", e.settled(d))
+	}
+	for _, tc := range []struct {
+		name string
+		s    *sink
+		want []string
+	}{
+		{"team-a", teamA, []string{"a"}},
+		{"security", security, []string{"rbac"}},
+		{"rest", rest, []string{"b", "default", "node"}},
+	} {
+		got := tc.s.delivered(t)
+		if len(got) != len(tc.want) {
+			t.Errorf("%s got %v, want %v", tc.name, got, tc.want)
+		}
+		for _, id := range tc.want {
+			if got[id] != 1 {
+				t.Errorf("%s got %q %d times, want once", tc.name, id, got[id])
+			}
+		}
 	}
 }

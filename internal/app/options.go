@@ -9,6 +9,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/metrics"
 	"github.com/vigil-k8s/vigil/internal/tlsconfig"
+	"github.com/vigil-k8s/vigil/notify"
 	"github.com/vigil-k8s/vigil/rules"
 )
 
@@ -125,4 +126,30 @@ func (a *App) ruleOptions(cfg *config.Config) rules.LoadOptions {
 		},
 		Metrics: a.metrics,
 	}
+}
+
+// routes maps the configured routes onto notify's.
+func routes(rs []config.Route) []notify.Route {
+	out := make([]notify.Route, len(rs))
+	for i, r := range rs {
+		out[i] = notify.Route{
+			Match: notify.Match{
+				Severity:  r.Match.Severity,
+				Rules:     r.Match.Rules,
+				Tags:      r.Match.Tags,
+				Cluster:   r.Match.Cluster,
+				Namespace: r.Match.Namespace,
+				User:      r.Match.User,
+				Resource:  r.Match.Resource,
+				When:      r.Match.When,
+			},
+			To:             r.To,
+			GroupBy:        r.GroupBy,
+			GroupWait:      r.GroupWait,
+			GroupInterval:  r.GroupInterval,
+			RepeatInterval: r.RepeatInterval,
+			Continue:       r.Continue,
+		}
+	}
+	return out
 }

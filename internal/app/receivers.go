@@ -119,28 +119,6 @@ func newWebhook(dc config.Destination, timeout time.Duration) (*webhook.Notifier
 	return webhook.New(c)
 }
 
-// routes maps the configured routes onto notify's.
-func routes(rs []config.Route) []notify.Route {
-	out := make([]notify.Route, len(rs))
-	for i, r := range rs {
-		out[i] = notify.Route{
-			Match: notify.Match{
-				Severity: r.Match.Severity,
-				Rules:    r.Match.Rules,
-				Tags:     r.Match.Tags,
-				Cluster:  r.Match.Cluster,
-			},
-			To:             r.To,
-			GroupBy:        r.GroupBy,
-			GroupWait:      r.GroupWait,
-			GroupInterval:  r.GroupInterval,
-			RepeatInterval: r.RepeatInterval,
-			Continue:       r.Continue,
-		}
-	}
-	return out
-}
-
 // notifyOptions are the dispatcher's settings from the notify section.
 func notifyOptions(n config.Notify, m *metrics.Metrics) notify.Options {
 	return notify.Options{AckWait: n.AckWait, MaxAttempts: n.MaxDeliver, MaxAge: n.MaxAge, Metrics: m}

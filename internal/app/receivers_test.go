@@ -153,13 +153,15 @@ func TestReceiverCountsTruncatedSlackTexts(t *testing.T) {
 
 func TestRoutesMapEveryField(t *testing.T) {
 	got := routes([]config.Route{{
-		Match: config.Match{Severity: []string{"high"}, Rules: []string{"r"}, Tags: []string{"t"}, Cluster: []string{"c"}},
-		To:    []string{"a", "b"}, GroupBy: []string{"rule"}, GroupWait: time.Second, GroupInterval: time.Minute,
+		Match: config.Match{Severity: []string{"high"}, Rules: []string{"r"}, Tags: []string{"t"}, Cluster: []string{"c"},
+			Namespace: []string{"n"}, User: []string{"u"}, Resource: []string{"secrets"}, When: `alert.name != ""`},
+		To: []string{"a", "b"}, GroupBy: []string{"rule"}, GroupWait: time.Second, GroupInterval: time.Minute,
 		RepeatInterval: time.Hour, Continue: true,
 	}})
 	want := []notify.Route{{
-		Match: notify.Match{Severity: []string{"high"}, Rules: []string{"r"}, Tags: []string{"t"}, Cluster: []string{"c"}},
-		To:    []string{"a", "b"}, GroupBy: []string{"rule"}, GroupWait: time.Second, GroupInterval: time.Minute,
+		Match: notify.Match{Severity: []string{"high"}, Rules: []string{"r"}, Tags: []string{"t"}, Cluster: []string{"c"},
+			Namespace: []string{"n"}, User: []string{"u"}, Resource: []string{"secrets"}, When: `alert.name != ""`},
+		To: []string{"a", "b"}, GroupBy: []string{"rule"}, GroupWait: time.Second, GroupInterval: time.Minute,
 		RepeatInterval: time.Hour, Continue: true,
 	}}
 	if !reflect.DeepEqual(got, want) {

@@ -221,12 +221,18 @@ type Route struct {
 }
 
 // Match selects alerts; empty lists match everything, and an alert must
-// satisfy every non-empty list.
+// satisfy every non-empty list and when. Lists compare values exactly.
 type Match struct {
-	Severity []string `yaml:"severity"`
-	Rules    []string `yaml:"rules"`
-	Tags     []string `yaml:"tags"`
-	Cluster  []string `yaml:"cluster"`
+	Severity  []string `yaml:"severity"`
+	Rules     []string `yaml:"rules"`
+	Tags      []string `yaml:"tags"`
+	Cluster   []string `yaml:"cluster"`
+	Namespace []string `yaml:"namespace"`
+	User      []string `yaml:"user"`
+	Resource  []string `yaml:"resource"`
+	// When is a CEL condition over the alert, as a silence's --when;
+	// compiled when the file is loaded.
+	When string `yaml:"when"`
 }
 
 // Metrics is the Prometheus and health endpoint.

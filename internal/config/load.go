@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -81,7 +80,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	var root yaml.Node
 	_ = yaml.Unmarshal(data, &root)
 	cfg.setDefaults()
-	if errs := cfg.validate(&root); len(errs) > 0 {
+	if errs := cfg.validate(&root, data); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return cfg, nil
@@ -208,8 +207,9 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// validate checks the decoded config; root gives line numbers.
-func (c *Config) validate(root *yaml.Node) []error {
+// validate checks the decoded config; root gives line numbers, and data,
+// the file's text, columns inside expressions.
+func (c *Config) validate(root *yaml.Node, data []byte) []error {
 	var errs []error
 	bad := func(path []any, format string, args ...any) {
 		loc := c.Path
@@ -315,30 +315,7 @@ func (c *Config) validate(root *yaml.Node) []error {
 			}
 		}
 	}
-	for i, r := range c.Routes {
-		p := []any{"routes", i}
-		if len(r.To) == 0 {
-			bad(p, "to: names no destination")
-		}
-		for j, to := range r.To {
-			if !names[to] {
-				bad(append(p, "to", j), "unknown destination %q", to)
-			}
-		}
-		for j, s := range r.Match.Severity {
-			if !alert.ValidSeverity(s) {
-				bad(append(p, "match", "severity", j), "unknown severity %q (want info, low, medium, high or critical)", s)
-			}
-		}
-		for j, g := range r.GroupBy {
-			if !slices.Contains(notify.GroupLabels(), g) && !strings.HasPrefix(g, notify.GroupAll) {
-				bad(append(p, "group_by", j), "cannot group by %q (want one of %s)", g, strings.Join(notify.GroupLabels(), ", "))
-			}
-		}
-		if r.GroupWait < 0 || r.GroupInterval < 0 || r.RepeatInterval < 0 {
-			bad(p, "durations must not be negative")
-		}
-	}
+	c.validateRoutes(root, data, names, bad, func(err error) { errs = append(errs, err) })
 	if c.Reload.Interval < 0 {
 		bad([]any{"reload", "interval"}, "must be positive (use watch: false to stop watching)")
 	}

@@ -84,3 +84,10 @@ func blockPos(lines []string, n *yaml.Node, off int) (int, int) {
 	// Past the end: CEL reports a missing operand at the end of input.
 	return lastLine, lastEnd
 }
+
+// ExprIn is the expression held by scalar n of a YAML file that is not a
+// rule file (data is the file's text, name its name), so that At places
+// positions inside it in that file as it does in rule files.
+func ExprIn(name string, data []byte, n *yaml.Node) Expr {
+	return Expr{Text: n.Value, Node: n, File: &File{Name: name, lines: strings.Split(string(data), "\n")}}
+}
