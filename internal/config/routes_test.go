@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -76,5 +77,29 @@ func TestRouteErrorsSuggest(t *testing.T) {
 				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The routing example of docs/notify.md is a valid configuration.
+func TestNotifyDocsRoutingExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/notify.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "### Routing by team")
+	if !ok {
+		t.Fatal(`docs/notify.md has no "Routing by team" section`)
+	}
+	_, rest, _ = strings.Cut(rest, "```yaml\n")
+	example, _, ok := strings.Cut(rest, "```")
+	if !ok {
+		t.Fatal("the section has no yaml example")
+	}
+	cfg, err := config.Parse("notify.md", []byte(example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Routes) != 3 || cfg.Routes[1].Match.When == "" || !slices.Equal(cfg.Routes[2].Match.Resource, []string{"clusterroles", "clusterrolebindings"}) {
+		t.Errorf("the example's routes are not the ones described: %+v", cfg.Routes)
 	}
 }
