@@ -7,34 +7,50 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/vigil-k8s/vigil/engine"
 	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/metrics"
 	"github.com/vigil-k8s/vigil/rules"
 )
 
 // Reload re-reads the configuration file (when the App was built from
 // one) and the rule files, compiles the new rule set fully and only then
 // swaps it in; routes are replaced likewise. On any problem the error is
-// returned and logged, and what runs stays as it was. Destinations,
-// sources and NATS settings are not reloaded: they need a restart.
+// returned, each of its problems logged at error, the rejection counted in
+// vigil_reload_failures_total, and what runs stays as it was.
+// Destinations, sources and NATS settings are not reloaded: they need a
+// restart.
 func (a *App) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
-	err := a.reload(ctx)
-	if err != nil {
-		a.logger.Error("reload rejected; keeping the running rules and routes", "err", err)
+	what, err := a.reload(ctx)
+	if err == nil || what == "" {
+		return err
+	}
+	a.metrics.ReloadFailures.WithLabelValues(what).Inc()
+	// One line per problem: a log search or an editor finds each
+	// file:line:col, as in the output of vigil check.
+	for p := range strings.SplitSeq(err.Error(), "\n") {
+		a.logger.Error("reload rejected; keeping the running rules and routes", "what", what, "problem", p)
+	}
+	if what == metrics.ReloadRules {
+		err = fmt.Errorf("rules: %w", err)
 	}
 	return err
 }
 
-func (a *App) reload(ctx context.Context) error {
+// reload does the work of Reload; on a rejection it says what was
+// rejected (metrics.ReloadConfig, …), and "" for an error that is no
+// rejection (ctx done after the swap).
+func (a *App) reload(ctx context.Context) (string, error) {
 	cfg := a.cfg
 	if a.cfg.Path != "" {
 		if _, err := os.Stat(a.cfg.Path); err == nil {
 			if cfg, err = config.Load(a.cfg.Path); err != nil {
-				return err
+				return metrics.ReloadConfig, err
 			}
 		}
 	}
@@ -46,12 +62,12 @@ func (a *App) reload(ctx context.Context) error {
 		var err error
 		set, err = rules.Load(a.ruleOptions(cfg))
 		if err != nil {
-			return fmt.Errorf("rules: %w", err)
+			return metrics.ReloadRules, err
 		}
 	}
 	if dispatcher != nil {
 		if err := dispatcher.SetRoutes(routes(cfg.Routes)); err != nil {
-			return err
+			return metrics.ReloadRoutes, fmt.Errorf("%w (destinations are read at start-up only: a new one needs a restart)", err)
 		}
 	}
 	if set != nil {
@@ -64,7 +80,7 @@ func (a *App) reload(ctx context.Context) error {
 		a.logger.Info("rules reloaded", "rules", len(set.Rules()), "version", set.Hash(), "previous", old)
 		logRuleWarnings(a.logger, set)
 	}
-	return ctx.Err()
+	return "", ctx.Err()
 }
 
 func (a *App) newEvaluator(set *rules.Set, th engine.ThresholdStore) *engine.Evaluator {

@@ -191,6 +191,8 @@ destinations:
 		fmt.Sprintf(`vigil_rules_info{version=%q}`, v1):                 "",
 		`vigil_notify_delivered_alerts_total{destination="sink"}`:       "",
 		`vigil_rule_errors_total{rule="exec-seen"}`:                     "",
+		`vigil_reload_failures_total{what="rules"}`:                     "1",
+		`vigil_reload_failures_total{what="config"}`:                    "0",
 	}
 	for sample, want := range checks {
 		got := metricValue(m, sample)
@@ -211,6 +213,122 @@ destinations:
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("/readyz = %d, want 200", resp.StatusCode)
+	}
+	r.stop(t)
+}
+
+const ruleSecretRead = `rules:
+  - id: secret-read
+    title: Secret read
+    severity: medium
+    condition: event.verb == "get" && event.objectRef.resource == "secrets"
+`
+
+// TestReloadRoutesByNamespace runs vigil whole, from an audit log to two
+// webhook receivers, with routes by namespace: team-a's alerts go to
+// team-a's receiver and the rest elsewhere. Reloads then replace the
+// routes; rejected ones (a condition that does not compile, a destination
+// that is not running) keep the routes in force, are logged at error with
+// their file:line:col and counted by what was rejected.
+func TestReloadRoutesByNamespace(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "audit.log")
+	rulesPath := filepath.Join(dir, "rules.yaml")
+	cfgPath := filepath.Join(dir, "vigil.yaml")
+	writeRules(t, rulesPath, ruleSecretRead)
+	teamA, rest := newSink(t), newSink(t)
+	writeConfig := func(routes string) {
+		t.Helper()
+		writeRules(t, cfgPath, fmt.Sprintf(`cluster: e2e
+data_dir: %s
+ingest:
+  files: [{path: %s, poll_interval: 10ms}]
+default_rules: false
+rules: [%s]
+reload: {watch: false}
+metrics: {listen: "127.0.0.1:0"}
+destinations:
+  - {name: team-a, type: webhook, url: %q}
+  - {name: rest, type: webhook, url: %q}
+  - {name: pager, type: stdout}
+routes:
+%s`, filepath.Join(dir, "data"), logPath, rulesPath, teamA.srv.URL, rest.srv.URL, routes))
+	}
+	writeConfig("  - {match: {namespace: [team-a]}, to: [team-a]}\n  - {to: [rest]}\n")
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pager is left out of the running destinations, as a destination
+	// added to the file after start-up is.
+	cfg.Destinations = cfg.Destinations[:2]
+	logs := &logtest.Buffer{}
+	r := start(t, cfg, logs)
+	base := "http://" + r.app.MetricsAddr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	read := func(id, ns string) string {
+		return event(id, "ResponseComplete", "alice", nil, "get", "secrets", ns, "db", 200)
+	}
+	appendLines(t, logPath, read("a1", "team-a"), read("b1", "team-b"))
+	teamA.waitFor(t, "secret-read/a1")
+	rest.waitFor(t, "secret-read/b1")
+
+	// A condition that does not compile: rejected at its place.
+	writeConfig("  - match:\n      when: alert.namespce == \"team-b\"\n    to: [team-a]\n  - {to: [rest]}\n")
+	want := cfgPath + `:15:19: routes[0].match.when: unknown field "namespce" of alert, did you mean "namespace"?`
+	if err := r.app.Reload(ctx); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Reload with a bad when: %v, want %q", err, want)
+	}
+	if !regexp.MustCompile(`level=ERROR msg="reload rejected; keeping the running rules and routes" what=config problem=".*` + regexp.QuoteMeta(`vigil.yaml:15:19: routes[0].match.when: unknown field`)).MatchString(logs.String()) {
+		t.Errorf("the rejection is not logged at error with its position:\n%s", logs.String())
+	}
+	// A destination the process does not run: rejected by the dispatcher.
+	writeConfig("  - {to: [pager]}\n")
+	if err := r.app.Reload(ctx); err == nil || !strings.Contains(err.Error(), `unknown destination "pager"`) || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("Reload routing to a destination not running: %v", err)
+	}
+	appendLines(t, logPath, read("a2", "team-a"), read("b2", "team-b"))
+	teamA.waitFor(t, "secret-read/a2")
+	rest.waitFor(t, "secret-read/b2")
+
+	// A good reload: team-b's alerts now go to team-a's receiver too.
+	writeConfig("  - {match: {namespace: [team-a, team-b]}, to: [team-a]}\n  - {to: [rest]}\n")
+	if err := r.app.Reload(ctx); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	appendLines(t, logPath, read("a3", "team-a"), read("b3", "team-b"), read("c3", "team-c"))
+	teamA.waitFor(t, "secret-read/a3", "secret-read/b3")
+	rest.waitFor(t, "secret-read/c3")
+
+	for _, tc := range []struct {
+		name string
+		s    *sink
+		want []string
+	}{
+		{"team-a", teamA, []string{"a1", "a2", "a3", "b3"}},
+		{"rest", rest, []string{"b1", "b2", "c3"}},
+	} {
+		got := tc.s.snapshot()
+		if len(got) != len(tc.want) {
+			t.Errorf("%s received %v, want %v", tc.name, got, tc.want)
+		}
+		for _, id := range tc.want {
+			if got["secret-read/"+id] != 1 {
+				t.Errorf("%s received secret-read/%s %d times, want once", tc.name, id, got["secret-read/"+id])
+			}
+		}
+	}
+	m := scrape(t, base)
+	for sample, want := range map[string]string{
+		`vigil_reload_failures_total{what="config"}`: "1",
+		`vigil_reload_failures_total{what="routes"}`: "1",
+		`vigil_reload_failures_total{what="rules"}`:  "0",
+	} {
+		if got := metricValue(m, sample); got != want {
+			t.Errorf("%s = %q, want %q", sample, got, want)
+		}
 	}
 	r.stop(t)
 }

@@ -47,7 +47,23 @@ type Metrics struct {
 	// AlertsSilenced counts each alert a silence kept from destinations
 	// once, however many destinations or notifiers it was kept from.
 	AlertsSilenced *prometheus.CounterVec // rule
+
+	// ReloadFailures counts rejected reloads by what was rejected
+	// (ReloadConfig, ReloadRules, ReloadRoutes).
+	ReloadFailures *prometheus.CounterVec // what
 }
+
+// What a rejected reload was rejected for, the label of ReloadFailures.
+const (
+	// ReloadConfig: the configuration file did not load (routes' when
+	// conditions are compiled with it).
+	ReloadConfig = "config"
+	// ReloadRules: the rule files did not compile.
+	ReloadRules = "rules"
+	// ReloadRoutes: the dispatcher refused the routes (a destination it
+	// does not run).
+	ReloadRoutes = "routes"
+)
 
 // New creates the metrics and registers them, with the Go and process
 // collectors, on reg; with reg nil they are registered nowhere.
@@ -100,6 +116,13 @@ func New(reg prometheus.Registerer) *Metrics {
 		NotifyTruncated:  notifyCounter("truncated_texts_total", "Messages delivered with at least one text cut to fit the destination's limits."),
 		AlertsSilenced: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "alerts_silenced_total",
 			Help: "Alerts a silence kept from destinations, by rule; each alert once, however many destinations or notifiers."}, []string{"rule"}),
+		ReloadFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "reload_failures_total",
+			Help: "Reloads rejected, the running rules and routes kept, by what was rejected: config, rules or routes."}, []string{"what"}),
+	}
+	// Shown at 0 from the start, so that an alert on an increase fires on
+	// the first rejection too.
+	for _, w := range []string{ReloadConfig, ReloadRules, ReloadRoutes} {
+		m.ReloadFailures.WithLabelValues(w)
 	}
 	if reg == nil {
 		return m
@@ -109,6 +132,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleExceptions, m.AlertsSuppressed, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.ThresholdGroups, m.FutureEvents, m.RulesInfo,
 		m.ConsumerPending, m.ConsumerAckPending,
 		m.NotifyDelivered, m.NotifyFailures, m.NotifyDead, m.NotifyDuplicates, m.NotifyTruncated, m.AlertsSilenced,
+		m.ReloadFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
