@@ -196,3 +196,41 @@ func TestNewDispatcherRejectsCollidingConsumerNames(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// BenchmarkResolve walks a table of team routes for one alert, by lists
+// and by when conditions: the work done once per alert for every
+// destination.
+func BenchmarkResolve(b *testing.B) {
+	dests := []string{"team-a", "team-b", "security", "siem"}
+	a := alerttest.Sample()
+	a.Namespace = "team-b-jobs"
+	for _, bc := range []struct {
+		name   string
+		routes []Route
+	}{
+		{"lists", []Route{
+			{Match: Match{Namespace: []string{"team-a", "team-a-jobs"}}, To: []string{"team-a"}},
+			{Match: Match{Namespace: []string{"team-b", "team-b-jobs"}}, To: []string{"team-b"}},
+			{Match: Match{Namespace: []string{""}, Resource: []string{"clusterroles", "clusterrolebindings"}}, To: []string{"security"}},
+			{To: []string{"siem"}},
+		}},
+		{"when", []Route{
+			{Match: Match{When: `alert.namespace == "team-a" || alert.namespace.startsWith("team-a-")`}, To: []string{"team-a"}},
+			{Match: Match{When: `alert.namespace == "team-b" || alert.namespace.startsWith("team-b-")`}, To: []string{"team-b"}},
+			{Match: Match{When: `alert.namespace == "" && alert.resource in ["clusterroles", "clusterrolebindings"]`}, To: []string{"security"}},
+			{To: []string{"siem"}},
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			rs, err := compileRoutes(bc.routes)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, ok := resolve(rs, dests, a, func(int, error) {}).To("team-b"); !ok {
+					b.Fatal("not routed to team-b")
+				}
+			}
+		})
+	}
+}

@@ -444,8 +444,16 @@ func (c *Config) resolvePaths(dir string) {
 // lineOf finds the line of a node by its path of mapping keys and sequence
 // indexes; 0 when not found.
 func lineOf(n *yaml.Node, path ...any) int {
+	_, line := locate(n, path...)
+	return line
+}
+
+// locate finds the node at a path of mapping keys and sequence indexes,
+// and its line; when the path goes further than the file, the node is nil
+// and the line the last one found on the way (0 for none).
+func locate(n *yaml.Node, path ...any) (*yaml.Node, int) {
 	if n == nil {
-		return 0
+		return nil, 0
 	}
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]
@@ -470,11 +478,11 @@ func lineOf(n *yaml.Node, path ...any) int {
 			}
 		}
 		if next == nil {
-			return line
+			return nil, line
 		}
 		n = next
 	}
-	return line
+	return n, line
 }
 
 func pathString(path []any) string {

@@ -61,7 +61,7 @@ func (c *Config) checkWhen(root *yaml.Node, data []byte, path []any, when string
 	}
 	key := pathString(path)
 	var ce *alertcel.Error
-	n := nodeAt(root, path...)
+	n, _ := locate(root, path...)
 	if !errors.As(err, &ce) || n == nil || n.Kind != yaml.ScalarNode {
 		add(fmt.Errorf("%s: %s: %w", c.Path, key, err))
 		return
@@ -71,36 +71,6 @@ func (c *Config) checkWhen(root *yaml.Node, data []byte, path []any, when string
 		line, col := x.At(is.Line, is.Col)
 		add(fmt.Errorf("%s:%d:%d: %s: %s", c.Path, line, col, key, is.Message))
 	}
-}
-
-// nodeAt finds the value node at a path of mapping keys and sequence
-// indexes; nil when there is none.
-func nodeAt(n *yaml.Node, path ...any) *yaml.Node {
-	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
-	for _, p := range path {
-		if n == nil {
-			return nil
-		}
-		var next *yaml.Node
-		switch k := p.(type) {
-		case string:
-			if n.Kind == yaml.MappingNode {
-				for i := 0; i+1 < len(n.Content); i += 2 {
-					if n.Content[i].Value == k {
-						next = n.Content[i+1]
-					}
-				}
-			}
-		case int:
-			if n.Kind == yaml.SequenceNode && k < len(n.Content) {
-				next = n.Content[k]
-			}
-		}
-		n = next
-	}
-	return n
 }
 
 // didYouMean is `, did you mean "x"?` for the known word closest to s,
