@@ -60,12 +60,15 @@ type Meta struct {
 	ID          string
 	Title       string
 	Description string
-	Severity    string
-	Tags        []string
-	Stages      []string
-	Enabled     bool
-	Threshold   *Threshold
-	Suppress    *Suppress
+	// RunbookURL is where a responder reads what to do about an alert:
+	// an absolute http or https URL, checked at load.
+	RunbookURL string
+	Severity   string
+	Tags       []string
+	Stages     []string
+	Enabled    bool
+	Threshold  *Threshold
+	Suppress   *Suppress
 }
 
 // Rule is one entry of rules:, its defaults filled in. An expression that
@@ -143,6 +146,7 @@ type (
 		ID          yaml.Node `yaml:"id"`
 		Title       yaml.Node `yaml:"title"`
 		Description yaml.Node `yaml:"description"`
+		RunbookURL  yaml.Node `yaml:"runbook_url"`
 		Severity    yaml.Node `yaml:"severity"`
 		Tags        yaml.Node `yaml:"tags"`
 		Condition   yaml.Node `yaml:"condition"`
@@ -422,6 +426,9 @@ func (p *parser) parseRule(n *yaml.Node) {
 	}
 	if given(&doc.Description) {
 		r.Description, _ = p.str(&doc.Description, id, "description")
+	}
+	if given(&doc.RunbookURL) {
+		r.RunbookURL, _ = p.runbookURL(&doc.RunbookURL, id)
 	}
 	haveSev := false
 	if v := &doc.Severity; given(v) {

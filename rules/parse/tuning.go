@@ -64,6 +64,7 @@ type overrideDoc struct {
 	Enabled     yaml.Node `yaml:"enabled"`
 	Title       yaml.Node `yaml:"title"`
 	Description yaml.Node `yaml:"description"`
+	RunbookURL  yaml.Node `yaml:"runbook_url"`
 	Tags        yaml.Node `yaml:"tags"`
 	Output      yaml.Node `yaml:"output"`
 	Stages      yaml.Node `yaml:"stages"`
@@ -72,7 +73,7 @@ type overrideDoc struct {
 
 // ruleFields are the keys of an override that only a rule override takes.
 func (d *overrideDoc) ruleFields() []*yaml.Node {
-	return []*yaml.Node{&d.Exceptions, &d.Severity, &d.Enabled, &d.Title, &d.Description, &d.Tags, &d.Output, &d.Stages, &d.Suppress}
+	return []*yaml.Node{&d.Exceptions, &d.Severity, &d.Enabled, &d.Title, &d.Description, &d.RunbookURL, &d.Tags, &d.Output, &d.Stages, &d.Suppress}
 }
 
 func (p *parser) parseOverride(n *yaml.Node) {
@@ -178,6 +179,11 @@ func (p *parser) ruleOverride(doc *overrideDoc, id string, o *Override) int {
 	if v := &doc.Description; given(v) {
 		if s, ok := p.str(v, id, "description"); ok {
 			replace(func(r *Rule) { r.Description = s })
+		}
+	}
+	if v := &doc.RunbookURL; given(v) {
+		if s, ok := p.runbookURL(v, id); ok {
+			replace(func(r *Rule) { r.RunbookURL = s })
 		}
 	}
 	if v := &doc.Tags; given(v) {
