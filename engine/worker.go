@@ -352,6 +352,9 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 		if cut.SourceIPs {
 			w.m.LimitExceeded.WithLabelValues("alert_source_ips").Inc()
 		}
+		if cut.Groups {
+			w.m.LimitExceeded.WithLabelValues("alert_groups").Inc()
+		}
 	}
 	if len(alerts) > 0 {
 		if err := PublishAlerts(ctx, w.js, alerts); err != nil {

@@ -122,7 +122,7 @@ func TestParseLimitAndTransportErrors(t *testing.T) {
 		{"json depth too small", "ingest:\n  files:\n    - path: a.log\n      max_json_depth: 2\n", "v.yaml:4: ingest.files[0].max_json_depth: must be between 8 and 10000"},
 		{"rule cost too low", "engine:\n  max_rule_cost: 10\n", "v.yaml:2: engine.max_rule_cost: must be at least 1000"},
 		{"object limit too large", "engine:\n  max_object_bytes: 1000000000\n", "v.yaml:2: engine.max_object_bytes: must be between 1 and 67108864"},
-		{"alert larger than a NATS message", "engine:\n  max_alert_field_bytes: 65536\n  max_alert_source_ips: 64\n", "v.yaml:2: engine.max_alert_field_bytes: 65536 bytes for each of 76 fields"},
+		{"alert larger than a NATS message", "engine:\n  max_alert_field_bytes: 65536\n  max_alert_source_ips: 64\n", "v.yaml:2: engine.max_alert_field_bytes: 65536 bytes for each of 79 fields"},
 		{"metrics key without cert", "metrics:\n  listen: ':9090'\n  tls:\n    key: m.key\n", "v.yaml:3: metrics.tls: cert and key must be set together"},
 		{"metrics client_ca without cert", "metrics:\n  listen: ':9090'\n  tls:\n    client_ca: ca.crt\n", "v.yaml:4: metrics.tls.client_ca: needs tls.cert and tls.key"},
 		{"metrics tls without listen", "metrics:\n  tls: {cert: a, key: b}\n", "v.yaml:2: metrics.tls: needs metrics.listen"},
