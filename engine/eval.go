@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -159,6 +161,8 @@ func (e *Evaluator) decide(ctx context.Context, m rules.Match, ev *audit.Event) 
 		a.ID = rules.ThresholdAlertID(r.ID, m.GroupKey, r.Threshold, f)
 		a.Count = f.Count
 		a.Window = r.Threshold.Window.String()
+		a.WindowSeconds = int(r.Threshold.Window / time.Second)
+		a.Members = slices.Clone(f.Members)
 		o.Alerted = true
 		return a, nil
 	}
@@ -176,6 +180,8 @@ func (e *Evaluator) decide(ctx context.Context, m rules.Match, ev *audit.Event) 
 		}
 		a.ID = rules.SuppressAlertID(r.ID, m.SuppressKey, r.Suppress, f)
 		a.Suppressed = f.Carried
+		a.WindowSeconds = int(r.Suppress.For / time.Second)
+		a.Members = slices.Clone(f.Members)
 	}
 	o.Alerted = true
 	return a, nil
@@ -188,6 +194,9 @@ func newAlert(r *rules.Rule, output string, ev *audit.Event) *alert.Alert {
 	a.Severity = r.Severity
 	a.Tags = append([]string{}, r.Tags...)
 	a.Output = output
+	// A block scalar ends the description with a newline.
+	a.Description = strings.TrimSpace(r.Description)
+	a.RunbookURL = r.RunbookURL
 	return a
 }
 
@@ -196,7 +205,7 @@ func (e *Evaluator) observe(ctx context.Context, m rules.Match, ev *audit.Event)
 	var f *rules.Firing
 	err := update(ctx, e, m.Rule.ID, rules.ThresholdKey(m.Rule.ID, m.GroupKey), func(st *rules.WindowState) bool {
 		var changed bool
-		f, changed = st.Observe(m.Rule.Threshold, ev.AuditID, m.Distinct, WindowTime(ev))
+		f, changed = st.Observe(m.Rule.Threshold, alert.NewMember(ev), m.Distinct, WindowTime(ev))
 		return changed
 	})
 	return f, err
@@ -208,7 +217,7 @@ func (e *Evaluator) suppress(ctx context.Context, m rules.Match, ev *audit.Event
 	var f *rules.SuppressFiring
 	err := update(ctx, e, m.Rule.ID, rules.SuppressKey(m.Rule.ID, m.SuppressKey), func(st *rules.SuppressState) bool {
 		var changed bool
-		f, changed = st.Observe(m.Rule.Suppress, ev.AuditID, WindowTime(ev))
+		f, changed = st.Observe(m.Rule.Suppress, alert.NewMember(ev), WindowTime(ev))
 		return changed
 	})
 	return f, err

@@ -72,7 +72,8 @@ const secretRead = `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Meta
 "stage":"%s","requestURI":"/api/v1/namespaces/default/secrets/db","verb":"get",
 "user":{"username":"system:serviceaccount:default:app","groups":["system:serviceaccounts","system:authenticated"]},
 "sourceIPs":["10.0.0.7"],"userAgent":"curl/8.5.0","objectRef":{"resource":"secrets","namespace":"default","name":"db","apiVersion":"v1"},
-"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2024-02-19T01:13:32.195666Z","stageTimestamp":"2024-02-19T01:13:32.199000Z"}`
+"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2024-02-19T01:13:32.195666Z","stageTimestamp":"2024-02-19T01:13:32.199000Z",
+"annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":"RBAC: allowed by RoleBinding \"app-reader/default\" of Role \"secret-reader\" to ServiceAccount \"app/default\""}}`
 
 func TestEvaluateSecretReadGivesTheDocumentedAlert(t *testing.T) {
 	ev := NewEvaluator(defaultSet(t), NewMemoryThresholds())
@@ -94,6 +95,11 @@ func TestEvaluateSecretReadGivesTheDocumentedAlert(t *testing.T) {
 		Time: time.Date(2024, 2, 19, 1, 13, 32, 195666000, time.UTC), User: "system:serviceaccount:default:app",
 		Verb: "get", Resource: "secrets", Namespace: "default", Name: "db", SourceIPs: []string{"10.0.0.7"},
 		UserAgent: "curl/8.5.0", ResponseCode: 200, Count: 1,
+		Description: "Anything but a kubelet or the control plane reading Secrets may be credential theft. Operators that " +
+			"legitimately read Secrets (ingress controllers, cert-manager, Helm) are worth listing in an exception.",
+		UserGroups:            []string{"system:serviceaccounts", "system:authenticated"},
+		AuthorizationDecision: "allow",
+		AuthorizationReason:   `RBAC: allowed by RoleBinding "app-reader/default" of Role "secret-reader" to ServiceAccount "app/default"`,
 	}
 	gotJSON, _ := json.Marshal(a)
 	wantJSON, _ := json.Marshal(want)

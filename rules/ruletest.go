@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit"
 )
 
@@ -106,7 +107,7 @@ func (s *Set) Try(r *Rule, events []*audit.Event) TryResult {
 				st = &WindowState{}
 				states[key] = st
 			}
-			if f, _ := st.Observe(r.Threshold, ev.AuditID, m.Distinct, ev.Time()); f == nil {
+			if f, _ := st.Observe(r.Threshold, alert.Member{AuditID: ev.AuditID}, m.Distinct, ev.Time()); f == nil {
 				continue
 			}
 		}

@@ -3,7 +3,10 @@ package rules
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"time"
+
+	"github.com/vigil-k8s/vigil/internal/alert"
 )
 
 // MaxSuppressHeld bounds the requests a suppression window remembers, to
@@ -27,13 +30,20 @@ type SuppressState struct {
 	// how many were.
 	Held  map[string]bool `json:"held,omitempty"`
 	Count int             `json:"count,omitempty"`
+	// Members are the earliest alert.MaxMembers of the matches held back
+	// in this window, in time order; CarriedMembers those of the window
+	// before, told with Carried.
+	Members        []alert.Member `json:"members,omitempty"`
+	CarriedMembers []alert.Member `json:"carriedMembers,omitempty"`
 }
 
 // SuppressFiring is a match that alerts: the start of the window it
-// opened, and what the window before held back.
+// opened, and what the window before held back: how many, and the
+// earliest of them.
 type SuppressFiring struct {
 	Start   time.Time
 	Carried int
+	Members []alert.Member
 }
 
 // Observe decides what a match of the group does. The first match alerts
@@ -43,10 +53,16 @@ type SuppressFiring struct {
 // request that opened the window alerts again (the same alert, harmless
 // downstream) whenever it is seen: a redelivery or a later stage. It
 // returns the firing, nil when the match is held back, and whether the
-// state changed and must be stored.
-func (st *SuppressState) Observe(s *Suppress, auditID string, at time.Time) (fired *SuppressFiring, changed bool) {
+// state changed and must be stored. m is the match's member, m.AuditID
+// its request.
+//
+// The members a window keeps are its earliest held back, by time and then
+// auditID: a window never drops what it held, so the earliest are exact
+// and the same whatever order the held matches arrived in.
+func (st *SuppressState) Observe(s *Suppress, m alert.Member, at time.Time) (fired *SuppressFiring, changed bool) {
+	auditID := m.AuditID
 	if st.AuditID == auditID && st.AuditID != "" {
-		return &SuppressFiring{Start: st.Start, Carried: st.Carried}, false
+		return &SuppressFiring{Start: st.Start, Carried: st.Carried, Members: st.CarriedMembers}, false
 	}
 	if st.AuditID != "" && at.Before(st.Until) {
 		d := heldDigest(auditID)
@@ -60,10 +76,28 @@ func (st *SuppressState) Observe(s *Suppress, auditID string, at time.Time) (fir
 			st.Held[d] = true
 		}
 		st.Count++
+		st.hold(m)
 		return nil, true
 	}
-	*st = SuppressState{AuditID: auditID, Start: at, Until: at.Add(s.For), Carried: st.Count}
-	return &SuppressFiring{Start: at, Carried: st.Carried}, true
+	*st = SuppressState{AuditID: auditID, Start: at, Until: at.Add(s.For), Carried: st.Count, CarriedMembers: st.Members}
+	return &SuppressFiring{Start: at, Carried: st.Carried, Members: st.CarriedMembers}, true
+}
+
+// hold adds m to the window's members, keeping the earliest
+// alert.MaxMembers. A request already among them (seen again past
+// MaxSuppressHeld) is not added twice.
+func (st *SuppressState) hold(m alert.Member) {
+	if slices.ContainsFunc(st.Members, func(x alert.Member) bool { return x.AuditID == m.AuditID }) {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(st.Members, m, alert.CompareMembers)
+	if i >= alert.MaxMembers {
+		return
+	}
+	st.Members = slices.Insert(st.Members, i, m)
+	if len(st.Members) > alert.MaxMembers {
+		st.Members = st.Members[:alert.MaxMembers]
+	}
 }
 
 // SuppressAlertID identifies the alert that opened a suppression window

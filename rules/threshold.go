@@ -3,8 +3,12 @@ package rules
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/vigil-k8s/vigil/internal/alert"
 )
 
 // WindowState is the threshold state of one rule and group. It is plain data
@@ -21,14 +25,23 @@ type WindowState struct {
 	// of the firing request gives the same alert again rather than nothing:
 	// the alert's identity makes the repeat harmless downstream.
 	Fired *Firing `json:"fired,omitempty"`
+	// Members are the events of at most alert.MaxMembers entries, by the
+	// entry they were counted under: those latest in the window. The
+	// window drops its earliest entries first, so the latest entries of
+	// what remains are always among these, whatever order the events
+	// arrived in, and a few members keep the state small whatever the
+	// count.
+	Members map[string]alert.Member `json:"members,omitempty"`
 }
 
 // Firing is a threshold alert: the request that completed the count, the
-// count, and the start of the window it fell in.
+// count, the start of the window it fell in, and its latest members in
+// time order.
 type Firing struct {
-	AuditID string    `json:"auditID"`
-	Count   int       `json:"count"`
-	Start   time.Time `json:"start"`
+	AuditID string         `json:"auditID"`
+	Count   int            `json:"count"`
+	Start   time.Time      `json:"start"`
+	Members []alert.Member `json:"members,omitempty"`
 }
 
 // Observe counts one matching event into the state. It reports the firing,
@@ -40,7 +53,10 @@ type Firing struct {
 // newest entry minus the window drop out. After firing, the group stays
 // quiet until the window that fired has passed, and events from before that
 // point are ignored, so a burst fires once whatever order it arrives in.
-func (st *WindowState) Observe(t *Threshold, auditID, distinct string, at time.Time) (fired *Firing, changed bool) {
+//
+// m is the event's member, m.AuditID its request.
+func (st *WindowState) Observe(t *Threshold, m alert.Member, distinct string, at time.Time) (fired *Firing, changed bool) {
+	auditID := m.AuditID
 	if st.Fired != nil && st.Fired.AuditID == auditID {
 		return st.Fired, false
 	}
@@ -58,6 +74,10 @@ func (st *WindowState) Observe(t *Threshold, auditID, distinct string, at time.T
 		st.Entries = map[string]time.Time{}
 	}
 	st.Entries[key] = at
+	if st.Members == nil {
+		st.Members = map[string]alert.Member{}
+	}
+	st.Members[key] = m
 	latest := at
 	for _, ts := range st.Entries {
 		if ts.After(latest) {
@@ -74,13 +94,59 @@ func (st *WindowState) Observe(t *Threshold, auditID, distinct string, at time.T
 			start = ts
 		}
 	}
+	st.keepLatestMembers()
 	if len(st.Entries) < t.Count {
 		return nil, true
 	}
-	st.Fired = &Firing{AuditID: auditID, Count: len(st.Entries), Start: start}
+	st.Fired = &Firing{AuditID: auditID, Count: len(st.Entries), Start: start, Members: st.members()}
 	st.QuietUntil = start.Add(t.Window)
-	st.Entries = nil
+	st.Entries, st.Members = nil, nil
 	return st.Fired, true
+}
+
+// before orders entries by the time they count at, then by key, so that
+// ties are broken the same way by every worker.
+func (st *WindowState) before(a, b string) bool {
+	ta, tb := st.Entries[a], st.Entries[b]
+	return ta.Before(tb) || ta.Equal(tb) && a < b
+}
+
+// keepLatestMembers drops the members of entries that left the window,
+// then the earliest until at most alert.MaxMembers remain.
+func (st *WindowState) keepLatestMembers() {
+	for k := range st.Members {
+		if _, in := st.Entries[k]; !in {
+			delete(st.Members, k)
+		}
+	}
+	for len(st.Members) > alert.MaxMembers {
+		first := ""
+		for k := range st.Members {
+			if first == "" || st.before(k, first) {
+				first = k
+			}
+		}
+		delete(st.Members, first)
+	}
+}
+
+// members are the kept members in the order of their entries.
+func (st *WindowState) members() []alert.Member {
+	keys := slices.Collect(maps.Keys(st.Members))
+	slices.SortFunc(keys, func(a, b string) int {
+		switch {
+		case st.before(a, b):
+			return -1
+		case st.before(b, a):
+			return 1
+		}
+		return 0
+	})
+	out := make([]alert.Member, len(keys))
+	for i, k := range keys {
+		out[i] = st.Members[k]
+	}
+	return out
 }
 
 // ThresholdKey names the state of one rule and group. It only uses

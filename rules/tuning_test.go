@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit"
 )
 
@@ -218,13 +219,13 @@ func TestSuppressWindowHoldsBackAndCarriesTheCount(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	step := func(id string, at time.Duration, wantAlert bool, wantCarried int) {
 		t.Helper()
-		f, _ := st.Observe(s, id, t0.Add(at))
-		alert, carried := f != nil, 0
+		f, _ := st.Observe(s, alert.Member{AuditID: id}, t0.Add(at))
+		alerted, carried := f != nil, 0
 		if f != nil {
 			carried = f.Carried
 		}
-		if alert != wantAlert || carried != wantCarried {
-			t.Errorf("%s at %s: alert %v carried %d, want %v %d", id, at, alert, carried, wantAlert, wantCarried)
+		if alerted != wantAlert || carried != wantCarried {
+			t.Errorf("%s at %s: alert %v carried %d, want %v %d", id, at, alerted, carried, wantAlert, wantCarried)
 		}
 	}
 	step("r1", 0, true, 0)
