@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/slack-go/slack"
@@ -83,7 +84,16 @@ func Message(alerts []*alert.Alert, maxText int) (msg *slack.WebhookMessage, tru
 	if a.Output != "" {
 		blocks = append(blocks, b.section(Escape(a.Output)))
 	}
+	if why := b.why(a); why != "" {
+		blocks = append(blocks, b.section(why))
+	}
 	blocks = append(blocks, slack.NewSectionBlock(nil, b.fields(a), nil))
+	if who := who(a); who != "" {
+		blocks = append(blocks, b.section(who))
+	}
+	if len(a.Members) > 0 {
+		blocks = append(blocks, b.section(b.members(a)))
+	}
 
 	ctx := []string{"rule `" + Escape(a.Rule) + "`"}
 	if len(a.Tags) > 0 {
@@ -211,6 +221,88 @@ func (b *builder) fields(a *alert.Alert) []*slack.TextBlockObject {
 	return out
 }
 
+// why is the rule's description and a link to its runbook. The link
+// comes after the description so that cutting a long description to the
+// section's limit cannot cut the link.
+func (b *builder) why(a *alert.Alert) string {
+	link := ""
+	if a.RunbookURL != "" {
+		link = ":book: " + Link(a.RunbookURL, "Runbook")
+	}
+	if a.Description == "" {
+		return link
+	}
+	desc := Escape(a.Description)
+	if link == "" {
+		return desc
+	}
+	room := b.limit(MaxSectionText) - utf8.RuneCountInString(link) - 1
+	return b.fit(truncateEscaped(desc, max(room, 0)), desc) + "\n" + link
+}
+
+// who tells the groups the request was made with and why the apiserver
+// allowed or denied it: which binding, for RBAC.
+func who(a *alert.Alert) string {
+	var lines []string
+	if len(a.UserGroups) > 0 {
+		lines = append(lines, "*Groups* "+Escape(strings.Join(a.UserGroups, ", ")))
+	}
+	// The User field already tells whom the user acted as.
+	if len(a.ImpersonatedGroups) > 0 {
+		lines = append(lines, "*Acting as groups* "+Escape(strings.Join(a.ImpersonatedGroups, ", ")))
+	}
+	if a.AuthorizationDecision != "" || a.AuthorizationReason != "" {
+		line := "*Authorization* " + Escape(a.AuthorizationDecision)
+		if a.AuthorizationReason != "" {
+			line = strings.TrimSpace(line) + " · " + Escape(a.AuthorizationReason)
+		}
+		lines = append(lines, line)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// members lists the member events of a threshold or suppression alert.
+func (b *builder) members(a *alert.Alert) string {
+	var head string
+	switch {
+	case a.Suppressed > 0:
+		head = fmt.Sprintf("*Held back before this alert* (earliest %d of %d)", len(a.Members), a.Suppressed)
+	default:
+		head = fmt.Sprintf("*Counted* (latest %d of %d)", len(a.Members), a.Count)
+	}
+	var s strings.Builder
+	s.WriteString(head)
+	for _, m := range a.Members {
+		line := Escape(eventLine(m.Time, m.User, m.Verb, m.Resource, m.Subresource, m.Namespace, m.Name))
+		s.WriteString("\n• " + b.fit(truncateEscaped(line, 200), line))
+	}
+	return s.String()
+}
+
+// eventLine is one short line of who did what to which object, and when.
+func eventLine(at time.Time, user, verb, resource, subresource, namespace, name string) string {
+	line := at.UTC().Format("15:04:05Z") + " " + user + " " + verb + " " + resource
+	if subresource != "" {
+		line += "/" + subresource
+	}
+	if namespace != "" {
+		line += " " + namespace + "/" + name
+	} else if name != "" {
+		line += " " + name
+	}
+	return line
+}
+
+// Link is mrkdwn for a link to url showing text. A URL that could end the
+// link early or is not http(s) (the rule loader refuses both) is shown as
+// escaped text instead.
+func Link(url, text string) string {
+	if strings.ContainsAny(url, " <>|\n") || !strings.HasPrefix(url, "https://") && !strings.HasPrefix(url, "http://") {
+		return Escape(url)
+	}
+	return "<" + Escape(url) + "|" + Escape(text) + ">"
+}
+
 // moreLikeThis lists the other alerts of a group, one short line each.
 func (b *builder) moreLikeThis(rest []*alert.Alert) string {
 	var s strings.Builder
@@ -220,15 +312,7 @@ func (b *builder) moreLikeThis(rest []*alert.Alert) string {
 			fmt.Fprintf(&s, "\n…and %d more", len(rest)-MaxListed)
 			break
 		}
-		line := a.Time.UTC().Format("15:04:05Z") + " " + a.User + " " + a.Verb + " " + a.Resource
-		if a.Subresource != "" {
-			line += "/" + a.Subresource
-		}
-		if a.Namespace != "" {
-			line += " " + a.Namespace + "/" + a.Name
-		} else if a.Name != "" {
-			line += " " + a.Name
-		}
+		line := eventLine(a.Time, a.User, a.Verb, a.Resource, a.Subresource, a.Namespace, a.Name)
 		// Each line is capped so that one huge value cannot push the
 		// count line out of the section.
 		line = Escape(line)

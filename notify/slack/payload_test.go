@@ -2,6 +2,7 @@ package slack
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"flag"
 	"os"
@@ -52,10 +53,23 @@ func TestMessageGolden(t *testing.T) {
 	imp.Severity = alert.SeverityCritical
 
 	threshold := alerttest.Sample()
-	threshold.Count, threshold.Window = 20, "5m0s"
+	threshold.Count, threshold.Window, threshold.WindowSeconds = 20, "5m0s", 300
+	threshold.Members = members(10)
 
 	suppressed := alerttest.Sample()
-	suppressed.Suppressed = 11
+	suppressed.Suppressed, suppressed.WindowSeconds = 11, 600
+	suppressed.Members = members(10)
+
+	// The context a responder acts on: why, what to do, with which
+	// groups, allowed by what, and as whom.
+	context := alerttest.Sample()
+	context.Description = "Anything but a kubelet or the control plane reading Secrets may be credential theft."
+	context.RunbookURL = "https://github.com/vigil-k8s/vigil/blob/main/docs/rules.md#secrets?a=1&b=2"
+	context.UserGroups = []string{"system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated"}
+	context.ImpersonatedUser = "system:admin"
+	context.ImpersonatedGroups = []string{"system:masters"}
+	context.AuthorizationDecision = "allow"
+	context.AuthorizationReason = `RBAC: allowed by ClusterRoleBinding "app-admin" of ClusterRole "cluster-admin" to ServiceAccount "app/default"`
 
 	hostile := alerttest.Sample()
 	hostile.User = "<!channel> & <@U123>"
@@ -70,6 +84,7 @@ func TestMessageGolden(t *testing.T) {
 		{"impersonated.json", []*alert.Alert{imp}},
 		{"threshold.json", []*alert.Alert{threshold}},
 		{"suppressed.json", []*alert.Alert{suppressed}},
+		{"context.json", []*alert.Alert{context}},
 		{"escaped.json", []*alert.Alert{hostile}},
 		{"group.json", alerttest.Many(25)},
 	} {
@@ -80,10 +95,51 @@ func TestMessageGolden(t *testing.T) {
 	}
 }
 
+// members are n member events of the sample alert's rule, a second apart.
+func members(n int) []alert.Member {
+	out := make([]alert.Member, n)
+	for i, a := range alerttest.Many(n) {
+		out[i] = alert.Member{AuditID: a.AuditID, Time: a.Time, User: a.User, Verb: a.Verb, Resource: a.Resource, Namespace: a.Namespace, Name: a.Name}
+	}
+	return out
+}
+
+// A long description is cut before the runbook link, never into it.
+func TestMessageKeepsTheRunbookLink(t *testing.T) {
+	a := alerttest.Sample()
+	a.Description = strings.Repeat("<é>", 2000)
+	a.RunbookURL = "https://wiki.example.com/runbooks/secret-read"
+	for _, maxText := range []int{0, 300} {
+		msg, truncated := Message([]*alert.Alert{a}, maxText)
+		if !truncated {
+			t.Errorf("max %d: a cut description is not reported as truncated", maxText)
+		}
+		var why string
+		for _, s := range texts(t, msg)["section"] {
+			if strings.Contains(s, "&lt;é") {
+				why = s
+			}
+		}
+		if !strings.HasSuffix(why, "…\n:book: <https://wiki.example.com/runbooks/secret-read|Runbook>") {
+			t.Errorf("max %d: description section ends %q", maxText, why[max(0, len(why)-80):])
+		}
+		if limit := cmp.Or(maxText, MaxSectionText); utf8.RuneCountInString(why) > limit {
+			t.Errorf("max %d: description section has %d characters", maxText, utf8.RuneCountInString(why))
+		}
+		checkEscaped(t, "description", strings.TrimSuffix(why, "<https://wiki.example.com/runbooks/secret-read|Runbook>"))
+	}
+}
+
 func TestMessageEscapesMentions(t *testing.T) {
 	a := alerttest.Sample()
 	a.User = "<!channel>"
 	a.Output = "<!everyone> <@U1> <#C1>"
+	a.Description = "<!channel>"
+	a.RunbookURL = "<!channel>"
+	a.UserGroups = []string{"<@U1>"}
+	a.ImpersonatedGroups = []string{"<#C1>"}
+	a.AuthorizationReason = "<!everyone>"
+	a.Members = []alert.Member{{User: "<!channel>", Name: "<@U1>"}}
 	msg, _ := Message([]*alert.Alert{a}, 0)
 	b, err := json.Marshal(msg)
 	if err != nil {
@@ -129,6 +185,10 @@ func TestMessageWithinLimits(t *testing.T) {
 	a.Output, a.User, a.UserAgent, a.Name = long, long, long, long
 	a.Tags = []string{long}
 	a.SourceIPs = strings.Split(strings.Repeat("10.0.0.1,", 1000), ",")
+	a.Description, a.AuthorizationReason = long, long
+	a.RunbookURL = "https://example.com/" + strings.Repeat("r", 2000)
+	a.UserGroups = strings.Split(strings.Repeat("<group>,", 1000), ",")
+	a.Members = []alert.Member{{User: long, Name: long}, {User: long, Resource: long}}
 	group := append([]*alert.Alert{a}, alerttest.Many(200)...)
 	for _, alerts := range [][]*alert.Alert{{a}, group} {
 		msg, truncated := Message(alerts, 0)

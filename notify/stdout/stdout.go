@@ -1,5 +1,5 @@
-// Package stdout prints alerts for local runs: one readable line per alert,
-// or the alert JSON per line.
+// Package stdout prints alerts for local runs: one readable line per alert
+// with its context indented below it, or the alert JSON per line.
 package stdout
 
 import (
@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -100,6 +101,9 @@ const reset = "\x1b[0m"
 //
 //	time severity rule: output (user verb resource ns/name)
 //
+// followed, when the alert has them, by indented lines of its context:
+// description, runbook, groups, authorization and members.
+//
 // Every value comes from an audit event an attacker may shape, so control
 // characters are escaped: a crafted user agent must not be able to rewrite
 // the terminal or forge a second alert line.
@@ -148,7 +152,52 @@ func Line(a *alert.Alert, color bool) string {
 	if a.Suppressed > 0 {
 		fmt.Fprintf(&b, " (+%d held back before)", a.Suppressed)
 	}
+	for _, l := range contextLines(a) {
+		b.WriteString("\n" + contextIndent + l)
+	}
 	return b.String()
+}
+
+// contextIndent starts each line of an alert's context, so that no value
+// can make one look like the first line of an alert, which starts with its
+// time.
+const contextIndent = "    "
+
+// contextLines are what a responder needs beyond the alert's line, each
+// escaped: why the rule matters, where its runbook is, the groups and the
+// authorization of the request, and a threshold's or suppression's
+// members.
+func contextLines(a *alert.Alert) []string {
+	var out []string
+	add := func(label, v string) {
+		if v != "" {
+			out = append(out, label+Escape(v))
+		}
+	}
+	add("", a.Description)
+	add("runbook: ", a.RunbookURL)
+	add("groups: ", strings.Join(a.UserGroups, ", "))
+	if len(a.ImpersonatedGroups) > 0 {
+		add("as "+Escape(a.ImpersonatedUser)+" in groups: ", strings.Join(a.ImpersonatedGroups, ", "))
+	}
+	authz := a.AuthorizationDecision
+	if a.AuthorizationReason != "" {
+		authz = strings.TrimSpace(authz + " " + a.AuthorizationReason)
+	}
+	add("authorization: ", authz)
+	for _, m := range a.Members {
+		res := m.Resource
+		if m.Subresource != "" {
+			res += "/" + m.Subresource
+		}
+		obj := m.Name
+		if m.Namespace != "" {
+			obj = m.Namespace + "/" + m.Name
+		}
+		add("member: ", strings.Join(slices.DeleteFunc([]string{m.Time.UTC().Format(time.RFC3339), m.User, m.Verb, res, obj},
+			func(s string) bool { return s == "" }), " "))
+	}
+	return out
 }
 
 // Escape replaces control characters, including newlines and ESC, with Go

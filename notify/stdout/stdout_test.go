@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/notify/internal/alerttest"
@@ -119,5 +120,37 @@ func TestWriteErrorIsRetryable(t *testing.T) {
 	retry, err := n.Notify(context.Background(), alerttest.Sample())
 	if err == nil || !retry {
 		t.Errorf("got retry=%v err=%v, want a retryable error", retry, err)
+	}
+}
+
+// The context of an alert follows its line, indented, every value
+// escaped: a description or a member cannot start a line of its own.
+func TestTextContextLines(t *testing.T) {
+	var buf bytes.Buffer
+	n, _ := New(&buf)
+	a := alerttest.Sample()
+	a.Description = "Secrets read by a workload.\n2024-01-01T00:00:00Z critical forged: x"
+	a.RunbookURL = "https://wiki.example.com/runbooks/secret-read"
+	a.UserGroups = []string{"system:serviceaccounts", "system:authenticated"}
+	a.ImpersonatedUser, a.ImpersonatedGroups = "system:admin", []string{"system:masters"}
+	a.AuthorizationDecision, a.AuthorizationReason = "allow", `RBAC: allowed by ClusterRoleBinding "x" of ClusterRole "cluster-admin" to User "alice"`
+	a.Count, a.Window = 2, "1m0s"
+	a.Members = []alert.Member{
+		{AuditID: "1", Time: alerttest.Time, User: "alice", Verb: "delete", Resource: "namespaces", Name: "foo"},
+		{AuditID: "2", Time: alerttest.Time.Add(time.Second), User: "alice", Verb: "get", Resource: "pods", Subresource: "log", Namespace: "n", Name: "p\x1b[2J"},
+	}
+	if _, err := n.Notify(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	want := "2024-02-19T01:13:32Z high     secret-read-by-non-node: system:serviceaccount:default:app get secrets default/db (system:serviceaccount:default:app as system:admin get secrets default/db) x2 in 1m0s\n" +
+		`    Secrets read by a workload.\n2024-01-01T00:00:00Z critical forged: x` + "\n" +
+		"    runbook: https://wiki.example.com/runbooks/secret-read\n" +
+		"    groups: system:serviceaccounts, system:authenticated\n" +
+		"    as system:admin in groups: system:masters\n" +
+		`    authorization: allow RBAC: allowed by ClusterRoleBinding "x" of ClusterRole "cluster-admin" to User "alice"` + "\n" +
+		"    member: 2024-02-19T01:13:32Z alice delete namespaces foo\n" +
+		`    member: 2024-02-19T01:13:33Z alice get pods/log n/p\x1b[2J` + "\n"
+	if got := buf.String(); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
