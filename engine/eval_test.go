@@ -97,6 +97,7 @@ func TestEvaluateSecretReadGivesTheDocumentedAlert(t *testing.T) {
 		UserAgent: "curl/8.5.0", ResponseCode: 200, Count: 1,
 		Description: "Anything but a kubelet or the control plane reading Secrets may be credential theft. Operators that " +
 			"legitimately read Secrets (ingress controllers, cert-manager, Helm) are worth listing in an exception.",
+		RunbookURL:            "https://github.com/vigil-k8s/vigil/blob/main/docs/rules.md#secrets-secretsyaml",
 		UserGroups:            []string{"system:serviceaccounts", "system:authenticated"},
 		AuthorizationDecision: "allow",
 		AuthorizationReason:   `RBAC: allowed by RoleBinding "app-reader/default" of Role "secret-reader" to ServiceAccount "app/default"`,

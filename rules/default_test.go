@@ -2,9 +2,11 @@ package rules
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 func TestDefaultPackTestsPass(t *testing.T) {
@@ -43,8 +45,60 @@ func TestRuleGuideListsEveryDefaultRule(t *testing.T) {
 	}
 }
 
-// TestDefaultPackOnARealCluster replays the trimmed audit log of a
-// kube-apiserver v1.34 with kube-controller-manager (default/testdata/README.md
-// says how it was made) and checks every alert the pack gives, by rule and
-// object: the cluster's own bootstrap and controllers raise nothing, and each
-// scenario of the run raises what it should.
+// githubAnchors are the anchors GitHub gives the headings of a Markdown
+// file: lowercased, punctuation but - and _ dropped, spaces as dashes, a
+// repeat numbered.
+func githubAnchors(md string) map[string]bool {
+	out := map[string]bool{}
+	seen := map[string]int{}
+	inFence := false
+	for _, line := range strings.Split(md, "\n") {
+		if strings.HasPrefix(line, "```") {
+			inFence = !inFence
+		}
+		if inFence || !strings.HasPrefix(line, "#") {
+			continue
+		}
+		text := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		var b strings.Builder
+		for _, r := range strings.ToLower(text) {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				b.WriteRune(r)
+			}
+		}
+		a := b.String()
+		if n := seen[a]; n > 0 {
+			out[fmt.Sprintf("%s-%d", a, n)] = true
+		} else {
+			out[a] = true
+		}
+		seen[a]++
+	}
+	return out
+}
+
+// Every rule of the pack links to a section of docs/rules.md that exists.
+func TestDefaultPackRunbooksExist(t *testing.T) {
+	const base = "https://github.com/vigil-k8s/vigil/blob/main/docs/rules.md#"
+	set, err := Load(LoadOptions{Default: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	guide, err := os.ReadFile("../docs/rules.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := githubAnchors(string(guide))
+	for _, r := range set.Rules() {
+		anchor, ok := strings.CutPrefix(r.RunbookURL, base)
+		switch {
+		case !ok:
+			t.Errorf("%s: runbook_url %q is not a section of docs/rules.md (%s…)", r.ID, r.RunbookURL, base)
+		case !anchors[anchor]:
+			t.Errorf("%s: runbook_url names #%s, which no heading of docs/rules.md has", r.ID, anchor)
+		}
+	}
+}

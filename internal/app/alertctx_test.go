@@ -3,14 +3,12 @@ package app_test
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/vigil-k8s/vigil/internal/alert"
-	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/logtest"
 )
 
@@ -50,29 +48,13 @@ func (s *sink) waitForRule(t *testing.T, rule string) alert.Alert {
 
 // TestWebhookGetsTheAlertContext runs the whole pipeline and checks what a
 // responder reads in a webhook body: for a Secret read, why it matters,
-// the runbook, the groups and the binding that allowed it; for a burst of
+// the pack's runbook, the groups and the binding that allowed it; for a burst of
 // denied requests, the count, the window in seconds and who did what.
 func TestWebhookGetsTheAlertContext(t *testing.T) {
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "audit.log")
 	s := newSink(t)
-	tuning := filepath.Join(dir, "tuning.yaml")
-	if err := os.WriteFile(tuning, []byte("overrides:\n  - rule: secret-read-by-non-node\n    runbook_url: https://wiki.example.com/runbooks/secret-read\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, `
-cluster: e2e
-data_dir: %s
-rules: [%s]
-ingest:
-  files: [{path: %s, poll_interval: 20ms}]
-destinations:
-  - {name: sink, type: webhook, url: %q}
-`, filepath.Join(dir, "data"), tuning, logPath, s.srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := start(t, cfg, &logtest.Buffer{})
+	r := start(t, testConfig(t, dir, logPath, s.srv.URL), &logtest.Buffer{})
 	defer r.stop(t)
 
 	const reason = `RBAC: allowed by RoleBinding "app-reader/default" of Role "secret-reader" to ServiceAccount "app/default"`
@@ -91,7 +73,7 @@ destinations:
 	s.mu.Lock()
 	a := s.alerts["secret-read-by-non-node/ctx-1"]
 	s.mu.Unlock()
-	if a.Description == "" || a.RunbookURL != "https://wiki.example.com/runbooks/secret-read" ||
+	if a.Description == "" || a.RunbookURL != "https://github.com/vigil-k8s/vigil/blob/main/docs/rules.md#secrets-secretsyaml" ||
 		!slices.Equal(a.UserGroups, groups) || a.AuthorizationDecision != "allow" || a.AuthorizationReason != reason {
 		t.Errorf("secret-read-by-non-node alert: description %q runbookURL %q userGroups %v authorization %q %q",
 			a.Description, a.RunbookURL, a.UserGroups, a.AuthorizationDecision, a.AuthorizationReason)
