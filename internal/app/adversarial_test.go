@@ -367,16 +367,24 @@ destinations:
 		}
 	}
 
-	// Stdout: one well-formed line per alert, no control characters.
+	// Stdout: one well-formed line per alert, its context on indented
+	// lines below it, no control characters.
 	out := strings.TrimSuffix(stdout.String(), "\n")
 	outLines := strings.Split(out, "\n")
-	if len(outLines) != len(want) {
-		t.Errorf("stdout has %d lines, want one per alert (%d)", len(outLines), len(want))
-	}
-	for _, l := range outLines {
+	alertLines := 0
+	for i, l := range outLines {
+		if strings.HasPrefix(l, "    ") && i > 0 {
+			continue
+		}
+		alertLines++
 		if !stdoutLine.MatchString(l) {
 			t.Errorf("stdout line not written by vigil: %.120q", l)
 		}
+	}
+	if alertLines != len(want) {
+		t.Errorf("stdout has %d alert lines, want one per alert (%d)", alertLines, len(want))
+	}
+	for _, l := range outLines {
 		if i := strings.IndexFunc(l, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' }); i >= 0 {
 			t.Errorf("stdout line has control character %q: %.120q", l[i], l)
 		}
