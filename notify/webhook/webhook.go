@@ -4,17 +4,15 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/notify/internal/httpclient"
 	"github.com/vigil-k8s/vigil/notify/internal/retry"
 )
 
@@ -55,55 +53,17 @@ func New(cfg Config) (*Notifier, error) {
 	if !strings.HasPrefix(cfg.URL, "http://") && !strings.HasPrefix(cfg.URL, "https://") {
 		return nil, errors.New("webhook: url must start with http:// or https://")
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != "" {
-		tc, err := tlsConfig(cfg)
-		if err != nil {
-			return nil, err
-		}
-		tr.TLSClientConfig = tc
+	client, err := httpclient.New(httpclient.Options{
+		Name: "webhook", CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, Timeout: cfg.Timeout,
+	})
+	if err != nil {
+		return nil, err
 	}
-	n := &Notifier{
-		cfg: cfg,
-		client: &http.Client{
-			Transport: tr,
-			Timeout:   cfg.Timeout,
-			// A receiver that redirects could send the signed body and
-			// headers to a host nobody configured.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		now: cfg.Now,
-	}
+	n := &Notifier{cfg: cfg, client: client, now: cfg.Now}
 	if n.now == nil {
 		n.now = time.Now
 	}
 	return n, nil
-}
-
-func tlsConfig(cfg Config) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("webhook: tls.ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("webhook: tls.ca: no PEM certificate in %s", cfg.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
-		return nil, errors.New("webhook: tls.cert and tls.key must be set together")
-	}
-	if cfg.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("webhook: tls client certificate: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 // Close releases idle connections.
