@@ -9,6 +9,11 @@ GOVULNCHECK   := golang.org/x/vuln/cmd/govulncheck@v1.9.0
 # reachable, and a given commit always checks against the same data. Bump
 # it to pick up new advisories.
 VULNDB        := golang.org/x/vulndb@v0.0.0-20261105234957-e22db6528018
+# The real Alertmanager the notify/alertmanager tests deliver to, built
+# through the module proxy. v0.31.1 is the last release whose module
+# builds with `go install` (later ones want UI assets built by npm).
+ALERTMANAGER  := github.com/prometheus/alertmanager/cmd/alertmanager@v0.31.1
+ALERTMANAGER_STAMP := bin/.alertmanager-$(lastword $(subst @, ,$(ALERTMANAGER)))
 
 # go.mod names the patched toolchain (its `toolchain` line); build with it
 # even where the installed Go is set to GOTOOLCHAIN=local, so binaries do not
@@ -17,7 +22,7 @@ VULNDB        := golang.org/x/vulndb@v0.0.0-20261105234957-e22db6528018
 GOTOOLCHAIN   ?= auto
 export GOTOOLCHAIN
 
-.PHONY: all build run test lint vulncheck bench fuzz clean
+.PHONY: all build run test lint vulncheck bench fuzz clean alertmanager
 
 all: build
 
@@ -33,8 +38,16 @@ run: build
 
 # -timeout bounds each package's tests: the slowest (cmd/vigil, which runs
 # vigil processes) takes about two minutes on 2 cores.
-test:
+test: alertmanager
 	$(GO) test -race -count=1 -timeout 8m ./...
+
+# bin/alertmanager, installed once per version: the stamp names the
+# version, so bumping ALERTMANAGER installs the new one.
+alertmanager: $(ALERTMANAGER_STAMP)
+
+$(ALERTMANAGER_STAMP):
+	GOBIN=$(CURDIR)/bin $(GO) install $(ALERTMANAGER)
+	touch $@
 
 lint:
 	$(GO) vet ./...
