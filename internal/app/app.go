@@ -166,7 +166,7 @@ func New(cfg *config.Config, roles Role, logger *slog.Logger, opts ...Option) (_
 	}
 	if roles&RoleNotify != 0 {
 		// Built now, so that a missing secret stops start-up.
-		if a.dests, err = (receivers{stdout: a.stdout, metrics: a.metrics}).destinations(cfg); err != nil {
+		if a.dests, err = (receivers{stdout: a.stdout, metrics: a.metrics, logger: logger.With("role", "notify")}).destinations(cfg); err != nil {
 			return nil, err
 		}
 	}

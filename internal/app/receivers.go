@@ -3,11 +3,15 @@ package app
 import (
 	"fmt"
 	"io"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/metrics"
 	"github.com/vigil-k8s/vigil/notify"
+	"github.com/vigil-k8s/vigil/notify/alertmanager"
+	"github.com/vigil-k8s/vigil/notify/pagerduty"
 	"github.com/vigil-k8s/vigil/notify/slack"
 	"github.com/vigil-k8s/vigil/notify/stdout"
 	"github.com/vigil-k8s/vigil/notify/webhook"
@@ -21,10 +25,13 @@ import (
 const implicitStdout = "stdout"
 
 // receivers builds what the factory needs besides the configuration: where
-// stdout destinations write and what counts cut Slack texts.
+// stdout destinations write, what counts cut Slack texts, and where an
+// Alertmanager that failed beside one that accepted is reported (nil
+// discards).
 type receivers struct {
 	stdout  io.Writer
 	metrics *metrics.Metrics
+	logger  *slog.Logger
 }
 
 // destinations builds the receiver of every destination in cfg, reading
@@ -70,8 +77,19 @@ func (r receivers) destination(dc config.Destination) (notify.Destination, error
 			d.RateLimit = webhook.DefaultRate
 		}
 		d.Notifier, err = newWebhook(dc, d.Timeout)
+	case config.DestinationAlertmanager:
+		d.Batch = true
+		if d.RateLimit == 0 {
+			d.RateLimit = alertmanager.DefaultRate
+		}
+		d.Notifier, err = r.alertmanager(dc, d.Timeout)
+	case config.DestinationPagerDuty:
+		if d.RateLimit == 0 {
+			d.RateLimit = pagerduty.DefaultRate
+		}
+		d.Notifier, err = newPagerDuty(dc, d.Timeout)
 	default:
-		return d, fmt.Errorf("%s: unknown type %q (want slack, webhook or stdout)", where, dc.Type)
+		return d, fmt.Errorf("%s: unknown type %q (want %s)", where, dc.Type, strings.Join(config.DestinationTypes, ", "))
 	}
 	if err != nil {
 		return d, fmt.Errorf("%s: %w", where, err)
@@ -117,6 +135,42 @@ func newWebhook(dc config.Destination, timeout time.Duration) (*webhook.Notifier
 		}
 	}
 	return webhook.New(c)
+}
+
+// alertmanager builds an Alertmanager receiver, reading the password or
+// bearer token.
+func (r receivers) alertmanager(dc config.Destination, timeout time.Duration) (*alertmanager.Notifier, error) {
+	c := alertmanager.Config{
+		URLs: dc.URLs, Username: dc.Username, GeneratorURL: dc.GeneratorURL, ResolveAfter: dc.ResolveAfter, Timeout: timeout,
+		CAFile: dc.TLS.CA, CertFile: dc.TLS.Cert, KeyFile: dc.TLS.Key,
+	}
+	if dc.URL != "" {
+		c.URLs = []string{dc.URL}
+	}
+	if r.logger != nil {
+		c.Logger = r.logger.With("destination", dc.Name)
+	}
+	var err error
+	if dc.Username != "" {
+		if c.Password, err = config.Secret("password", dc.PasswordEnv, dc.PasswordFile); err != nil {
+			return nil, err
+		}
+	}
+	if dc.BearerTokenEnv != "" || dc.BearerTokenFile != "" {
+		if c.BearerToken, err = config.Secret("bearer_token", dc.BearerTokenEnv, dc.BearerTokenFile); err != nil {
+			return nil, err
+		}
+	}
+	return alertmanager.New(c)
+}
+
+// newPagerDuty builds a PagerDuty receiver, reading the routing key.
+func newPagerDuty(dc config.Destination, timeout time.Duration) (*pagerduty.Notifier, error) {
+	key, err := config.Secret("routing_key", dc.RoutingKeyEnv, dc.RoutingKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return pagerduty.New(pagerduty.Config{RoutingKey: key, URL: dc.URL, Client: dc.Client, ClientURL: dc.ClientURL, Timeout: timeout})
 }
 
 // notifyOptions are the dispatcher's settings from the notify section.

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +29,8 @@ import (
 	"github.com/vigil-k8s/vigil/internal/natstest"
 	"github.com/vigil-k8s/vigil/internal/waittest"
 	"github.com/vigil-k8s/vigil/notify"
+	"github.com/vigil-k8s/vigil/notify/alertmanager"
+	"github.com/vigil-k8s/vigil/notify/pagerduty"
 	"github.com/vigil-k8s/vigil/notify/slack"
 	"github.com/vigil-k8s/vigil/notify/webhook"
 )
@@ -72,7 +75,7 @@ func TestReceiverFactory(t *testing.T) {
 		{"webhook missing ca", config.Destination{Name: "w", Type: "webhook", URL: "https://x", TLS: config.TLS{CA: filepath.Join(dir, "nope")}}, `destination "w": webhook: tls.ca`},
 		{"stdout json", config.Destination{Name: "o", Type: "stdout", Format: "json"}, ""},
 		{"stdout bad format", config.Destination{Name: "o", Type: "stdout", Format: "xml"}, `destination "o": stdout: unknown format "xml"`},
-		{"unknown type", config.Destination{Name: "x", Type: "pagerduty"}, `destination "x": unknown type "pagerduty"`},
+		{"unknown type", config.Destination{Name: "x", Type: "opsgenie"}, `destination "x": unknown type "opsgenie"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, err := r.destination(tc.d)
@@ -102,6 +105,7 @@ func TestReceiverFactory(t *testing.T) {
 // Each type's defaults are the receiver package's, applied once here.
 func TestReceiverDefaults(t *testing.T) {
 	t.Setenv("TEST_SLACK_URL", "https://hooks.example/T/B/X")
+	t.Setenv("TEST_PD_KEY", "R0123456789abcdef0123456789ABCDE")
 	r := receivers{stdout: io.Discard, metrics: metrics.New(nil)}
 	for _, tc := range []struct {
 		d     config.Destination
@@ -111,6 +115,8 @@ func TestReceiverDefaults(t *testing.T) {
 		{config.Destination{Name: "s", Type: "slack", WebhookURLEnv: "TEST_SLACK_URL"}, slack.DefaultRate, false},
 		{config.Destination{Name: "w", Type: "webhook", URL: "https://siem.example"}, webhook.DefaultRate, true},
 		{config.Destination{Name: "o", Type: "stdout"}, 0, true},
+		{config.Destination{Name: "am", Type: "alertmanager", URL: "http://am:9093"}, alertmanager.DefaultRate, true},
+		{config.Destination{Name: "pd", Type: "pagerduty", RoutingKeyEnv: "TEST_PD_KEY"}, pagerduty.DefaultRate, false},
 		{config.Destination{Name: "w", Type: "webhook", URL: "https://siem.example", RateLimit: 7, MaxAttempts: 3, Timeout: time.Second}, 7, true},
 	} {
 		d, err := r.destination(tc.d)
@@ -230,5 +236,50 @@ func TestNoDestinationsPrintsToStdout(t *testing.T) {
 		if !strings.Contains(out.String(), a.Output) {
 			t.Errorf("stdout lacks %q:\n%s", a.Output, out.String())
 		}
+	}
+}
+
+// The Alertmanager and PagerDuty receivers read their secrets from the
+// environment or a file, and use them.
+func TestReceiverSecretsOfAlertmanagerAndPagerDuty(t *testing.T) {
+	var mu sync.Mutex
+	var auth, body []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		auth, body = append(auth, r.Header.Get("Authorization")), append(body, string(b))
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(srv.Close)
+	key := filepath.Join(t.TempDir(), "pd-key")
+	if err := os.WriteFile(key, []byte("R0123456789abcdef0123456789ABCDE\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TEST_AM_PASSWORD", "am-s3cret")
+	r := receivers{metrics: metrics.New(nil)}
+	for _, dc := range []config.Destination{
+		{Name: "am", Type: "alertmanager", URL: srv.URL, Username: "vigil", PasswordEnv: "TEST_AM_PASSWORD"},
+		{Name: "pd", Type: "pagerduty", URL: srv.URL + "/v2/enqueue", RoutingKeyFile: key},
+	} {
+		d, err := r.destination(dc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Notifier.Notify(context.Background(), &alert.Alert{ID: "r/1", Rule: "r", Severity: "high", Time: time.Now()}); err != nil {
+			t.Fatalf("%s: %v", dc.Name, err)
+		}
+		d.Notifier.(interface{ Close() }).Close()
+	}
+	if auth[0] != "Basic dmlnaWw6YW0tczNjcmV0" { // vigil:am-s3cret
+		t.Errorf("Alertmanager Authorization = %q", auth[0])
+	}
+	if !strings.Contains(body[1], `"routing_key":"R0123456789abcdef0123456789ABCDE"`) {
+		t.Errorf("PagerDuty body %s has not the key of the file", body[1])
+	}
+
+	_, err := r.destination(config.Destination{Name: "pd", Type: "pagerduty", RoutingKeyEnv: "TEST_PD_UNSET"})
+	if err == nil || !strings.Contains(err.Error(), `destination "pd": routing_key: environment variable TEST_PD_UNSET is not set`) {
+		t.Errorf("missing routing key: %v", err)
 	}
 }

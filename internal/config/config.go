@@ -170,7 +170,15 @@ const (
 	DestinationSlack   = "slack"
 	DestinationWebhook = "webhook"
 	DestinationStdout  = "stdout"
+	// DestinationAlertmanager posts to Prometheus Alertmanager's API v2.
+	DestinationAlertmanager = "alertmanager"
+	// DestinationPagerDuty sends PagerDuty Events API v2 trigger events.
+	DestinationPagerDuty = "pagerduty"
 )
+
+// DestinationTypes are the destination types, in the order errors list
+// them.
+var DestinationTypes = []string{DestinationSlack, DestinationWebhook, DestinationAlertmanager, DestinationPagerDuty, DestinationStdout}
 
 // Destination is where alerts are delivered.
 type Destination struct {
@@ -187,13 +195,38 @@ type Destination struct {
 	APIURL string `yaml:"api_url"`
 
 	// Webhook: the URL (or an env/file holding it when it carries a token).
+	// Alertmanager: the URL of one Alertmanager. PagerDuty: the Events API
+	// endpoint, when not PagerDuty's own.
 	URL            string            `yaml:"url"`
 	URLEnv         string            `yaml:"url_env"`
 	URLFile        string            `yaml:"url_file"`
 	Headers        map[string]string `yaml:"headers"`
 	HMACSecretEnv  string            `yaml:"hmac_secret_env"`
 	HMACSecretFile string            `yaml:"hmac_secret_file"`
-	TLS            TLS               `yaml:"tls"`
+	// TLS (webhook, alertmanager): ca verifies the receiver, cert and key
+	// are the client certificate.
+	TLS TLS `yaml:"tls"`
+
+	// Alertmanager: every instance of an HA cluster (instead of url), all
+	// of which receive every alert; basic auth (username with
+	// password_env/password_file) or a bearer token; the generatorURL
+	// template ({rule}, {id}, {auditID}, {cluster}); how long after sending
+	// an alert resolves.
+	URLs            []string      `yaml:"urls"`
+	Username        string        `yaml:"username"`
+	PasswordEnv     string        `yaml:"password_env"`
+	PasswordFile    string        `yaml:"password_file"`
+	BearerTokenEnv  string        `yaml:"bearer_token_env"`
+	BearerTokenFile string        `yaml:"bearer_token_file"`
+	GeneratorURL    string        `yaml:"generator_url"`
+	ResolveAfter    time.Duration `yaml:"resolve_after"`
+
+	// PagerDuty: the integration's routing key, and the client shown in
+	// PagerDuty's alert view.
+	RoutingKeyEnv  string `yaml:"routing_key_env"`
+	RoutingKeyFile string `yaml:"routing_key_file"`
+	Client         string `yaml:"client"`
+	ClientURL      string `yaml:"client_url"`
 
 	// Stdout: "text" (default) or "json".
 	Format string `yaml:"format"`

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,8 +21,10 @@ import (
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/notify"
+	"github.com/vigil-k8s/vigil/notify/alertmanager"
 	"github.com/vigil-k8s/vigil/notify/slack"
 	"github.com/vigil-k8s/vigil/rules"
+	"github.com/vigil-k8s/vigil/rules/parse"
 )
 
 // Defaults of what only this file configures: where vigil runs. The
@@ -195,6 +199,9 @@ func (c *Config) setDefaults() {
 		if d.Timeout == 0 {
 			d.Timeout = notify.DefaultTimeout
 		}
+		if d.Type == DestinationAlertmanager && d.ResolveAfter == 0 {
+			d.ResolveAfter = alertmanager.DefaultResolveAfter
+		}
 	}
 	if c.Reload.Interval == 0 {
 		c.Reload.Interval = DefaultReloadInterval
@@ -277,32 +284,7 @@ func (c *Config) validate(root *yaml.Node, data []byte) []error {
 			bad(append(p, "name"), "duplicate destination name %q", d.Name)
 		}
 		names[d.Name] = true
-		switch d.Type {
-		case DestinationSlack:
-			hasURL := d.WebhookURLEnv != "" || d.WebhookURLFile != ""
-			hasToken := d.TokenEnv != "" || d.TokenFile != ""
-			if hasURL == hasToken {
-				bad(p, "slack needs either webhook_url_env/webhook_url_file or token_env/token_file with channel")
-			}
-			if hasToken && d.Channel == "" {
-				bad(p, "slack with a bot token needs channel")
-			}
-		case DestinationWebhook:
-			if (d.URL != "") == (d.URLEnv != "" || d.URLFile != "") {
-				bad(p, "webhook needs exactly one of url, url_env, url_file")
-			}
-			if d.URL != "" && !strings.HasPrefix(d.URL, "http://") && !strings.HasPrefix(d.URL, "https://") {
-				bad(append(p, "url"), "must be an http:// or https:// URL")
-			}
-		case DestinationStdout:
-			if d.Format != "" && d.Format != "text" && d.Format != "json" {
-				bad(append(p, "format"), "must be text or json, got %q", d.Format)
-			}
-		case "":
-			bad(p, "type is required (slack, webhook or stdout)")
-		default:
-			bad(append(p, "type"), "unknown type %q (want slack, webhook or stdout)", d.Type)
-		}
+		c.validateDestination(p, d, bad)
 		if d.RateLimit < 0 || d.MaxAttempts < 0 {
 			bad(p, "rate_limit and max_attempts must not be negative")
 		}
@@ -328,6 +310,104 @@ func (c *Config) validate(root *yaml.Node, data []byte) []error {
 		bad([]any{"log", "format"}, "must be text or json, got %q", c.Log.Format)
 	}
 	return errs
+}
+
+// validateDestination checks one destination's type and the settings of
+// its type, and that no setting of another type is given.
+func (c *Config) validateDestination(p []any, d Destination, bad func(path []any, format string, args ...any)) {
+	types := strings.Join(DestinationTypes[:len(DestinationTypes)-1], ", ") + " or " + DestinationTypes[len(DestinationTypes)-1]
+	secret := func(name, env, file string) {
+		if env != "" && file != "" {
+			bad(append(p, name+"_file"), "set either %s_env or %s_file, not both", name, name)
+		}
+	}
+	httpURL := func(u string, key ...any) {
+		if u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			bad(append(slices.Clone(p), key...), "must be an http:// or https:// URL")
+		}
+	}
+	switch d.Type {
+	case DestinationSlack:
+		hasURL := d.WebhookURLEnv != "" || d.WebhookURLFile != ""
+		hasToken := d.TokenEnv != "" || d.TokenFile != ""
+		if hasURL == hasToken {
+			bad(p, "slack needs either webhook_url_env/webhook_url_file or token_env/token_file with channel")
+		}
+		if hasToken && d.Channel == "" {
+			bad(p, "slack with a bot token needs channel")
+		}
+	case DestinationWebhook:
+		if (d.URL != "") == (d.URLEnv != "" || d.URLFile != "") {
+			bad(p, "webhook needs exactly one of url, url_env, url_file")
+		}
+		httpURL(d.URL, "url")
+	case DestinationAlertmanager:
+		if (d.URL != "") == (len(d.URLs) > 0) {
+			bad(p, "alertmanager needs url (one Alertmanager) or urls (every instance of a cluster), not both")
+		}
+		httpURL(d.URL, "url")
+		for j, u := range d.URLs {
+			httpURL(u, "urls", j)
+		}
+		hasPassword := d.PasswordEnv != "" || d.PasswordFile != ""
+		secret("password", d.PasswordEnv, d.PasswordFile)
+		secret("bearer_token", d.BearerTokenEnv, d.BearerTokenFile)
+		switch {
+		case d.Username != "" && !hasPassword:
+			bad(append(p, "username"), "needs password_env or password_file")
+		case d.Username == "" && hasPassword:
+			bad(p, "password_env/password_file need username")
+		}
+		if (d.Username != "" || hasPassword) && (d.BearerTokenEnv != "" || d.BearerTokenFile != "") {
+			bad(p, "set either basic auth (username, password_env/password_file) or bearer_token_env/bearer_token_file, not both")
+		}
+		httpURL(d.GeneratorURL, "generator_url")
+		if d.ResolveAfter < 0 {
+			bad(append(p, "resolve_after"), "must be positive, got %s", d.ResolveAfter)
+		}
+	case DestinationPagerDuty:
+		if d.RoutingKeyEnv == "" && d.RoutingKeyFile == "" {
+			bad(p, "pagerduty needs routing_key_env or routing_key_file (the integration key of an Events API v2 integration)")
+		}
+		secret("routing_key", d.RoutingKeyEnv, d.RoutingKeyFile)
+		httpURL(d.URL, "url")
+		httpURL(d.ClientURL, "client_url")
+	case DestinationStdout:
+		if d.Format != "" && d.Format != "text" && d.Format != "json" {
+			bad(append(p, "format"), "must be text or json, got %q", d.Format)
+		}
+	case "":
+		bad(p, "type is required (%s)", types)
+	default:
+		msg := fmt.Sprintf("unknown type %q (want %s)", d.Type, types)
+		if s := parse.Suggest(d.Type, DestinationTypes); s != "" {
+			msg += fmt.Sprintf(", did you mean %q?", s)
+		}
+		bad(append(p, "type"), "%s", msg)
+		return
+	}
+	// Settings of one type given to another are mistakes, not options.
+	only := func(typ string, set map[string]bool) {
+		if d.Type == typ {
+			return
+		}
+		for _, k := range slices.Sorted(maps.Keys(set)) {
+			if set[k] {
+				bad(append(p, k), "only applies to %s destinations", typ)
+			}
+		}
+	}
+	only(DestinationAlertmanager, map[string]bool{
+		"urls": len(d.URLs) > 0, "username": d.Username != "", "password_env": d.PasswordEnv != "", "password_file": d.PasswordFile != "",
+		"bearer_token_env": d.BearerTokenEnv != "", "bearer_token_file": d.BearerTokenFile != "",
+		"generator_url": d.GeneratorURL != "", "resolve_after": d.ResolveAfter != 0,
+	})
+	only(DestinationPagerDuty, map[string]bool{
+		"routing_key_env": d.RoutingKeyEnv != "", "routing_key_file": d.RoutingKeyFile != "", "client": d.Client != "", "client_url": d.ClientURL != "",
+	})
+	if d.TLS.Enabled() && d.Type != DestinationWebhook && d.Type != DestinationAlertmanager {
+		bad(append(p, "tls"), "only applies to webhook and alertmanager destinations")
+	}
 }
 
 // validateNATS checks the credentials and TLS in nats, whose meaning
@@ -437,6 +517,9 @@ func (c *Config) resolvePaths(dir string) {
 		abs(&d.TokenFile)
 		abs(&d.URLFile)
 		abs(&d.HMACSecretFile)
+		abs(&d.PasswordFile)
+		abs(&d.BearerTokenFile)
+		abs(&d.RoutingKeyFile)
 		absTLS(&d.TLS)
 	}
 }
