@@ -121,6 +121,8 @@ func Annotations(a *alert.Alert) map[string]string {
 	if a.Suppressed > 0 {
 		an["suppressed"] = strconv.Itoa(a.Suppressed)
 	}
+	set("description", a.Description)
+	set("runbook_url", a.RunbookURL)
 	for k, v := range an {
 		an[k] = strings.ToValidUTF8(v, "\uFFFD")
 	}

@@ -236,6 +236,10 @@ func TestRealAlertmanager(t *testing.T) {
 	// Two reads of two secrets by one service account: one Alertmanager
 	// alert. A cluster-scoped change by someone else: another.
 	reads := alerttest.Many(3)
+	for _, r := range reads {
+		r.Description = "Anything but a kubelet or the control plane reading Secrets may be credential theft."
+		r.RunbookURL = "https://github.com/vigil-k8s/vigil/blob/main/docs/rules.md#secrets-secretsyaml"
+	}
 	rbac := alerttest.Sample()
 	rbac.Rule, rbac.Title, rbac.Severity = "cluster-admin-binding", "Binding to cluster-admin", alert.SeverityCritical
 	rbac.AuditID = "5c1c2f0e-8a3b-4a9e-9d7c-1f0e2d3c4b5a"
@@ -260,6 +264,9 @@ func TestRealAlertmanager(t *testing.T) {
 	}
 	if sa.Annotations["summary"] != reads[0].Title || !strings.HasPrefix(sa.Annotations["output"], reads[0].User+" get secrets default/db-") {
 		t.Errorf("annotations = %v", sa.Annotations)
+	}
+	if sa.Annotations["description"] != reads[0].Description || sa.Annotations["runbook_url"] != reads[0].RunbookURL {
+		t.Errorf("annotations = %v, want the rule's description and runbook_url", sa.Annotations)
 	}
 	if sa.Annotations["tags"] != "credential-access, T1552.007" || sa.Annotations["source_ips"] != "10.0.0.7" {
 		t.Errorf("annotations = %v", sa.Annotations)

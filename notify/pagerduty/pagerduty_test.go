@@ -154,6 +154,7 @@ func TestTriggerEvent(t *testing.T) {
 	e := newEvents(t)
 	n := newNotifier(t, e.URL)
 	a := alerttest.Sample()
+	a.RunbookURL = "https://github.com/vigil-k8s/vigil/blob/main/docs/rules.md#secrets-secretsyaml"
 	if _, err := n.Notify(context.Background(), a); err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +163,9 @@ func TestTriggerEvent(t *testing.T) {
 		t.Fatalf("%d events accepted", len(got))
 	}
 	ev := got[0]
+	if len(ev.Links) != 1 || ev.Links[0].Href != a.RunbookURL {
+		t.Errorf("links %+v, want the runbook", ev.Links)
+	}
 	if ev.DedupKey != a.ID || ev.Client != "vigil" || ev.ClientURL != "https://vigil.example" {
 		t.Errorf("dedup_key %q, client %q %q", ev.DedupKey, ev.Client, ev.ClientURL)
 	}

@@ -127,7 +127,12 @@ func Build(a *alert.Alert, routingKey, client, clientURL string) Event {
 	if source == "" {
 		source = "vigil"
 	}
+	var links []Link
+	if a.RunbookURL != "" {
+		links = append(links, Link{Href: a.RunbookURL, Text: "Runbook: " + a.Rule})
+	}
 	return Event{
+		Links:       links,
 		RoutingKey:  routingKey,
 		EventAction: "trigger",
 		DedupKey:    DedupKey(a.ID),
