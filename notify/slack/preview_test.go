@@ -1,6 +1,7 @@
 package slack
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"html"
@@ -12,7 +13,6 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/vigil-k8s/vigil/internal/alert"
-	"github.com/vigil-k8s/vigil/notify/internal/alerttest"
 )
 
 // go test ./notify/slack -run TestPreview -preview /tmp/slack.html writes
@@ -20,25 +20,43 @@ import (
 // from which docs/slack-alert.png is made with a headless browser.
 var preview = flag.String("preview", "", "write an HTML preview of sample messages to this file")
 
+// previewAlerts are what the default pack raised on the real v1.34
+// cluster's log (`vigil replay -o json` over
+// rules/default/testdata/cluster-v1.34.jsonl.gz): a forbidden-burst
+// threshold alert, then the secret-read-by-non-node alerts of one service
+// account.
+const previewAlerts = "testdata/preview-alerts.jsonl"
+
 func TestPreview(t *testing.T) {
 	if *preview == "" {
 		t.Skip("no -preview file")
 	}
-	single := alerttest.Sample()
-	single.ImpersonatedUser = "system:admin"
-	group := alerttest.Many(25)
-	for _, a := range group {
-		a.Severity = alert.SeverityCritical
-		a.Rule, a.Title = "exec-into-pod", "Shell exec into a pod"
-		a.Verb, a.Resource, a.Subresource, a.Namespace = "create", "pods", "exec", "payments"
-		a.Name = strings.Replace(a.Name, "db-", "api-7d9f-", 1)
-		a.Output = fmt.Sprintf("%s exec into payments/%s (command: sh)", a.User, a.Name)
-		a.Tags = []string{"execution", "T1609"}
+	data, err := os.ReadFile(previewAlerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var burst *alert.Alert
+	var reads []*alert.Alert
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		a := new(alert.Alert)
+		if err := json.Unmarshal([]byte(line), a); err != nil {
+			t.Fatal(err)
+		}
+		// Replay knows no cluster name; a deployment's config gives one.
+		a.Cluster = "prod-eu-1"
+		if a.Rule == "forbidden-burst" {
+			burst = a
+		} else {
+			reads = append(reads, a)
+		}
+	}
+	if burst == nil || len(reads) < 2 {
+		t.Fatalf("%s: want a forbidden-burst alert and secret reads", previewAlerts)
 	}
 	var b strings.Builder
 	b.WriteString(previewHead)
-	m1, _ := Message([]*alert.Alert{single}, 0)
-	m2, _ := Message(group, 0)
+	m1, _ := Message([]*alert.Alert{burst}, 0)
+	m2, _ := Message(reads, 0)
 	for _, m := range []*slack.WebhookMessage{m1, m2} {
 		renderMessage(&b, m)
 	}
@@ -85,24 +103,28 @@ func renderMessage(b *strings.Builder, m *slack.WebhookMessage) {
 var (
 	boldRe = regexp.MustCompile(`\*([^*\n]+)\*`)
 	codeRe = regexp.MustCompile("`([^`\n]+)`")
+	linkRe = regexp.MustCompile(`<(https?://[^|>\s]+)\|([^>]+)>`)
 )
 
 // mrkdwn renders the subset the messages use. The text is already
 // entity-escaped for Slack, which is also valid HTML escaping.
 func mrkdwn(s string) string {
+	s = linkRe.ReplaceAllString(s, `<a href="$1">$2</a>`)
 	s = codeRe.ReplaceAllString(s, "<code>$1</code>")
 	s = boldRe.ReplaceAllString(s, "<b>$1</b>")
-	return strings.ReplaceAll(s, "\n", "<br>")
+	return emoji(strings.ReplaceAll(s, "\n", "<br>"))
 }
 
 func emoji(s string) string {
 	return strings.NewReplacer(
 		":rotating_light:", "🚨", ":red_circle:", "🔴", ":large_orange_circle:", "🟠",
 		":large_yellow_circle:", "🟡", ":large_blue_circle:", "🔵", ":white_circle:", "⚪",
+		":book:", "📖",
 	).Replace(s)
 }
 
 const previewHead = `<!doctype html><html><head><meta charset="utf-8"><style>
+a{color:#1264a3;text-decoration:none}
 body{margin:0;background:#fff;font:15px/1.46 "Lato","Helvetica Neue",Helvetica,Arial,sans-serif;color:#1d1c1d}
 .chan{padding:10px 20px;border-bottom:1px solid #ddd;font-weight:900;font-size:18px}
 .wrap{padding:8px 0;width:760px}
