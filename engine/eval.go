@@ -168,13 +168,17 @@ func (e *Evaluator) decide(ctx context.Context, m rules.Match, ev *audit.Event) 
 	}
 	a := newAlert(r, m.Output, ev)
 	a.ID = alert.ID(r.ID, ev.AuditID)
-	if r.Suppress != nil {
-		f, err := e.suppress(ctx, m, ev)
+	// A match whose group could not be told (SuppressKey nil: a by
+	// expression failed) alerts on its own.
+	if r.Suppress != nil && m.SuppressKey != nil {
+		f, held, err := e.suppress(ctx, m, ev)
 		if err != nil {
 			return nil, fmt.Errorf("suppression of rule %s: %w", r.ID, err)
 		}
 		if f == nil {
-			e.m.AlertsSuppressed.WithLabelValues(r.ID).Inc()
+			if held {
+				e.m.AlertsSuppressed.WithLabelValues(r.ID).Inc()
+			}
 			o.Suppressed = true
 			return nil, nil
 		}
@@ -212,15 +216,16 @@ func (e *Evaluator) observe(ctx context.Context, m rules.Match, ev *audit.Event)
 }
 
 // suppress passes a match through its group's suppression window: the
-// firing when it alerts, nil when the window holds it back.
-func (e *Evaluator) suppress(ctx context.Context, m rules.Match, ev *audit.Event) (*rules.SuppressFiring, error) {
-	var f *rules.SuppressFiring
-	err := update(ctx, e, m.Rule.ID, rules.SuppressKey(m.Rule.ID, m.SuppressKey), func(st *rules.SuppressState) bool {
+// firing when it alerts, nil when the window holds it back, and whether
+// this is the first time the window held this request back.
+func (e *Evaluator) suppress(ctx context.Context, m rules.Match, ev *audit.Event) (f *rules.SuppressFiring, held bool, err error) {
+	err = update(ctx, e, m.Rule.ID, rules.SuppressKey(m.Rule.ID, m.SuppressKey), func(st *rules.SuppressState) bool {
 		var changed bool
 		f, changed = st.Observe(m.Rule.Suppress, alert.NewMember(ev), WindowTime(ev))
+		held = f == nil && changed
 		return changed
 	})
-	return f, err
+	return f, held, err
 }
 
 // update changes the state S kept under key by read-modify-CAS, so that

@@ -154,3 +154,63 @@ func TestOneProbeOfDeniedSecretsRaisesAtMostTwoAlerts(t *testing.T) {
 		t.Errorf("medium or higher alerts %v, want %v", got, want)
 	}
 }
+
+func TestSuppressionCountsARequestOnceAcrossWindows(t *testing.T) {
+	ctx := context.Background()
+	m := metrics.New(nil)
+	ev := NewEvaluator(ruleSet(t, suppressedRule), NewMemoryThresholds(), WithMetrics(m))
+	eval := func(i int, sec int) []*alert.Alert {
+		t.Helper()
+		as, err := ev.Evaluate(ctx, denied(i, "mallory", time.Duration(sec)*time.Second, "ResponseComplete"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return as
+	}
+	first := eval(1, 0)
+	eval(2, 1)               // held in the first window
+	second := eval(3, 11*60) // opens the second, telling of 2
+	// Redeliveries of the first window's requests: its alert again, and
+	// nothing counted twice.
+	if again := eval(1, 0); len(again) != 1 || again[0].ID != first[0].ID {
+		t.Errorf("redelivered opener of the first window gave %v, want its alert %s again", again, first[0].ID)
+	}
+	if as := eval(2, 1); len(as) != 0 {
+		t.Errorf("redelivered held request alerted: %v", as)
+	}
+	third := eval(4, 25*60)
+	if len(first) != 1 || len(second) != 1 || len(third) != 1 {
+		t.Fatalf("alerts %v %v %v, want one per window", first, second, third)
+	}
+	if second[0].Suppressed != 1 || third[0].Suppressed != 0 {
+		t.Errorf("suppressed %d then %d, want 1 then 0", second[0].Suppressed, third[0].Suppressed)
+	}
+	if n := testutil.ToFloat64(m.AlertsSuppressed.WithLabelValues("denied")); n != 1 {
+		t.Errorf("vigil_alerts_suppressed_total = %v, want 1", n)
+	}
+}
+
+func TestSuppressionHoldsNothingBackWhenItsGroupFails(t *testing.T) {
+	ctx := context.Background()
+	ev := NewEvaluator(ruleSet(t, `rules:
+  - id: denied
+    severity: medium
+    condition: event.responseStatus.code == 403
+    suppress:
+      by: ['event.annotations["team"]']
+      for: 10m
+`), NewMemoryThresholds())
+	var got []string
+	for i, user := range []string{"alice", "bob"} {
+		as, err := ev.Evaluate(ctx, denied(i, user, time.Duration(i)*time.Second, "ResponseComplete"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range as {
+			got = append(got, a.User)
+		}
+	}
+	if !slices.Equal(got, []string{"alice", "bob"}) {
+		t.Errorf("alerts for %v, want alice and bob each: a group that cannot be told holds nothing back", got)
+	}
+}

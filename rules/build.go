@@ -155,6 +155,9 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 				return nil
 			}
 			an.Bodies(&r.needs, ast.NativeRep().Expr())
+			// An exception or group key that errs keeps the alert, but
+			// loses what it was written for.
+			warnUnguardedReads(x, r.ID, ast, b.probs)
 			return env.Program(x, r.ID, ast, b.limits.Cost, b.probs)
 		}
 		for _, x := range d.By {

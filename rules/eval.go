@@ -28,7 +28,7 @@ type Match struct {
 	// SuppressKey are not evaluated.
 	Exception string
 	// SuppressKey holds the values of the rule's suppress `by`
-	// expressions.
+	// expressions; nil when one failed, and the match is not held back.
 	SuppressKey []string
 }
 
@@ -196,9 +196,11 @@ func evalRule(r *Rule, a *compile.Activation, ev *audit.Event, fail func(*Rule, 
 	if r.Suppress != nil {
 		key, err := groupValues(r.suppressBy, r.Suppress.By, "suppress by", a)
 		if err != nil {
-			// Without its group the match cannot be held back; an alert
-			// too many beats one missed.
+			// Without its group the match cannot be held back: it
+			// alerts on its own (SuppressKey nil), as an alert too many
+			// beats one missed.
 			fail(r, err)
+			key = nil
 		}
 		m.SuppressKey = key
 	}

@@ -35,15 +35,20 @@ type SuppressState struct {
 	// before, told with Carried.
 	Members        []alert.Member `json:"members,omitempty"`
 	CarriedMembers []alert.Member `json:"carriedMembers,omitempty"`
+	// Prev is the window before, by the request that opened it and its
+	// firing: a redelivery of that request gives its alert again, and a
+	// request of that window seen again is not counted a second time.
+	PrevAuditID string          `json:"prevAuditID,omitempty"`
+	Prev        *SuppressFiring `json:"prev,omitempty"`
 }
 
 // SuppressFiring is a match that alerts: the start of the window it
 // opened, and what the window before held back: how many, and the
 // earliest of them.
 type SuppressFiring struct {
-	Start   time.Time
-	Carried int
-	Members []alert.Member
+	Start   time.Time      `json:"start"`
+	Carried int            `json:"carried,omitempty"`
+	Members []alert.Member `json:"members,omitempty"`
 }
 
 // Observe decides what a match of the group does. The first match alerts
@@ -53,7 +58,8 @@ type SuppressFiring struct {
 // request that opened the window alerts again (the same alert, harmless
 // downstream) whenever it is seen: a redelivery or a later stage. It
 // returns the firing, nil when the match is held back, and whether the
-// state changed and must be stored. m is the match's member, m.AuditID
+// state changed and must be stored: a match held back without a change was
+// held back before (a later stage, a redelivery) and is not counted again. m is the match's member, m.AuditID
 // its request.
 //
 // The members a window keeps are its earliest held back, by time and then
@@ -64,7 +70,17 @@ func (st *SuppressState) Observe(s *Suppress, m alert.Member, at time.Time) (fir
 	if st.AuditID == auditID && st.AuditID != "" {
 		return &SuppressFiring{Start: st.Start, Carried: st.Carried, Members: st.CarriedMembers}, false
 	}
+	if st.Prev != nil && st.PrevAuditID == auditID {
+		return st.Prev, false
+	}
 	if st.AuditID != "" && at.Before(st.Until) {
+		if st.Prev != nil && at.Before(st.Prev.Start.Add(s.For)) {
+			// Of the window before, whose count is told already: a
+			// redelivery or a later stage of what it held. (A request
+			// from after it and before this window's opener, seen late,
+			// is this window's.)
+			return nil, false
+		}
 		d := heldDigest(auditID)
 		if st.Held[d] {
 			return nil, false
@@ -79,7 +95,12 @@ func (st *SuppressState) Observe(s *Suppress, m alert.Member, at time.Time) (fir
 		st.hold(m)
 		return nil, true
 	}
-	*st = SuppressState{AuditID: auditID, Start: at, Until: at.Add(s.For), Carried: st.Count, CarriedMembers: st.Members}
+	next := SuppressState{AuditID: auditID, Start: at, Until: at.Add(s.For), Carried: st.Count, CarriedMembers: st.Members}
+	if st.AuditID != "" {
+		next.PrevAuditID = st.AuditID
+		next.Prev = &SuppressFiring{Start: st.Start, Carried: st.Carried, Members: st.CarriedMembers}
+	}
+	*st = next
 	return &SuppressFiring{Start: at, Carried: st.Carried, Members: st.CarriedMembers}, true
 }
 
