@@ -36,6 +36,11 @@ func streamOptions(cfg *config.Config, roles Role) bus.StreamOptions {
 	return o
 }
 
+// segmentOptions bound the segments the webhook stores.
+func segmentOptions(n config.NATS) bus.SegmentOptions {
+	return bus.SegmentOptions{Events: n.SegmentMaxEvents, Bytes: n.SegmentMaxBytes}
+}
+
 // maxThresholdGroups is engine.max_threshold_groups, defaulted for a
 // configuration built in code rather than parsed.
 func maxThresholdGroups(cfg *config.Config) int {

@@ -18,13 +18,26 @@ type Publisher struct {
 	js      jetstream.JetStream
 	cluster string
 	subject string
+	// segments, when set, joins each batch into segments; nil publishes
+	// one message per event.
+	segments *SegmentOptions
 }
 
-// NewPublisher publishes to the AUDIT subject of cluster. The JetStream
-// handle's async-pending limit (WithPublishAsyncMaxPending) bounds how many
-// events are in flight.
+// NewPublisher publishes to the AUDIT subject of cluster, one message per
+// event, MsgID auditID/stage. The JetStream handle's async-pending limit
+// (WithPublishAsyncMaxPending) bounds how many messages are in flight.
 func NewPublisher(js jetstream.JetStream, cluster string) *Publisher {
 	return &Publisher{js: js, cluster: cluster, subject: AuditSubject(cluster)}
+}
+
+// NewSegmentPublisher is NewPublisher joining each batch into segments
+// (Cut). A batch published again is cut the same way, so each of its
+// segments has the MsgID it had and JetStream drops the copy: only a
+// source that hands over the same batch on a retry (the webhook, whose
+// client re-sends the same EventList) keeps "nothing twice" with it.
+func NewSegmentPublisher(js jetstream.JetStream, cluster string, o SegmentOptions) *Publisher {
+	o = o.withDefaults()
+	return &Publisher{js: js, cluster: cluster, subject: AuditSubject(cluster), segments: &o}
 }
 
 // TooLargeError is returned by Publish when every event of a batch was
@@ -55,6 +68,9 @@ func (e *TooLargeError) Limit() string {
 // some events may not be stored and the whole batch is to be retried
 // (MsgIDs make the retry harmless).
 func (p *Publisher) Publish(ctx context.Context, batch []audit.Raw) error {
+	if p.segments != nil {
+		return p.publishSegments(ctx, batch)
+	}
 	futures := make([]jetstream.PubAckFuture, 0, len(batch))
 	var tooLarge []int
 	for i, r := range batch {
@@ -75,6 +91,29 @@ func (p *Publisher) Publish(ctx context.Context, batch []audit.Raw) error {
 	}
 	if len(tooLarge) > 0 {
 		return &TooLargeError{Index: tooLarge, MaxPayload: p.js.Conn().MaxPayload()}
+	}
+	return nil
+}
+
+func (p *Publisher) publishSegments(ctx context.Context, batch []audit.Raw) error {
+	maxPayload := p.js.Conn().MaxPayload()
+	segments, tooLarge := Cut(batch, *p.segments, int(maxPayload))
+	futures := make([]jetstream.PubAckFuture, 0, len(segments))
+	for _, s := range segments {
+		msg := &nats.Msg{Subject: p.subject, Data: s.Data, Header: nats.Header{}}
+		msg.Header.Set(HeaderCluster, p.cluster)
+		msg.Header.Set(HeaderSegment, SegmentFormat)
+		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(s.MsgID))
+		if err != nil {
+			return fmt.Errorf("publish segment %s of %d events: %w", s.MsgID, s.Events, err)
+		}
+		futures = append(futures, f)
+	}
+	if err := waitAll(ctx, futures); err != nil {
+		return err
+	}
+	if len(tooLarge) > 0 {
+		return &TooLargeError{Index: tooLarge, MaxPayload: maxPayload}
 	}
 	return nil
 }

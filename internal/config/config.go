@@ -66,6 +66,11 @@ type NATS struct {
 	// DuplicateWindow is JetStream's MsgID de-duplication window; it must
 	// outlast any redelivery.
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	// SegmentMaxEvents and SegmentMaxBytes bound a segment, the batch of
+	// events the webhook stores as one AUDIT message; the server's
+	// max_payload bounds it too.
+	SegmentMaxEvents int `yaml:"segment_max_events"`
+	SegmentMaxBytes  int `yaml:"segment_max_bytes"`
 }
 
 // TLS is a certificate set. For clients: CA verifies the server, Cert/Key

@@ -96,13 +96,16 @@ func TestParseLimitDefaultsAndKeys(t *testing.T) {
 	cfg, err = config.Parse("v.yaml", []byte(`
 engine: {max_threshold_groups: 500, max_alert_field_bytes: 1024, max_alert_source_ips: 4, max_rule_cost: 5000, max_object_bytes: 65536}
 metrics: {listen: ":9090", tls: {cert: m.crt, key: m.key, client_ca: ca.crt}}
-nats: {listen: "0.0.0.0:4222", user: vigil, password_file: pw, tls: {cert: n.crt, key: n.key}}
+nats: {listen: "0.0.0.0:4222", user: vigil, password_file: pw, tls: {cert: n.crt, key: n.key}, segment_max_events: 16, segment_max_bytes: 65536}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if e := cfg.Engine; e.MaxThresholdGroups != 500 || e.MaxAlertFieldBytes != 1024 || e.MaxAlertSourceIPs != 4 || e.MaxRuleCost != 5000 || e.MaxObjectBytes != 65536 {
 		t.Errorf("engine limits = %+v", e)
+	}
+	if cfg.NATS.SegmentMaxEvents != 16 || cfg.NATS.SegmentMaxBytes != 65536 {
+		t.Errorf("segment bounds = %d events, %d bytes", cfg.NATS.SegmentMaxEvents, cfg.NATS.SegmentMaxBytes)
 	}
 	if cfg.Metrics.TLS.ClientCA != "ca.crt" || cfg.NATS.TLS.Cert != "n.crt" {
 		t.Errorf("tls not read: metrics %+v nats %+v", cfg.Metrics.TLS, cfg.NATS.TLS)
@@ -113,6 +116,8 @@ func TestParseLimitAndTransportErrors(t *testing.T) {
 	cases := []struct {
 		name, yaml, want string
 	}{
+		{"negative segment events", "nats:\n  segment_max_events: -1\n", "v.yaml:2: nats.segment_max_events: must be between 1 and 10000, got -1"},
+		{"tiny segments", "nats:\n  replicas: 1\n  segment_max_bytes: 100\n", "v.yaml:3: nats.segment_max_bytes: must be between 4096 and 67108864, got 100"},
 		{"negative group bound", "engine:\n  max_threshold_groups: -1\n", "v.yaml:2: engine.max_threshold_groups: must be positive"},
 		{"tiny alert fields", "engine:\n  max_alert_field_bytes: 10\n", "v.yaml:2: engine.max_alert_field_bytes: must be at least 256"},
 		{"too many source IPs", "engine:\n  max_alert_source_ips: 1000\n", "v.yaml:2: engine.max_alert_source_ips: must be between 1 and 256"},

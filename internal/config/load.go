@@ -90,6 +90,14 @@ func Parse(name string, data []byte) (*Config, error) {
 	return cfg, nil
 }
 
+// Bounds of the segment options: a segment of more events holds more
+// memory per unacknowledged message, and one under a few KiB would hold
+// one event.
+const (
+	maxSegmentEvents = 10_000
+	minSegmentBytes  = 4 << 10
+)
+
 func (c *Config) setDefaults() {
 	if c.Cluster == "" {
 		c.Cluster = DefaultCluster
@@ -106,6 +114,12 @@ func (c *Config) setDefaults() {
 	}
 	if n.DuplicateWindow == 0 {
 		n.DuplicateWindow = bus.DefaultDuplicateWindow
+	}
+	if n.SegmentMaxEvents == 0 {
+		n.SegmentMaxEvents = bus.DefaultSegmentEvents
+	}
+	if n.SegmentMaxBytes == 0 {
+		n.SegmentMaxBytes = bus.DefaultSegmentBytes
 	}
 	for i := range c.Ingest.Files {
 		f := &c.Ingest.Files[i]
@@ -230,6 +244,13 @@ func (c *Config) validate(root *yaml.Node, data []byte) []error {
 	}
 	if c.NATS.URL != "" && c.NATS.Listen != "" {
 		bad([]any{"nats", "listen"}, "only applies to the embedded server; remove it or nats.url")
+	}
+	if n := c.NATS.SegmentMaxEvents; n < 1 || n > maxSegmentEvents {
+		bad([]any{"nats", "segment_max_events"}, "must be between 1 and %d, got %d", maxSegmentEvents, n)
+	}
+	// A segment is one NATS message, and no server takes more than 64 MiB.
+	if n := c.NATS.SegmentMaxBytes; n < minSegmentBytes || n > 64<<20 {
+		bad([]any{"nats", "segment_max_bytes"}, "must be between %d and %d, got %d", minSegmentBytes, 64<<20, n)
 	}
 	c.validateNATS(bad)
 	for i, f := range c.Ingest.Files {

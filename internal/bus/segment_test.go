@@ -1,0 +1,177 @@
+package bus_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/vigil-k8s/vigil/ingest"
+	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/internal/bus"
+	"github.com/vigil-k8s/vigil/internal/natstest"
+)
+
+func rawEvents(t testing.TB, n int, pad int) []audit.Raw {
+	t.Helper()
+	out := make([]audit.Raw, 0, n)
+	for i := range n {
+		line := fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"id-%d","stage":"ResponseComplete","verb":"get","userAgent":%q}`, i, strings.Repeat("x", pad))
+		r, err := audit.ParseRaw([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func TestCutBoundsSegmentsAndCutsTheSameEventsTheSameWay(t *testing.T) {
+	batch := rawEvents(t, 200, 100)
+	o := bus.SegmentOptions{Events: 64, Bytes: 1 << 20}
+	segs, tooLarge := bus.Cut(batch, o, 1<<20)
+	if len(tooLarge) != 0 {
+		t.Fatalf("too large: %v", tooLarge)
+	}
+	var sizes []int
+	for _, s := range segs {
+		sizes = append(sizes, s.Events)
+	}
+	if fmt.Sprint(sizes) != "[64 64 64 8]" {
+		t.Fatalf("segments of %v events, want [64 64 64 8]", sizes)
+	}
+	again, _ := bus.Cut(rawEvents(t, 200, 100), o, 1<<20)
+	for i := range segs {
+		if segs[i].MsgID != again[i].MsgID {
+			t.Fatalf("segment %d: MsgID %s, then %s for the same events", i, segs[i].MsgID, again[i].MsgID)
+		}
+	}
+	if segs[0].MsgID == segs[1].MsgID {
+		t.Fatalf("two segments of different events share MsgID %s", segs[0].MsgID)
+	}
+
+	// The byte bound: each event is about 200 bytes.
+	small, _ := bus.Cut(batch, bus.SegmentOptions{Events: 64, Bytes: 1000}, 1<<20)
+	for _, s := range small {
+		if len(s.Data) > 1000 {
+			t.Fatalf("segment of %d bytes, bound 1000", len(s.Data))
+		}
+	}
+	if len(small) < 40 {
+		t.Fatalf("%d segments under a 1000-byte bound, want 200 events in segments of 4 or fewer", len(small))
+	}
+}
+
+func TestCutKeepsAnEventLargerThanTheByteBoundAloneAndLeavesOutWhatCannotFit(t *testing.T) {
+	batch := append(rawEvents(t, 2, 10), rawEvents(t, 1, 5000)...)
+	batch = append(batch, rawEvents(t, 1, 3<<20)...)
+	batch = append(batch, rawEvents(t, 1, 10)...)
+	segs, tooLarge := bus.Cut(batch, bus.SegmentOptions{Bytes: 1000}, 1<<20)
+	if fmt.Sprint(tooLarge) != "[3]" {
+		t.Fatalf("too large %v, want [3]", tooLarge)
+	}
+	var sizes []int
+	for _, s := range segs {
+		sizes = append(sizes, s.Events)
+	}
+	if fmt.Sprint(sizes) != "[2 1 1]" {
+		t.Fatalf("segments of %v events, want [2 1 1]: the large event alone", sizes)
+	}
+}
+
+func TestSegmentEventsReadsSegmentsSingleEventsAndRefusesUnknownFormats(t *testing.T) {
+	multiline := []byte("{\n  \"kind\": \"Event\",\n  \"apiVersion\": \"audit.k8s.io/v1\",\n  \"auditID\": \"m\",\n  \"stage\": \"ResponseComplete\",\n  \"verb\": \"get\"\n}\n")
+	r, err := audit.ParseRaw(multiline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := append(rawEvents(t, 3, 0), r)
+	segs, _ := bus.Cut(batch, bus.SegmentOptions{}, 1<<20)
+	if len(segs) != 1 {
+		t.Fatalf("%d segments, want 1", len(segs))
+	}
+	h := nats.Header{}
+	h.Set(bus.HeaderSegment, bus.SegmentFormat)
+	events, err := bus.SegmentEvents(h, segs[0].Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 4 {
+		t.Fatalf("read %d events, want 4: %q", len(events), segs[0].Data)
+	}
+	for i, ev := range events {
+		got, err := audit.ParseRaw(ev)
+		if err != nil {
+			t.Fatalf("event %d: %v: %s", i, err, ev)
+		}
+		if got.MsgID() != batch[i].MsgID() {
+			t.Fatalf("event %d is %s, want %s", i, got.MsgID(), batch[i].MsgID())
+		}
+	}
+
+	single, err := bus.SegmentEvents(nats.Header{}, multiline)
+	if err != nil || len(single) != 1 || !bytes.Equal(single[0], multiline) {
+		t.Fatalf("a message without %s: %q, %v; want the message as one event", bus.HeaderSegment, single, err)
+	}
+
+	h.Set(bus.HeaderSegment, "2")
+	if _, err := bus.SegmentEvents(h, segs[0].Data); !errors.Is(err, bus.ErrSegmentFormat) || !strings.Contains(err.Error(), `"2"`) {
+		t.Fatalf("format 2: %v, want ErrSegmentFormat naming it", err)
+	}
+}
+
+func TestSegmentPublisherStoresABatchRepublishedOnceAndLeavesOutWhatIsTooLarge(t *testing.T) {
+	srv := natstest.RunServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, js := natstest.Connect(t, srv.ClientURL())
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pub := bus.NewSegmentPublisher(js, "prod", bus.SegmentOptions{Events: 16})
+	batch := rawEvents(t, 100, 10)
+	huge := rawEvents(t, 1, int(js.Conn().MaxPayload()))
+	huge[0].AuditID = "huge"
+	batch = append(batch[:50:50], append(huge, batch[50:]...)...)
+	for range 2 {
+		err := pub.Publish(ctx, batch)
+		index, _, ok := ingest.TooLarge(err)
+		if !ok || fmt.Sprint(index) != "[50]" {
+			t.Fatalf("Publish: %v, want the event at 50 too large", err)
+		}
+	}
+	// 100 events in segments of 16, the one left out cutting none.
+	if n := natstest.Count(t, js, bus.StreamAudit); n != 7 {
+		t.Fatalf("AUDIT holds %d messages, want 7 segments", n)
+	}
+	got := map[string]int{}
+	for _, m := range natstest.Messages(t, js, bus.StreamAudit) {
+		if m.Headers().Get(bus.HeaderCluster) != "prod" {
+			t.Fatalf("segment without its cluster: %v", m.Headers())
+		}
+		events, err := bus.SegmentEvents(m.Headers(), m.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range events {
+			r, err := audit.ParseRaw(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[r.MsgID()]++
+		}
+	}
+	if len(got) != 100 {
+		t.Fatalf("AUDIT holds %d distinct events, want 100", len(got))
+	}
+	for id, n := range got {
+		if n != 1 {
+			t.Fatalf("event %s stored %d times", id, n)
+		}
+	}
+}
