@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,27 +27,35 @@ type AlertEvaluator interface {
 	Evaluate(ctx context.Context, ev *audit.Event) ([]*alert.Alert, error)
 }
 
-// Defaults of WorkerOptions.
+// Defaults of WorkerOptions, sized for segments (bus.Cut) of up to 64
+// events and 256 KiB: a batch of 64 segments is 4,096 events, evaluated in
+// well under a second, and a worker holds at most three batches' worth
+// (the iterator's, the feed's and the one evaluated), about 50 MB at
+// full-size segments. Larger batches gain segments nothing
+// (BenchmarkWorkerConsumeSegments) and hold more memory; messages of one
+// event (older versions, the file source) pay for the smaller pulls with
+// more CPU per event. MaxAckPending leaves room for several workers each
+// holding that much.
 const (
 	DefaultAckWait       = 30 * time.Second
 	DefaultMaxDeliver    = 10
-	DefaultMaxAckPending = 10_000
-	DefaultFetchBatch    = 256
+	DefaultMaxAckPending = 2_000
+	DefaultFetchBatch    = 64
 )
 
 // WorkerOptions configure a worker and the durable consumer it shares with
 // every other worker. Zero fields take the defaults.
 type WorkerOptions struct {
-	// AckWait is how long an event may be held before JetStream delivers
-	// it again (DefaultAckWait).
+	// AckWait is how long a message (an event or a segment) may be held
+	// before JetStream delivers it again (DefaultAckWait).
 	AckWait time.Duration
-	// MaxDeliver bounds the deliveries of one event; past it the event is
-	// dead-lettered (DefaultMaxDeliver).
+	// MaxDeliver bounds the deliveries of one message; past it the message
+	// is dead-lettered (DefaultMaxDeliver).
 	MaxDeliver int
-	// MaxAckPending bounds the events held unacknowledged by all workers
+	// MaxAckPending bounds the messages held unacknowledged by all workers
 	// together (DefaultMaxAckPending).
 	MaxAckPending int
-	// FetchBatch is how many events one pull fetches (DefaultFetchBatch).
+	// FetchBatch is how many messages one pull fetches (DefaultFetchBatch).
 	FetchBatch int
 	// AlertLimits bound what an alert copies from its event (zero fields:
 	// alert.DefaultLimits).
@@ -96,16 +105,17 @@ const (
 
 // WorkerStats are counters of one worker.
 type WorkerStats struct {
-	Events    atomic.Int64 // events evaluated
+	Events    atomic.Int64 // events evaluated, of single-event messages and segments
 	Alerts    atomic.Int64 // alerts stored on ALERTS
-	Malformed atomic.Int64 // messages that were not audit events
-	Retried   atomic.Int64 // messages handed back for redelivery
+	Malformed atomic.Int64 // events that were not audit events
+	Retried   atomic.Int64 // events handed back for redelivery, with their message
 }
 
 // Worker consumes the AUDIT stream through the durable consumer shared by
-// every worker, evaluates each event and stores its alerts on ALERTS before
-// acknowledging the event: a crash at any point means redelivery, and alert
-// MsgIDs make the redelivery harmless.
+// every worker, evaluates each event of each message (one event, or a
+// segment of many) and stores their alerts on ALERTS before acknowledging
+// the message: a crash at any point means redelivery, and alert MsgIDs
+// make the redelivery harmless.
 type Worker struct {
 	js     jetstream.JetStream
 	eval   AlertEvaluator
@@ -301,10 +311,12 @@ func fill(batch []jetstream.Msg, msgs <-chan jetstream.Msg) []jetstream.Msg {
 	return batch
 }
 
-// process evaluates a batch, stores all its alerts, then acknowledges it.
+// process evaluates a batch of messages, each an event or a segment of
+// events, stores all their alerts, then acknowledges them.
 func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 	var alerts []*alert.Alert
 	done := make([]jetstream.Msg, 0, len(batch))
+	events, doneEvents := 0, 0
 	// A batch that takes a good part of AckWait (slow rules, a slow
 	// threshold store) tells JetStream it is still being worked on, so that
 	// it is not redelivered to another worker meanwhile.
@@ -320,30 +332,16 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 			}
 			lastProgress = time.Now()
 		}
-		// A message's payload is its own copy, never written again.
-		ev := &audit.Event{}
-		if err := audit.DecodeShared(m.Data(), ev); err != nil {
-			w.deadLetter(ctx, m, err)
+		as, n, ok := w.evaluate(ctx, m)
+		events += n
+		if !ok {
 			continue
 		}
-		ev.Cluster = m.Headers().Get(bus.HeaderCluster)
-		if md, err := m.Metadata(); err == nil {
-			ev.Stored = md.Timestamp
-		}
-		if FromTheFuture(ev) {
-			w.m.FutureEvents.Inc()
-		}
-		as, err := w.eval.Evaluate(ctx, ev)
-		if err != nil {
-			w.logger.Warn("evaluation failed; will retry", "auditID", ev.AuditID, "stage", ev.Stage, "err", err)
-			w.stats.Retried.Add(1)
-			_ = m.NakWithDelay(retryDelay)
-			continue
-		}
-		w.stats.Events.Add(1)
 		alerts = append(alerts, as...)
 		done = append(done, m)
+		doneEvents += n
 	}
+	w.stats.Events.Add(int64(events))
 	for _, a := range alerts {
 		cut := a.BoundTo(w.cfg.AlertLimits)
 		if cut.Fields {
@@ -362,7 +360,7 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 			for _, m := range done {
 				_ = m.NakWithDelay(retryDelay)
 			}
-			w.stats.Retried.Add(int64(len(done)))
+			w.stats.Retried.Add(int64(doneEvents))
 			return
 		}
 		w.stats.Alerts.Add(int64(len(alerts)))
@@ -370,12 +368,98 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 			w.m.AlertsPublished.WithLabelValues(a.Rule, a.Severity).Inc()
 		}
 	}
-	w.m.EventsEvaluated.Add(float64(len(done)))
+	w.m.EventsEvaluated.Add(float64(doneEvents))
 	for _, m := range done {
 		if err := m.Ack(); err != nil {
 			w.logger.Debug("ack", "err", err)
 		}
 	}
+}
+
+// evaluate evaluates every event of m and returns their alerts and how
+// many it evaluated; ok is false when m is settled otherwise (handed back
+// for redelivery, or dead-lettered whole) and must not be acknowledged.
+//
+// An event of a segment that is not an audit event is dead-lettered alone
+// and the others evaluated: it could never succeed, and must not hold
+// them back. An evaluation that fails hands the whole segment back; the
+// events evaluated before it are evaluated again on redelivery, which is
+// harmless: alert MsgIDs are ruleID/auditID and threshold windows count
+// each auditID once.
+func (w *Worker) evaluate(ctx context.Context, m jetstream.Msg) (alerts []*alert.Alert, evaluated int, ok bool) {
+	h := m.Headers()
+	lines, err := bus.SegmentEvents(h, m.Data())
+	if err != nil {
+		// Written by a newer version: a worker of that version reads it.
+		// If none does, it reaches MaxDeliver and DeadLetterExhausted
+		// moves it to DEAD.
+		w.logger.Warn("segment not readable by this version; handed back", "subject", m.Subject(), "err", err)
+		w.stats.Retried.Add(1)
+		_ = m.NakWithDelay(retryDelay)
+		return nil, 0, false
+	}
+	segment := h.Get(bus.HeaderSegment) != ""
+	cluster := h.Get(bus.HeaderCluster)
+	md, mdErr := m.Metadata()
+	for i, line := range lines {
+		// A message's payload is its own copy, never written again.
+		ev := &audit.Event{}
+		if err := audit.DecodeShared(line, ev); err != nil {
+			if !segment {
+				w.deadLetter(ctx, m, err)
+				return nil, evaluated, false
+			}
+			if err := w.deadLetterEvent(ctx, m, md, i, line, err); err != nil {
+				w.logger.Warn("dead-letter failed; segment will be redelivered", "err", err)
+				w.stats.Retried.Add(int64(len(lines)))
+				_ = m.NakWithDelay(retryDelay)
+				return nil, evaluated, false
+			}
+			continue
+		}
+		ev.Cluster = cluster
+		if mdErr == nil {
+			ev.Stored = md.Timestamp
+		}
+		if FromTheFuture(ev) {
+			w.m.FutureEvents.Inc()
+		}
+		as, err := w.eval.Evaluate(ctx, ev)
+		if err != nil {
+			w.logger.Warn("evaluation failed; will retry", "auditID", ev.AuditID, "stage", ev.Stage, "events", len(lines), "err", err)
+			w.stats.Retried.Add(int64(len(lines)))
+			_ = m.NakWithDelay(retryDelay)
+			return nil, evaluated, false
+		}
+		evaluated++
+		alerts = append(alerts, as...)
+	}
+	return alerts, evaluated, true
+}
+
+// deadLetterEvent stores event i of a segment that is not an audit event
+// on DEAD, with the reason and where it was. Its MsgID names that place,
+// so a redelivered segment does not dead-letter it twice.
+func (w *Worker) deadLetterEvent(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, i int, data []byte, reason error) error {
+	where := m.Subject() + "[" + strconv.Itoa(i) + "]"
+	id := m.Headers().Get(jetstream.MsgIDHeader) + "/" + strconv.Itoa(i)
+	if md != nil {
+		where = m.Subject() + "#" + strconv.FormatUint(md.Sequence.Stream, 10) + "[" + strconv.Itoa(i) + "]"
+		id = "malformed/" + strconv.FormatUint(md.Sequence.Stream, 10) + "/" + strconv.Itoa(i)
+	}
+	dl := &nats.Msg{Subject: bus.DeadSubject("engine"), Data: data, Header: nats.Header{}}
+	dl.Header.Set(bus.HeaderReason, reason.Error())
+	dl.Header.Set(bus.HeaderSource, where)
+	if c := m.Headers().Get(bus.HeaderCluster); c != "" {
+		dl.Header.Set(bus.HeaderCluster, c)
+	}
+	if _, err := w.js.PublishMsg(ctx, dl, jetstream.WithMsgID(id)); err != nil {
+		return err
+	}
+	w.stats.Malformed.Add(1)
+	w.m.DeadLetters.WithLabelValues("engine").Inc()
+	w.logger.Warn("event of a segment is not an audit event; dead-lettered", "source", where, "err", reason)
+	return nil
 }
 
 // deadLetter moves a message that is not an audit event out of the way

@@ -141,7 +141,8 @@ type Engine struct {
 	AckWait       time.Duration `yaml:"ack_wait"`
 	MaxDeliver    int           `yaml:"max_deliver"`
 	MaxAckPending int           `yaml:"max_ack_pending"`
-	// FetchBatch is how many events one pull fetches.
+	// FetchBatch is how many messages (events or segments) one pull
+	// fetches; MaxAckPending counts messages too.
 	FetchBatch int `yaml:"fetch_batch"`
 	// MaxThresholdGroups bounds the threshold groups (rule and group-by
 	// values) kept in the JetStream KV bucket; past it the least recently
