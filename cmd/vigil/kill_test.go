@@ -40,7 +40,7 @@ func expectDelivered(ctx context.Context, t *testing.T, natsPort int, sink *aler
 		return consumerIdle(ctx, js, bus.StreamAudit, bus.ConsumerEngine) &&
 			consumerIdle(ctx, js, bus.StreamAlerts, bus.ConsumerNotifyPrefix+"sink")
 	})
-	if n := natstest.Count(t, js, bus.StreamAudit); n != uint64(events) {
+	if n := natstest.CountAuditEvents(t, js); n != events {
 		t.Errorf("AUDIT holds %d events, want each of the %d appended or accepted once", n, events)
 	}
 	for id, n := range sink.snapshot() {

@@ -25,6 +25,7 @@ import (
 	"k8s.io/apiserver/plugin/pkg/audit/buffered"
 	auditwebhook "k8s.io/apiserver/plugin/pkg/audit/webhook"
 
+	"github.com/vigil-k8s/vigil/internal/natstest"
 	"github.com/vigil-k8s/vigil/internal/pkitest"
 	"github.com/vigil-k8s/vigil/internal/tlsconfig"
 )
@@ -190,9 +191,12 @@ func TestWhileNATSIsDownTheReceiverAnswers503AndTheApiserverRetriesDeliverAll(t 
 		want[string(ev.AuditID)+"/"+string(ev.Stage)] = true
 		events = append(events, ev)
 	}
-	// The probe repeats the first event: the client library may still
-	// deliver what it buffered when NATS returns, which is harmless.
-	probe := `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":"outage-00000000","stage":"ResponseComplete","verb":"create"}]}`
+	// The probe is an event of its own: the client library may still
+	// deliver what it buffered when NATS returns. A segment's MsgID is
+	// that of its batch, so an event of the probe repeated in the
+	// apiserver's batch would be stored twice (harmless: alerts and
+	// thresholds count an auditID once), and this test is about the batch.
+	probe := `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":"outage-probe","stage":"ResponseComplete","verb":"create"}]}`
 	resp, err := c.Post("https://"+s.Addr().String()+"/", "application/json", strings.NewReader(probe))
 	if err != nil {
 		t.Fatal(err)
@@ -215,6 +219,9 @@ func TestWhileNATSIsDownTheReceiverAnswers503AndTheApiserverRetriesDeliverAll(t 
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("the apiserver backend did not finish")
+	}
+	if n := natstest.StoredAudit(t, env.js)["outage-probe/ResponseComplete"]; n > 0 {
+		want["outage-probe/ResponseComplete"] = true
 	}
 	env.expectExactlyOnce(t, want)
 }

@@ -64,7 +64,7 @@ func newJS(t testing.TB) *jsEnv {
 	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	return &jsEnv{srv: srv, store: store, port: srv.Addr().(*net.TCPAddr).Port, js: js, pub: bus.NewPublisher(js, "test")}
+	return &jsEnv{srv: srv, store: store, port: srv.Addr().(*net.TCPAddr).Port, js: js, pub: bus.NewSegmentPublisher(js, "test", bus.SegmentOptions{})}
 }
 
 // restart brings a stopped server back on the same port and store.

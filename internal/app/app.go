@@ -274,7 +274,14 @@ func (a *App) Run(ctx context.Context) error {
 	if a.roles&RoleIngest != 0 {
 		st := newStage("ingest", failed)
 		for _, s := range a.sources {
-			pub := &meteredPublisher{Publisher: bus.NewPublisher(js, s.cluster), m: a.metrics, source: s.kind, cluster: s.cluster}
+			// The webhook's client re-sends the same batch on a retry, so
+			// its segments are cut the same way again; a file source's
+			// batches are not, until its checkpoint records them.
+			bp := bus.NewPublisher(js, s.cluster)
+			if s.kind == "webhook" {
+				bp = bus.NewSegmentPublisher(js, s.cluster, segmentOptions(a.cfg.NATS))
+			}
+			pub := &meteredPublisher{Publisher: bp, m: a.metrics, source: s.kind, cluster: s.cluster}
 			st.goRun(func(ctx context.Context) error {
 				if err := s.src.Run(ctx, pub); err != nil {
 					return fmt.Errorf("%s: %w", s.name, err)

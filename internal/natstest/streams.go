@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bus"
 )
 
@@ -63,14 +64,29 @@ func Messages(t testing.TB, js jetstream.JetStream, stream string) []jetstream.M
 }
 
 // StoredAudit returns how often each auditID/stage is on the AUDIT stream,
-// checking that each message holds the event its MsgID names.
+// as a message of its own or in a segment, checking that each message of
+// one event holds the event its MsgID names.
 func StoredAudit(t testing.TB, js jetstream.JetStream) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	for _, m := range Messages(t, js, bus.StreamAudit) {
+		id := m.Headers().Get(jetstream.MsgIDHeader)
+		if m.Headers().Get(bus.HeaderSegment) != "" {
+			events, err := bus.SegmentEvents(m.Headers(), m.Data())
+			if err != nil {
+				t.Fatalf("AUDIT segment %s: %v", id, err)
+			}
+			for i, ev := range events {
+				r, err := audit.ParseRaw(ev)
+				if err != nil {
+					t.Fatalf("AUDIT segment %s, event %d: %v: %.200s", id, i, err, ev)
+				}
+				out[r.MsgID()]++
+			}
+			continue
+		}
 		// Matching the MsgID against the bytes avoids decoding tens of
 		// thousands of events again.
-		id := m.Headers().Get(jetstream.MsgIDHeader)
 		auditID, stage, ok := strings.Cut(id, "/")
 		if !ok || !bytes.Contains(m.Data(), []byte(`"auditID":"`+auditID+`"`)) || !bytes.Contains(m.Data(), []byte(`"stage":"`+stage+`"`)) {
 			t.Fatalf("AUDIT message with MsgID %q does not hold that event: %.200s", id, m.Data())
@@ -78,6 +94,21 @@ func StoredAudit(t testing.TB, js jetstream.JetStream) map[string]int {
 		out[id]++
 	}
 	return out
+}
+
+// CountAuditEvents is the number of events the AUDIT stream holds, each
+// event of a segment counted.
+func CountAuditEvents(t testing.TB, js jetstream.JetStream) int {
+	t.Helper()
+	n := 0
+	for _, m := range Messages(t, js, bus.StreamAudit) {
+		events, err := bus.SegmentEvents(m.Headers(), m.Data())
+		if err != nil {
+			t.Fatalf("AUDIT message %s: %v", m.Headers().Get(jetstream.MsgIDHeader), err)
+		}
+		n += len(events)
+	}
+	return n
 }
 
 // ExpectAuditExactlyOnce checks that AUDIT holds every auditID/stage of
