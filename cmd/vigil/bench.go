@@ -25,7 +25,8 @@ func newBenchCmd() *cobra.Command {
 		Long: "Bench replays a real cluster's audit log (shipped in the binary) with fresh auditIDs and\n" +
 			"timestamps, mixed with attacks and RequestResponse events with large bodies, and measures:\n" +
 			"the engine alone on one core; file → JetStream → engine → webhook end to end; webhook\n" +
-			"ingest; append-to-delivered latency at a fixed rate; peak RSS; and jq with one rule.\n" +
+			"ingest, storing segments and, for comparison, one message per event; append-to-delivered\n" +
+			"latency at a fixed rate; peak RSS; and jq with one rule.\n" +
 			"It uses the machine fully: run it on an otherwise idle machine for figures that compare.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -167,14 +167,23 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if !opts.skipped(PhaseWebhook) {
 		opts.Progress(PhaseWebhook)
 		rss.start()
-		r.Webhook, err = runWebhook(ctx, w, opts.Events, opts.WebhookClients, opts.WebhookBatch, dir+"/webhook", opts.Logger)
+		r.Webhook, err = runWebhook(ctx, w, opts.Events, opts.WebhookClients, opts.WebhookBatch, true, dir+"/webhook", opts.Logger)
 		if err != nil {
 			return nil, err
 		}
 		r.Webhook.PeakRSSBytes = rss.stop()
 		dropStore(dir + "/webhook")
-		if r.Webhook.Stored != r.Webhook.Events {
-			r.Problems = append(r.Problems, fmt.Sprintf("webhook: %d of %d events stored", r.Webhook.Stored, r.Webhook.Events))
+		rss.start()
+		r.WebhookSingle, err = runWebhook(ctx, w, opts.Events, opts.WebhookClients, opts.WebhookBatch, false, dir+"/webhook-single", opts.Logger)
+		if err != nil {
+			return nil, err
+		}
+		r.WebhookSingle.PeakRSSBytes = rss.stop()
+		dropStore(dir + "/webhook-single")
+		for _, wh := range []*Webhook{r.Webhook, r.WebhookSingle} {
+			if wh.Stored != wh.Events {
+				r.Problems = append(r.Problems, fmt.Sprintf("webhook: %d of %d events stored", wh.Stored, wh.Events))
+			}
 		}
 	}
 	if !opts.skipped(PhaseLatency) {

@@ -174,8 +174,11 @@ func TestRunReportsEveryPhase(t *testing.T) {
 	if e == nil || e.ExpectedAlerts == 0 || e.Missing != 0 || e.Delivered != e.ExpectedAlerts || e.Duplicates != 0 || e.Evaluated != 1_000 || e.EventsPerSec <= 0 {
 		t.Errorf("end to end did not deliver every expected alert once: %+v", e)
 	}
-	if wh := r.Webhook; wh == nil || wh.Stored != 1_000 || wh.Failed != 0 || wh.EventsPerSec <= 0 {
-		t.Errorf("webhook phase did not store every event: %+v", wh)
+	if wh := r.Webhook; wh == nil || !wh.Segments || wh.Stored != 1_000 || wh.Failed != 0 || wh.EventsPerSec <= 0 || wh.Messages >= wh.Stored {
+		t.Errorf("webhook phase did not store every event in segments: %+v", wh)
+	}
+	if wh := r.WebhookSingle; wh == nil || wh.Segments || wh.Stored != 1_000 || wh.Messages != 1_000 || wh.Failed != 0 {
+		t.Errorf("webhook phase without segments did not store every event in a message of its own: %+v", wh)
 	}
 	if l := r.Latency; l == nil || l.Events == 0 || l.Samples == 0 || l.Missing != 0 || l.MaxMs < l.P99Ms || l.P99Ms < l.P50Ms || l.P50Ms <= 0 {
 		t.Errorf("latency phase incomplete: %+v", l)
@@ -196,7 +199,7 @@ func TestRunReportsEveryPhase(t *testing.T) {
 	if err := r.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"engine (1 core", "end to end", "webhook ingest", "latency", "peak RSS", "vigil / jq", "≥ 300,000 events/s"} {
+	for _, want := range []string{"engine (1 core", "end to end", "webhook ingest, segments", "webhook ingest, 1 event/message", "latency", "peak RSS", "vigil / jq", "≥ 300,000 events/s"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
 		}

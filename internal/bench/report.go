@@ -16,8 +16,11 @@ type Report struct {
 	Engine   *Throughput `json:"engine"`
 	EndToEnd *EndToEnd   `json:"endToEnd,omitempty"`
 	Webhook  *Webhook    `json:"webhook,omitempty"`
-	Latency  *Latency    `json:"latency,omitempty"`
-	JQ       *JQ         `json:"jq,omitempty"`
+	// WebhookSingle is the webhook phase storing one message per event,
+	// as before segments: the figure segments are read against.
+	WebhookSingle *Webhook `json:"webhookSingle,omitempty"`
+	Latency       *Latency `json:"latency,omitempty"`
+	JQ            *JQ      `json:"jq,omitempty"`
 
 	// PeakRSSBytes is the largest resident set of the whole run.
 	PeakRSSBytes uint64 `json:"peakRSSBytes"`
@@ -80,7 +83,11 @@ type Webhook struct {
 	Requests int `json:"requests"`
 	// Failed requests were not answered 200 (the first error is logged).
 	Failed int `json:"failed"`
-	Stored int `json:"stored"`
+	// Stored is the events AUDIT holds afterwards, Messages the messages
+	// they are in: fewer with segments.
+	Stored   int  `json:"stored"`
+	Messages int  `json:"messages"`
+	Segments bool `json:"segments"`
 }
 
 // Latency is append → delivered at a fixed rate.
@@ -210,7 +217,10 @@ func (r *Report) WriteText(w io.Writer) error {
 		row("end to end (file→JetStream→engine→webhook)", e.Throughput)
 	}
 	if wh := r.Webhook; wh != nil {
-		row(fmt.Sprintf("webhook ingest (%d clients × %d)", wh.Clients, wh.Batch), wh.Throughput)
+		row(fmt.Sprintf("webhook ingest, segments (%d clients × %d)", wh.Clients, wh.Batch), wh.Throughput)
+	}
+	if wh := r.WebhookSingle; wh != nil {
+		row(fmt.Sprintf("webhook ingest, 1 event/message (%d clients × %d)", wh.Clients, wh.Batch), wh.Throughput)
 	}
 	if j := r.JQ; j != nil && j.Ran {
 		row("replay, full pack, 1 core (same file as jq)", j.Vigil)
@@ -224,8 +234,15 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "end to end alerts: %d expected, %d delivered, %d missing, %d unexpected, %d duplicated; %d of %d events evaluated\n",
 			e.ExpectedAlerts, e.Delivered, e.Missing, e.Unexpected, e.Duplicates, e.Evaluated, e.Events)
 	}
-	if wh := r.Webhook; wh != nil {
-		fmt.Fprintf(w, "webhook: %d requests (%d failed), %d of %d events stored on AUDIT\n", wh.Requests, wh.Failed, wh.Stored, wh.Events)
+	for _, wh := range []*Webhook{r.Webhook, r.WebhookSingle} {
+		if wh == nil {
+			continue
+		}
+		what := "one message per event"
+		if wh.Segments {
+			what = "segments"
+		}
+		fmt.Fprintf(w, "webhook (%s): %d requests (%d failed), %d of %d events stored on AUDIT in %d messages\n", what, wh.Requests, wh.Failed, wh.Stored, wh.Events, wh.Messages)
 	}
 	if l := r.Latency; l != nil {
 		fmt.Fprintf(w, "latency append→delivered at %d events/s for %.0fs (achieved %s events/s): p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d alerts (%d expected, %d missing), peak RSS %.0f MiB\n",

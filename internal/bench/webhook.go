@@ -12,14 +12,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/vigil-k8s/vigil/ingest/webhook"
 	"github.com/vigil-k8s/vigil/internal/bus"
 )
 
 // runWebhook posts the workload as EventLists from concurrent clients, as a
 // fleet of apiservers' webhook backends would, and counts what JetStream
-// acknowledged: the receiver answers 200 only after every PubAck.
-func runWebhook(ctx context.Context, w *Workload, n, clients, batch int, dir string, logger *slog.Logger) (*Webhook, error) {
+// acknowledged: the receiver answers 200 only after every PubAck. With
+// segments the receiver stores them as `vigil run` does; without, one
+// message per event, as it did before segments, for comparison.
+func runWebhook(ctx context.Context, w *Workload, n, clients, batch int, segments bool, dir string, logger *slog.Logger) (*Webhook, error) {
 	emb, err := bus.StartEmbedded(dir, "", logger)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -40,7 +44,11 @@ func runWebhook(ctx context.Context, w *Workload, n, clients, batch int, dir str
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- srv.Run(rctx, bus.NewPublisher(js, "bench")) }()
+	pub := bus.NewPublisher(js, "bench")
+	if segments {
+		pub = bus.NewSegmentPublisher(js, "bench", bus.SegmentOptions{})
+	}
+	go func() { done <- srv.Run(rctx, pub) }()
 	defer func() {
 		cancel()
 		_ = <-done //nolint:staticcheck // the receiver's stop error says nothing the bench reports
@@ -85,16 +93,10 @@ func runWebhook(ctx context.Context, w *Workload, n, clients, batch int, dir str
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	res := &Webhook{Throughput: throughput(n, elapsed, cpu, ms.Mallocs-m0, ms.TotalAlloc-b0), Clients: clients, Batch: batch, Requests: batches}
-	st, err := js.Stream(ctx, bus.StreamAudit)
-	if err != nil {
-		return nil, fmt.Errorf("bench: AUDIT stream: %w", err)
+	res := &Webhook{Throughput: throughput(n, elapsed, cpu, ms.Mallocs-m0, ms.TotalAlloc-b0), Clients: clients, Batch: batch, Requests: batches, Segments: segments}
+	if res.Messages, res.Stored, err = storedEvents(ctx, js); err != nil {
+		return nil, err
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("bench: AUDIT stream: %w", err)
-	}
-	res.Stored = int(info.State.Msgs)
 	res.Failed = int(failures.Load())
 	if f := res.Failed; f > 0 {
 		logger.Warn("webhook requests failed", "failed", f, "first", firstErr)
@@ -118,4 +120,43 @@ func post(ctx context.Context, client *http.Client, url string, body []byte) err
 		return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
 	}
 	return nil
+}
+
+// storedEvents reads AUDIT back, after the clock stopped, and counts its
+// messages and the events they hold: with segments the one is not the
+// other, and the receiver's word is what is being checked.
+func storedEvents(ctx context.Context, js jetstream.JetStream) (messages, events int, err error) {
+	st, err := js.Stream(ctx, bus.StreamAudit)
+	if err != nil {
+		return 0, 0, fmt.Errorf("bench: AUDIT stream: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("bench: AUDIT stream: %w", err)
+	}
+	total := int(info.State.Msgs)
+	c, err := js.OrderedConsumer(ctx, bus.StreamAudit, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return 0, 0, fmt.Errorf("bench: read AUDIT: %w", err)
+	}
+	for messages < total {
+		batch, err := c.Fetch(min(256, total-messages), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return 0, 0, fmt.Errorf("bench: read AUDIT: %w", err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			evs, err := bus.SegmentEvents(m.Headers(), m.Data())
+			if err != nil {
+				return 0, 0, fmt.Errorf("bench: read AUDIT: %w", err)
+			}
+			events += len(evs)
+			got++
+		}
+		if got == 0 {
+			return 0, 0, fmt.Errorf("bench: read AUDIT: %d of %d messages: %w", messages, total, batch.Error())
+		}
+		messages += got
+	}
+	return messages, events, nil
 }

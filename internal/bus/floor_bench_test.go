@@ -22,7 +22,10 @@ import (
 // consumer and acknowledged one by one, as a worker does, and both at once.
 // It bounds what
 // the end-to-end and webhook phases of `vigil bench` can reach on a
-// machine, whatever the engine's speed.
+// machine, whatever the engine's speed. The sub-benchmarks under
+// "segments" do the same with the events joined in segments of the
+// default bounds (Cut), as the webhook stores them, and count events, not
+// messages.
 //
 //	go test -run '^$' -bench JetStreamFloor -benchtime 100000x ./internal/bus
 func BenchmarkJetStreamFloor(b *testing.B) {
@@ -69,8 +72,12 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 		}
 		return batches, size
 	}
+	segments := false
 	publish := func(ctx context.Context, js jetstream.JetStream, batches [][]audit.Raw) error {
 		pub := bus.NewPublisher(js, "bench")
+		if segments {
+			pub = bus.NewSegmentPublisher(js, "bench", bus.SegmentOptions{})
+		}
 		for _, batch := range batches {
 			if err := pub.Publish(ctx, batch); err != nil {
 				return err
@@ -79,7 +86,7 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 		return nil
 	}
 
-	b.Run("publish", func(b *testing.B) {
+	publishOnly := func(b *testing.B) {
 		ctx, js := setup(b)
 		batches, size := events(b, b.N)
 		b.SetBytes(size / int64(b.N))
@@ -89,7 +96,7 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 		}
 		b.StopTimer()
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-	})
+	}
 	// consume acknowledges n messages through the engine's consumer, the
 	// first published by publishing if it is set (concurrently).
 	consume := func(b *testing.B, concurrent bool) {
@@ -106,10 +113,15 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ResetTimer()
-		got := make(chan struct{}, b.N)
+		got := make(chan int, b.N)
 		cc, err := cons.Consume(func(m jetstream.Msg) {
+			n := 1
+			if segments {
+				evs, _ := bus.SegmentEvents(m.Headers(), m.Data())
+				n = len(evs)
+			}
 			_ = m.Ack()
-			got <- struct{}{}
+			got <- n
 		}, jetstream.PullMaxMessages(engine.DefaultFetchBatch))
 		if err != nil {
 			b.Fatal(err)
@@ -121,9 +133,10 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 		} else {
 			published <- nil
 		}
-		for range b.N {
+		for received := 0; received < b.N; {
 			select {
-			case <-got:
+			case n := <-got:
+				received += n
 			case err := <-published:
 				if err != nil {
 					b.Fatal(err)
@@ -141,7 +154,15 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	}
-	b.Run("consume-ack", func(b *testing.B) { consume(b, false) })
 	// Both at once, as in vigil run: the ceiling of the end-to-end phase.
+	b.Run("publish", publishOnly)
+	b.Run("consume-ack", func(b *testing.B) { consume(b, false) })
 	b.Run("publish+consume-ack", func(b *testing.B) { consume(b, true) })
+	b.Run("segments", func(b *testing.B) {
+		segments = true
+		defer func() { segments = false }()
+		b.Run("publish", publishOnly)
+		b.Run("consume-ack", func(b *testing.B) { consume(b, false) })
+		b.Run("publish+consume-ack", func(b *testing.B) { consume(b, true) })
+	})
 }
