@@ -82,7 +82,7 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{
 		{
 			Name:        StreamAudit,
-			Description: "Kubernetes audit events, one message per event and stage",
+			Description: "Kubernetes audit events: segments of events, or one event per message",
 			Subjects:    []string{SubjectAuditPrefix + ">"},
 			Storage:     jetstream.FileStorage,
 			Replicas:    replicas,
