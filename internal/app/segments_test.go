@@ -2,21 +2,15 @@ package app_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	auditinternal "k8s.io/apiserver/pkg/apis/audit"
-	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
-	auditwebhook "k8s.io/apiserver/plugin/pkg/audit/webhook"
 
 	"github.com/vigil-k8s/vigil/internal/alert"
-	"github.com/vigil-k8s/vigil/internal/logtest"
 )
 
 // TestAnEventListSentTwiceRaisesEachAlertOnce is kube-apiserver's webhook
@@ -24,39 +18,9 @@ import (
 // vigil stores the batch's segments once, evaluates each event once and
 // delivers each alert once.
 func TestAnEventListSentTwiceRaisesEachAlertOnce(t *testing.T) {
-	dir := t.TempDir()
-	sink := newRawSink(t)
-	hookAddr := freeAddr(t)
-	cfg := advConfig(t, dir, fmt.Sprintf(`
-ingest:
-  webhook: {listen: %q, insecure: true}
-destinations:
-  - {name: sink, type: webhook, url: %q}
-`, hookAddr, sink.srv.URL))
-	r := startOpts(t, cfg, &logtest.Buffer{})
+	r, sink, hookURL, base := startWebhookRun(t)
 	defer r.stop(t)
-	base := "http://" + r.app.MetricsAddr().String()
-
-	kc := filepath.Join(t.TempDir(), "webhook.kubeconfig")
-	if err := os.WriteFile(kc, fmt.Appendf(nil, `apiVersion: v1
-kind: Config
-clusters:
-- name: vigil
-  cluster: {server: "http://%s/"}
-users:
-- name: kube-apiserver
-contexts:
-- name: default
-  context: {cluster: vigil, user: kube-apiserver}
-current-context: default
-`, hookAddr), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	retry := wait.Backoff{Duration: 50 * time.Millisecond, Factor: 1.5, Jitter: 0.1, Steps: 40, Cap: time.Second}
-	backend, err := auditwebhook.NewBackend(kc, auditv1.SchemeGroupVersion, retry, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	backend := webhookBackend(t, hookURL)
 	// More events than a segment holds, so that the batch is several.
 	const n = 150
 	now := time.Now()

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	auditinternal "k8s.io/apiserver/pkg/apis/audit"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+	"k8s.io/apiserver/pkg/audit"
 	"k8s.io/apiserver/plugin/pkg/audit/buffered"
 	auditwebhook "k8s.io/apiserver/plugin/pkg/audit/webhook"
 
@@ -35,6 +36,20 @@ type apiserver struct {
 
 func startApiserver(t *testing.T, name, url string, skew time.Duration) *apiserver {
 	t.Helper()
+	b := buffered.NewBackend(webhookBackend(t, url), buffered.BatchConfig{
+		BufferSize: 1_000, MaxBatchSize: 400, MaxBatchWait: 20 * time.Millisecond, AsyncDelegate: true,
+	})
+	a := &apiserver{name: name, skew: skew, backend: b, stop: make(chan struct{})}
+	if err := b.Run(a.stop); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// webhookBackend is kube-apiserver's audit webhook backend posting to url,
+// each ProcessEvents one request, retried as the apiserver does (faster).
+func webhookBackend(t *testing.T, url string) audit.Backend {
+	t.Helper()
 	kc := filepath.Join(t.TempDir(), "webhook.kubeconfig")
 	if err := os.WriteFile(kc, fmt.Appendf(nil, `apiVersion: v1
 kind: Config
@@ -51,18 +66,28 @@ current-context: default
 		t.Fatal(err)
 	}
 	retry := wait.Backoff{Duration: 50 * time.Millisecond, Factor: 1.5, Jitter: 0.1, Steps: 40, Cap: time.Second}
-	delegate, err := auditwebhook.NewBackend(kc, auditv1.SchemeGroupVersion, retry, nil)
+	backend, err := auditwebhook.NewBackend(kc, auditv1.SchemeGroupVersion, retry, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := buffered.NewBackend(delegate, buffered.BatchConfig{
-		BufferSize: 1_000, MaxBatchSize: 400, MaxBatchWait: 20 * time.Millisecond, AsyncDelegate: true,
-	})
-	a := &apiserver{name: name, skew: skew, backend: b, stop: make(chan struct{})}
-	if err := b.Run(a.stop); err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return backend
+}
+
+// startWebhookRun is vigil with the adversarial rules, receiving on its
+// webhook and delivering to a sink; it returns the webhook's and the
+// metrics' URLs.
+func startWebhookRun(t *testing.T) (r *running, sink *rawSink, hookURL, metricsURL string) {
+	t.Helper()
+	sink = newRawSink(t)
+	hookAddr := freeAddr(t)
+	cfg := advConfig(t, t.TempDir(), fmt.Sprintf(`
+ingest:
+  webhook: {listen: %q, insecure: true}
+destinations:
+  - {name: sink, type: webhook, url: %q}
+`, hookAddr, sink.srv.URL))
+	r = startOpts(t, cfg, &logtest.Buffer{})
+	return r, sink, "http://" + hookAddr + "/", "http://" + r.app.MetricsAddr().String()
 }
 
 // shutdown flushes what the backend buffers and waits for its requests.
@@ -104,19 +129,8 @@ func (a *apiserver) request(user, verb, resource, ns, name string, code int32) s
 // only by a slow apiserver alerts once too. Events from the future are
 // counted in a metric, so the broken clock shows.
 func TestClockSkewBetweenApiservers(t *testing.T) {
-	dir := t.TempDir()
-	sink := newRawSink(t)
-	hookAddr := freeAddr(t)
-	cfg := advConfig(t, dir, fmt.Sprintf(`
-ingest:
-  webhook: {listen: %q, insecure: true}
-destinations:
-  - {name: sink, type: webhook, url: %q}
-`, hookAddr, sink.srv.URL))
-	r := startOpts(t, cfg, &logtest.Buffer{})
+	r, sink, url, base := startWebhookRun(t)
 	defer r.stop(t)
-	base := "http://" + r.app.MetricsAddr().String()
-	url := "http://" + hookAddr + "/"
 
 	servers := []*apiserver{
 		startApiserver(t, "on-time", url, 0),

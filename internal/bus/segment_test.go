@@ -31,6 +31,15 @@ func rawEvents(t testing.TB, n int, pad int) []audit.Raw {
 	return out
 }
 
+// eventsOf lists how many events each segment holds.
+func eventsOf(segs []bus.Segment) string {
+	var n []int
+	for _, s := range segs {
+		n = append(n, s.Events)
+	}
+	return fmt.Sprint(n)
+}
+
 func TestCutBoundsSegmentsAndCutsTheSameEventsTheSameWay(t *testing.T) {
 	batch := rawEvents(t, 200, 100)
 	o := bus.SegmentOptions{Events: 64, Bytes: 1 << 20}
@@ -38,12 +47,8 @@ func TestCutBoundsSegmentsAndCutsTheSameEventsTheSameWay(t *testing.T) {
 	if len(tooLarge) != 0 {
 		t.Fatalf("too large: %v", tooLarge)
 	}
-	var sizes []int
-	for _, s := range segs {
-		sizes = append(sizes, s.Events)
-	}
-	if fmt.Sprint(sizes) != "[64 64 64 8]" {
-		t.Fatalf("segments of %v events, want [64 64 64 8]", sizes)
+	if got := eventsOf(segs); got != "[64 64 64 8]" {
+		t.Fatalf("segments of %v events, want [64 64 64 8]", got)
 	}
 	again, _ := bus.Cut(rawEvents(t, 200, 100), o, 1<<20)
 	for i := range segs {
@@ -75,12 +80,8 @@ func TestCutKeepsAnEventLargerThanTheByteBoundAloneAndLeavesOutWhatCannotFit(t *
 	if fmt.Sprint(tooLarge) != "[3]" {
 		t.Fatalf("too large %v, want [3]", tooLarge)
 	}
-	var sizes []int
-	for _, s := range segs {
-		sizes = append(sizes, s.Events)
-	}
-	if fmt.Sprint(sizes) != "[2 1 1]" {
-		t.Fatalf("segments of %v events, want [2 1 1]: the large event alone", sizes)
+	if got := eventsOf(segs); got != "[2 1 1]" {
+		t.Fatalf("segments of %v events, want [2 1 1]: the large event alone", got)
 	}
 }
 
