@@ -48,6 +48,9 @@ type TooLargeError struct {
 	Index []int
 	// MaxPayload is the server's limit, in bytes.
 	MaxPayload int64
+	// Reserve is what of MaxPayload a message's headers were left: a
+	// segment's are larger than a single event's.
+	Reserve int64
 }
 
 func (e *TooLargeError) Error() string {
@@ -59,6 +62,9 @@ func (e *TooLargeError) TooLarge() []int { return slices.Clone(e.Index) }
 
 // Limit says what was exceeded, in words for a dead letter.
 func (e *TooLargeError) Limit() string {
+	if e.Reserve > 0 {
+		return fmt.Sprintf("the NATS server's max_payload (%d bytes, less %d for headers)", e.MaxPayload, e.Reserve)
+	}
 	return fmt.Sprintf("the NATS server's max_payload (%d bytes)", e.MaxPayload)
 }
 
@@ -113,7 +119,7 @@ func (p *Publisher) publishSegments(ctx context.Context, batch []audit.Raw) erro
 		return err
 	}
 	if len(tooLarge) > 0 {
-		return &TooLargeError{Index: tooLarge, MaxPayload: maxPayload}
+		return &TooLargeError{Index: tooLarge, MaxPayload: maxPayload, Reserve: headerReserve}
 	}
 	return nil
 }

@@ -141,9 +141,12 @@ func TestSegmentPublisherStoresABatchRepublishedOnceAndLeavesOutWhatIsTooLarge(t
 	batch = append(batch[:50:50], append(huge, batch[50:]...)...)
 	for range 2 {
 		err := pub.Publish(ctx, batch)
-		index, _, ok := ingest.TooLarge(err)
+		index, limit, ok := ingest.TooLarge(err)
 		if !ok || fmt.Sprint(index) != "[50]" {
 			t.Fatalf("Publish: %v, want the event at 50 too large", err)
+		}
+		if want := fmt.Sprintf("max_payload (%d bytes, less 1024 for headers)", js.Conn().MaxPayload()); !strings.Contains(limit, want) {
+			t.Fatalf("limit %q, want it to say %q", limit, want)
 		}
 	}
 	// 100 events in segments of 16, the one left out cutting none.
