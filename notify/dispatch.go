@@ -15,6 +15,10 @@ import (
 	"github.com/vigil-k8s/vigil/internal/silence"
 )
 
+// silencesStallReport is how often a notifier still waiting to read the
+// silences says so, at error level.
+const silencesStallReport = 30 * time.Second
+
 // Dispatcher reads the ALERTS stream with one durable consumer per
 // destination and delivers to each through its own pipeline of stages, so
 // a slow or failing destination never delays another. The route stage is
@@ -105,10 +109,21 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	silences := store.NewSet(d.opts.Now, d.logger.With("stage", "silence"))
 	wg.Go(func() { silences.Run(wctx) })
 	// Silences already in force hold for the first alerts fetched too.
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-silences.Ready():
+	// Until they are read nothing is delivered, which must not pass
+	// unnoticed: a deployment whose NATS account cannot read the bucket
+	// would otherwise stop every destination with warnings only.
+	stalled := time.NewTicker(silencesStallReport)
+	defer stalled.Stop()
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-silences.Ready():
+			waiting = false
+		case <-stalled.C:
+			d.logger.Error("no alert is delivered until the silences can be read; check that NATS serves the bucket and this account may read it",
+				"bucket", bus.BucketSilences, "stream", bus.KVStream(bus.BucketSilences))
+		}
 	}
 	pipelines := make([]*pipeline, 0, len(d.dests))
 	for _, dst := range d.dests {
