@@ -189,11 +189,11 @@ func (d *Dispatcher) pipeline(dst Destination, cons jetstream.Consumer, kv jetst
 		logger:     logger,
 		intake: []stage{
 			&routeStage{router: d.router, dest: dst.Name, settle: settle},
+			&dedupe{kv: kv, dest: dst.Name, settle: settle, duplicates: m.NotifyDuplicates.WithLabelValues(dst.Name), logger: logger},
 			&silenceStage{
 				set: silences, store: store, dest: dst.Name, silenced: m.AlertsSilenced, settle: settle,
 				backoff: o.Backoff, now: o.Now, logger: logger,
 			},
-			&dedupe{kv: kv, dest: dst.Name, settle: settle, duplicates: m.NotifyDuplicates.WithLabelValues(dst.Name), logger: logger},
 			group,
 		},
 		group: group,

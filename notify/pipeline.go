@@ -66,8 +66,8 @@ type stage interface {
 // fetching, the stages, grouping timers and delivery all happen in its
 // loop — so the stages' state needs no locks.
 //
-// Fetched alerts go through the intake stages in order: route, silence,
-// dedupe, group. What the group stage passes on, or later hands on as a due
+// Fetched alerts go through the intake stages in order: route, dedupe,
+// silence, group. What the group stage passes on, or later hands on as a due
 // group, is delivered: rate limit, send (notify with retry), mark
 // delivered.
 type pipeline struct {
@@ -80,7 +80,7 @@ type pipeline struct {
 	settle     *settler
 	logger     *slog.Logger
 
-	// intake are route, silence, dedupe and group, in that order.
+	// intake are route, dedupe, silence and group, in that order.
 	intake []stage
 	group  *grouper
 	limit  *rateLimit

@@ -15,8 +15,10 @@ import (
 // each is recorded in the silences bucket (which silence, when, for which
 // destination), then acknowledged, and never sent. The alert stays on
 // ALERTS as it was. It comes after route, so that an alert routed nowhere
-// here is not recorded as silenced here, and before dedupe and group, so
-// that a silenced alert holds no group open.
+// here is not recorded as silenced here; after dedupe, so that an alert
+// already delivered here and delivered again (a lost ack) is not recorded
+// as kept from here by a silence added since; and before group, so that a
+// silenced alert holds no group open.
 type silenceStage struct {
 	set   *silence.Set
 	store *silence.Store

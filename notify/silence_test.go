@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vigil-k8s/vigil/engine"
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/natstest"
@@ -176,5 +178,60 @@ func TestDispatcherHonoursSilences(t *testing.T) {
 	}
 	if len(recs) < 5 {
 		t.Errorf("the silence recorded %d alerts, want the 5 it kept", len(recs))
+	}
+}
+
+// An alert delivered before a silence was added, and stored again (a
+// repeat past the stream's duplicate window, as a lost ack redelivers
+// one), is dropped as delivered, not recorded as kept back by the silence.
+func TestSilenceDoesNotClaimAnAlertAlreadyDelivered(t *testing.T) {
+	e := newEnv(t)
+	st, _ := e.silences()
+	slack := newSink(t)
+	e.run(testSetup([]Destination{webhookDest(t, "slack", slack.srv.URL)}))
+
+	a := alerttest.Sample()
+	e.publish(a)
+	waitFor(t, "the alert delivered", func() bool { return slack.delivered(t)[a.ID] == 1 })
+	sil := e.silence(st, silence.Spec{Rule: a.Rule})
+	// Give the dispatcher's watch the silence: a new alert of the rule is
+	// kept back once it has it.
+	for i := 0; ; i++ {
+		probe := alerttest.Sample()
+		probe.AuditID = fmt.Sprintf("probe-%d", i)
+		probe.ID = alert.ID(probe.Rule, probe.AuditID)
+		e.publish(probe)
+		waitFor(t, "the probe settled", e.settled("slack"))
+		if slack.delivered(t)[probe.ID] == 0 {
+			break
+		}
+		if i == 50 {
+			t.Fatal("the silence never applied")
+		}
+	}
+	before := e.silenced(a.Rule)
+	msg, err := engine.AlertMsg(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg.Header.Set(jetstream.MsgIDHeader, a.ID+"#again")
+	if _, err := e.js.PublishMsg(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the repeat settled", e.settled("slack"))
+	if slack.delivered(t)[a.ID] != 1 {
+		t.Errorf("the repeat was sent again")
+	}
+	recs, err := st.Records(context.Background(), sil.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Alert == a.ID {
+			t.Errorf("the alert delivered before the silence is recorded as kept back by it")
+		}
+	}
+	if n := e.silenced(a.Rule); n != before {
+		t.Errorf("vigil_alerts_silenced_total went from %v to %v for an alert already delivered", before, n)
 	}
 }
