@@ -11,7 +11,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit"
 )
 
@@ -432,13 +431,7 @@ func (p *parser) parseRule(n *yaml.Node) {
 	}
 	haveSev := false
 	if v := &doc.Severity; given(v) {
-		if s, ok := p.str(v, id, "severity"); ok {
-			haveSev = true
-			if !alert.ValidSeverity(s) {
-				p.problem(v, id, "severity %q is not one of info, low, medium, high, critical", s)
-			}
-			r.Severity = s
-		}
+		r.Severity, haveSev, _ = p.severity(v, id)
 	}
 	if given(&doc.Tags) {
 		r.Tags, _ = p.strList(&doc.Tags, id, "tags")
@@ -454,20 +447,13 @@ func (p *parser) parseRule(n *yaml.Node) {
 		}
 	}
 	if v := &doc.Stages; given(v) {
-		if stages, ok := p.strList(v, id, "stages"); ok {
-			for i, s := range stages {
-				if !slices.Contains(validStages, s) {
-					p.problem(v.Content[i], id, "stage %q is not one of %s", s, strings.Join(validStages, ", "))
-				}
-			}
+		// A list with unknown stages is kept, its problems reported.
+		if stages, _ := p.stages(v, id); stages != nil {
 			r.Stages = stages
 		}
 	}
 	if v := &doc.Enabled; given(v) {
-		var b bool
-		if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
-			p.problem(v, id, "enabled must be true or false")
-		} else {
+		if b, ok := p.enabled(v, id); ok {
 			r.Enabled = b
 		}
 	}

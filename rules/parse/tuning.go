@@ -155,19 +155,12 @@ func (p *parser) ruleOverride(doc *overrideDoc, id string, o *Override) int {
 		n++
 	}
 	if v := &doc.Severity; given(v) {
-		if s, ok := p.str(v, id, "severity"); ok {
-			if !alert.ValidSeverity(s) {
-				p.problem(v, id, "severity %q is not one of info, low, medium, high, critical", s)
-			} else {
-				replace(func(r *Rule) { r.Severity = s })
-			}
+		if s, _, valid := p.severity(v, id); valid {
+			replace(func(r *Rule) { r.Severity = s })
 		}
 	}
 	if v := &doc.Enabled; given(v) {
-		var b bool
-		if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
-			p.problem(v, id, "enabled must be true or false")
-		} else {
+		if b, ok := p.enabled(v, id); ok {
 			replace(func(r *Rule) { r.Enabled = b })
 		}
 	}
@@ -214,7 +207,32 @@ func (p *parser) ruleOverride(doc *overrideDoc, id string, o *Override) int {
 	return n
 }
 
-// stages reads a list of audit stages.
+// severity reads a severity: it is a string (ok) and one of the five
+// (valid); each problem is reported.
+func (p *parser) severity(v *yaml.Node, id string) (sev string, ok, valid bool) {
+	sev, ok = p.str(v, id, "severity")
+	if !ok {
+		return "", false, false
+	}
+	if !alert.ValidSeverity(sev) {
+		p.problem(v, id, "severity %q is not one of info, low, medium, high, critical", sev)
+		return sev, true, false
+	}
+	return sev, true, true
+}
+
+// enabled reads true or false.
+func (p *parser) enabled(v *yaml.Node, id string) (bool, bool) {
+	var b bool
+	if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
+		p.problem(v, id, "enabled must be true or false")
+		return false, false
+	}
+	return b, true
+}
+
+// stages reads a list of audit stages: nil when it is not a list of
+// strings, and ok false when a stage is unknown (each reported).
 func (p *parser) stages(v *yaml.Node, id string) ([]string, bool) {
 	stages, ok := p.strList(v, id, "stages")
 	if !ok {
