@@ -87,11 +87,11 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 	for _, o := range overrides(files) {
 		switch o.Kind {
 		case parse.OverrideList:
-			if b.known(o, slices.Sorted(maps.Keys(lists))) {
+			if known(b, o, lists) {
 				lists[o.Name] = append(slices.Clone(lists[o.Name]), o.Values...)
 			}
 		case parse.OverrideMacro:
-			if b.known(o, slices.Sorted(maps.Keys(macroAt))) {
+			if known(b, o, macroAt) {
 				appends[o.Name] = append(appends[o.Name], *o.Append)
 			}
 		}
@@ -218,12 +218,12 @@ func overrides(files []*parse.File) []*parse.Override {
 
 // known reports whether an override names something defined, and reports
 // it otherwise, with the closest name.
-func (b *builder) known(o *parse.Override, names []string) bool {
-	if slices.Contains(names, o.Name) {
+func known[V any](b *builder, o *parse.Override, defined map[string]V) bool {
+	if _, ok := defined[o.Name]; ok {
 		return true
 	}
 	msg := fmt.Sprintf("override of unknown %s %q", o.Kind, o.Name)
-	if s := parse.Suggest(o.Name, names); s != "" {
+	if s := parse.Suggest(o.Name, slices.Sorted(maps.Keys(defined))); s != "" {
 		msg += fmt.Sprintf(", did you mean %q?", s)
 	}
 	b.problemNode(o.File, o.NameNode, "", "%s", msg)
@@ -279,7 +279,7 @@ func (b *builder) ruleDefs(files []*parse.File) ([]*ruleDef, map[string]*ruleDef
 		}
 	}
 	for _, o := range overrides(files) {
-		if o.Kind != parse.OverrideRule || !b.known(o, slices.Sorted(maps.Keys(ids))) {
+		if o.Kind != parse.OverrideRule || !known(b, o, ids) {
 			continue
 		}
 		d := ids[o.Name]
