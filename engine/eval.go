@@ -166,13 +166,13 @@ func (e *Evaluator) decide(ctx context.Context, m rules.Match, ev *audit.Event) 
 		o.Alerted = true
 		return a, nil
 	}
-	a := newAlert(r, m.Output, ev)
-	a.ID = alert.ID(r.ID, ev.AuditID)
 	// A match whose group could not be told (SuppressKey nil: a by
 	// expression failed) alerts on its own.
+	var f *rules.SuppressFiring
 	if r.Suppress != nil && m.SuppressKey != nil {
-		f, held, err := e.suppress(ctx, m, ev)
-		if err != nil {
+		var held bool
+		var err error
+		if f, held, err = e.suppress(ctx, m, ev); err != nil {
 			return nil, fmt.Errorf("suppression of rule %s: %w", r.ID, err)
 		}
 		if f == nil {
@@ -182,6 +182,12 @@ func (e *Evaluator) decide(ctx context.Context, m rules.Match, ev *audit.Event) 
 			o.Suppressed = true
 			return nil, nil
 		}
+	}
+	// Built only for a match that alerts: a window holding back a probe
+	// copies nothing of its events.
+	a := newAlert(r, m.Output, ev)
+	a.ID = alert.ID(r.ID, ev.AuditID)
+	if f != nil {
 		a.ID = rules.SuppressAlertID(r.ID, m.SuppressKey, r.Suppress, f)
 		a.Suppressed = f.Carried
 		a.WindowSeconds = int(r.Suppress.For / time.Second)
