@@ -91,12 +91,7 @@ func alertCounts(t testing.TB, js jetstream.JetStream) map[string]int {
 func waitIdle(t testing.TB, ctx context.Context, js jetstream.JetStream) {
 	t.Helper()
 	waittest.Until(t, 30*time.Second, "every AUDIT message acknowledged", func() bool {
-		cons, err := js.Consumer(ctx, bus.StreamAudit, bus.ConsumerEngine)
-		if err != nil {
-			return false
-		}
-		info, err := cons.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		return natstest.ConsumerIdle(ctx, js, bus.StreamAudit, bus.ConsumerEngine)
 	})
 }
 

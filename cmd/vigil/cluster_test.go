@@ -369,15 +369,6 @@ func publish(t *testing.T, ctx context.Context, js jetstream.JetStream, events [
 	}
 }
 
-func consumerIdle(ctx context.Context, js jetstream.JetStream, stream, name string) bool {
-	c, err := js.Consumer(ctx, stream, name)
-	if err != nil {
-		return false
-	}
-	info, err := c.Info(ctx)
-	return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-}
-
 // TestWorkersShareLoadAndSurviveFailures is the scale-out contract: three
 // `vigil worker` processes on a 3-node JetStream cluster share 50,000
 // events; one worker is SIGKILLed and one NATS node shut down mid-run; every
@@ -432,8 +423,8 @@ func TestWorkersShareLoadAndSurviveFailures(t *testing.T) {
 		return true
 	})
 	waitUntil(t, time.Minute, "consumers idle", func() bool {
-		return consumerIdle(ctx, js, bus.StreamAudit, bus.ConsumerEngine) &&
-			consumerIdle(ctx, js, bus.StreamAlerts, bus.ConsumerNotifyPrefix+"sink")
+		return natstest.ConsumerIdle(ctx, js, bus.StreamAudit, bus.ConsumerEngine) &&
+			natstest.ConsumerIdle(ctx, js, bus.StreamAlerts, bus.ConsumerNotifyPrefix+"sink")
 	})
 
 	got := sink.snapshot()

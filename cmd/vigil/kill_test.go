@@ -37,8 +37,8 @@ func expectDelivered(ctx context.Context, t *testing.T, natsPort int, sink *aler
 	})
 	_, js := natstest.Connect(t, fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
 	waitUntil(t, time.Minute, "consumers idle", func() bool {
-		return consumerIdle(ctx, js, bus.StreamAudit, bus.ConsumerEngine) &&
-			consumerIdle(ctx, js, bus.StreamAlerts, bus.ConsumerNotifyPrefix+"sink")
+		return natstest.ConsumerIdle(ctx, js, bus.StreamAudit, bus.ConsumerEngine) &&
+			natstest.ConsumerIdle(ctx, js, bus.StreamAlerts, bus.ConsumerNotifyPrefix+"sink")
 	})
 	if n := natstest.CountAuditEvents(t, js); n != events {
 		t.Errorf("AUDIT holds %d events, want each of the %d appended or accepted once", n, events)

@@ -129,7 +129,7 @@ func TestSilenceThroughThePipeline(t *testing.T) {
 	_, js := natstest.Connect(t, fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
 	ctx := context.Background()
 	idle := func() bool {
-		return consumerIdle(ctx, js, bus.StreamAudit, bus.ConsumerEngine) && consumerIdle(ctx, js, bus.StreamAlerts, bus.ConsumerNotifyPrefix+"sink")
+		return natstest.ConsumerIdle(ctx, js, bus.StreamAudit, bus.ConsumerEngine) && natstest.ConsumerIdle(ctx, js, bus.StreamAlerts, bus.ConsumerNotifyPrefix+"sink")
 	}
 	t0 := time.Now().UTC()
 	if err := appendEvents(logPath, secretRead("silenced-1", t0)); err != nil {

@@ -143,3 +143,26 @@ func ExpectAuditExactlyOnce(t testing.TB, js jetstream.JetStream, want map[strin
 		t.Fatalf("of %d events: %d missing, %d duplicated, %d unexpected", len(want), missing, dup, extra)
 	}
 }
+
+// ConsumerIdle reports whether the named consumer has acknowledged every
+// message its stream holds. NumPending alone is not enough: the server
+// makes a new consumer visible before it takes leadership and counts what
+// it has to deliver, and in that window it reports nothing pending, so a
+// test polling only NumPending can see "idle" before anything ran.
+func ConsumerIdle(ctx context.Context, js jetstream.JetStream, stream, consumer string) bool {
+	c, err := js.Consumer(ctx, stream, consumer)
+	if err != nil {
+		return false
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return false
+	}
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return false
+	}
+	si, err := st.Info(ctx)
+	return err == nil && info.AckFloor.Stream >= si.State.LastSeq &&
+		info.NumPending == 0 && info.NumAckPending == 0
+}
