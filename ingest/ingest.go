@@ -28,6 +28,22 @@ type Publisher interface {
 	DeadLetter(ctx context.Context, source, reason string, data []byte) error
 }
 
+// SegmentPublisher is a Publisher that stores several events per message
+// under identities the source gives. A source that can re-read exactly the
+// same events after a crash (a file, by offsets) names each segment by
+// where its events came from, and records the cut before publishing it:
+// re-published after a crash, the segment has the same identity and is
+// dropped as a copy.
+type SegmentPublisher interface {
+	Publisher
+	// Cuts says where the publisher would best cut batch into segments:
+	// ends[i] is one past the last event of segment i.
+	Cuts(batch []audit.Raw) (ends []int)
+	// PublishSegments stores batch cut at ends, segment i named ids[i],
+	// with Publish's contract otherwise (TooLarge included).
+	PublishSegments(ctx context.Context, batch []audit.Raw, ends []int, ids []string) error
+}
+
 // Source reads audit events and publishes them until ctx is done.
 type Source interface {
 	Run(ctx context.Context, pub Publisher) error
@@ -69,7 +85,18 @@ type DeadLetterFunc func(ctx context.Context, i int, reason string, sample []byt
 // its source. It returns nil once every event is stored or dead-lettered;
 // an error means the batch is to be retried.
 func Store(ctx context.Context, pub Publisher, batch []audit.Raw, deadLetter DeadLetterFunc) error {
-	err := pub.Publish(ctx, batch)
+	return deadLetterTooLarge(ctx, pub.Publish(ctx, batch), batch, deadLetter)
+}
+
+// StoreSegments is Store for a batch cut by the source (see
+// SegmentPublisher).
+func StoreSegments(ctx context.Context, pub SegmentPublisher, batch []audit.Raw, ends []int, ids []string, deadLetter DeadLetterFunc) error {
+	return deadLetterTooLarge(ctx, pub.PublishSegments(ctx, batch, ends, ids), batch, deadLetter)
+}
+
+// deadLetterTooLarge handles what publishing batch returned: nil, an error
+// to retry on, or the events too large to store, which it dead-letters.
+func deadLetterTooLarge(ctx context.Context, err error, batch []audit.Raw, deadLetter DeadLetterFunc) error {
 	index, limit, ok := TooLarge(err)
 	if !ok {
 		return err

@@ -47,13 +47,7 @@ func TestEnsureStreamsConcurrentlyCreatesEachOnce(t *testing.T) {
 }
 
 func TestPublisherDeduplicatesByAuditIDAndStage(t *testing.T) {
-	srv := natstest.RunServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, js := natstest.Connect(t, srv.ClientURL())
-	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	js, ctx := runStreams(t)
 	pub := bus.NewPublisher(js, "prod.eu")
 	var batch []audit.Raw
 	for i := range 100 {
@@ -107,13 +101,7 @@ func TestPublisherDeduplicatesByAuditIDAndStage(t *testing.T) {
 // discarded — on a new bucket and on one created before, unbounded, by an
 // older vigil; a process without the option leaves the bound alone.
 func TestEnsureStreamsBoundsTheThresholdBucket(t *testing.T) {
-	srv := natstest.RunServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, js := natstest.Connect(t, srv.ClientURL())
-	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	js, ctx := runStreams(t)
 	kv, err := js.KeyValue(ctx, bus.BucketThresholds)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +132,7 @@ func TestEnsureStreamsBoundsTheThresholdBucket(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
 	for range 3 {
-		_, js := natstest.Connect(t, srv.ClientURL())
+		_, js := natstest.Connect(t, js.Conn().ConnectedUrl())
 		wg.Go(func() { errs <- bus.EnsureStreams(ctx, js, bus.StreamOptions{MaxThresholdGroups: 10}) })
 	}
 	wg.Wait()
@@ -181,4 +169,17 @@ func TestEnsureStreamsBoundsTheThresholdBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(20)
+}
+
+// runStreams starts a JetStream server with vigil's streams.
+func runStreams(t testing.TB) (jetstream.JetStream, context.Context) {
+	t.Helper()
+	srv := natstest.RunServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	_, js := natstest.Connect(t, srv.ClientURL())
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return js, ctx
 }

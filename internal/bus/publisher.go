@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -103,7 +104,70 @@ func (p *Publisher) Publish(ctx context.Context, batch []audit.Raw) error {
 
 func (p *Publisher) publishSegments(ctx context.Context, batch []audit.Raw) error {
 	maxPayload := p.js.Conn().MaxPayload()
-	segments, tooLarge := Cut(batch, *p.segments, int(maxPayload))
+	segments, tooLarge := Cut(batch, p.segmentOptions(), int(maxPayload))
+	return p.storeSegments(ctx, segments, tooLarge, maxPayload)
+}
+
+func (p *Publisher) segmentOptions() SegmentOptions {
+	if p.segments != nil {
+		return *p.segments
+	}
+	return SegmentOptions{}.withDefaults()
+}
+
+// Cuts says where PublishSegments would best cut batch: ends[i] is one
+// past the last event of segment i (see the function Cuts).
+func (p *Publisher) Cuts(batch []audit.Raw) []int {
+	ends, _ := Cuts(batch, p.segmentOptions(), int(p.js.Conn().MaxPayload()))
+	return ends
+}
+
+// PublishSegments stores batch cut at ends, segment i under MsgID ids[i],
+// and waits for every PubAck: a source that can cut the same events the
+// same way again after a crash (a file, by offsets) names its segments
+// itself, so JetStream drops what it re-publishes. Events too large for a
+// message alone are left out, as by Publish. A segment the server's
+// max_payload no longer admits (it was cut under a larger one before a
+// restart) is split, its parts named ids[i]+"/<part>", so that it is
+// still stored rather than retried for ever.
+func (p *Publisher) PublishSegments(ctx context.Context, batch []audit.Raw, ends []int, ids []string) error {
+	if len(ends) != len(ids) {
+		return fmt.Errorf("%d segment ends but %d ids", len(ends), len(ids))
+	}
+	maxPayload := p.js.Conn().MaxPayload()
+	limit := int(maxPayload) - headerReserve
+	var (
+		segments []Segment
+		tooLarge []int
+		from     int
+	)
+	for i, to := range ends {
+		events := batch[from:to]
+		data, n, left := encode(events, limit)
+		for _, j := range left {
+			tooLarge = append(tooLarge, from+j)
+		}
+		switch {
+		case n == 0:
+		case len(data) <= limit:
+			segments = append(segments, Segment{Data: data, MsgID: ids[i], Events: n})
+		default:
+			parts, _ := Cut(events, SegmentOptions{Events: len(events), Bytes: limit}, int(maxPayload))
+			for k := range parts {
+				parts[k].MsgID = ids[i] + "/" + strconv.Itoa(k)
+			}
+			segments = append(segments, parts...)
+		}
+		from = to
+	}
+	// Events after the last segment are those too large alone.
+	for j := from; j < len(batch); j++ {
+		tooLarge = append(tooLarge, j)
+	}
+	return p.storeSegments(ctx, segments, tooLarge, maxPayload)
+}
+
+func (p *Publisher) storeSegments(ctx context.Context, segments []Segment, tooLarge []int, maxPayload int64) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(segments))
 	for _, s := range segments {
 		msg := &nats.Msg{Subject: p.subject, Data: s.Data, Header: nats.Header{}}

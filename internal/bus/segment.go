@@ -77,55 +77,85 @@ type Segment struct {
 	Events int
 }
 
-// Cut joins batch into segments bounded by o, in order, never larger than
-// maxPayload. The cut depends only on the events and the bounds, so the
-// same batch is always cut the same way. The events too large for a
-// message even alone are left out and listed by position, ascending.
-func Cut(batch []audit.Raw, o SegmentOptions, maxPayload int) (segments []Segment, tooLarge []int) {
+// Cuts says where Cut cuts batch: ends[i] is one past the last event of
+// segment i. The events too large for a message even alone count toward
+// no segment and are listed by position, ascending; they may lie inside a
+// segment's span or after the last one. The cut depends only on the
+// events' sizes and the bounds, so the same batch is always cut the same
+// way.
+func Cuts(batch []audit.Raw, o SegmentOptions, maxPayload int) (ends, tooLarge []int) {
 	o = o.withDefaults()
 	limit := maxPayload - headerReserve
 	budget := min(o.Bytes, limit)
-	var (
-		cur   bytes.Buffer
-		ids   = sha256.New()
-		count int
-	)
-	flush := func() {
-		if count == 0 {
-			return
-		}
-		sum := ids.Sum(nil)
-		segments = append(segments, Segment{
-			Data:   bytes.Clone(cur.Bytes()),
-			MsgID:  "segment/" + strconv.Itoa(count) + "/" + hex.EncodeToString(sum[:16]),
-			Events: count,
-		})
-		cur.Reset()
-		ids.Reset()
-		count = 0
-	}
+	size, count := 0, 0
 	for i, r := range batch {
-		line := compact(r.Data)
-		size := len(line) + 1
-		if size > limit {
+		n := len(compact(r.Data)) + 1
+		if n > limit {
 			tooLarge = append(tooLarge, i)
 			continue
 		}
-		if count > 0 && (count == o.Events || cur.Len()+size > budget) {
-			flush()
+		if count > 0 && (count == o.Events || size+n > budget) {
+			ends = append(ends, i)
+			size, count = 0, 0
 		}
-		cur.Write(line)
-		cur.WriteByte('\n')
-		// The identity of a segment is its events' identities: the same
-		// events always make the same MsgID, whatever bytes a retry sent.
+		size += n
+		count++
+	}
+	if count > 0 {
+		ends = append(ends, len(batch))
+	}
+	return ends, tooLarge
+}
+
+// Cut joins batch into segments bounded by o, in order, never larger than
+// maxPayload, each named by its events' identities. The events too large
+// for a message even alone are left out and listed by position, ascending.
+func Cut(batch []audit.Raw, o SegmentOptions, maxPayload int) (segments []Segment, tooLarge []int) {
+	ends, tooLarge := Cuts(batch, o, maxPayload)
+	limit := maxPayload - headerReserve
+	from := 0
+	for _, to := range ends {
+		data, n, left := encode(batch[from:to], limit)
+		segments = append(segments, Segment{Data: data, MsgID: contentID(batch[from:to], left, n), Events: n})
+		from = to
+	}
+	return segments, tooLarge
+}
+
+// encode writes events as format SegmentFormat, leaving out those larger
+// than limit alone (listed by position in events).
+func encode(events []audit.Raw, limit int) (data []byte, n int, tooLarge []int) {
+	var buf bytes.Buffer
+	for i, r := range events {
+		line := compact(r.Data)
+		if len(line)+1 > limit {
+			tooLarge = append(tooLarge, i)
+			continue
+		}
+		buf.Write(line)
+		buf.WriteByte('\n')
+		n++
+	}
+	return buf.Bytes(), n, tooLarge
+}
+
+// contentID names a segment by its events' identities: the same events
+// always make the same MsgID, whatever bytes a retry sent.
+// The events at positions left are not in the segment.
+func contentID(events []audit.Raw, left []int, n int) string {
+	ids := sha256.New()
+	for i, r := range events {
+		if len(left) > 0 && left[0] == i {
+			left = left[1:]
+			continue
+		}
 		ids.Write([]byte(r.AuditID))
 		ids.Write([]byte{0})
 		ids.Write([]byte(r.Stage))
 		ids.Write([]byte{0})
-		count++
 	}
-	flush()
-	return segments, tooLarge
+	sum := ids.Sum(nil)
+	return "segment/" + strconv.Itoa(n) + "/" + hex.EncodeToString(sum[:16])
 }
 
 // compact returns data on one line. Events from kube-apiserver are already

@@ -2,12 +2,10 @@ package bus_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -127,13 +125,7 @@ func TestSegmentEventsReadsSegmentsSingleEventsAndRefusesUnknownFormats(t *testi
 }
 
 func TestSegmentPublisherStoresABatchRepublishedOnceAndLeavesOutWhatIsTooLarge(t *testing.T) {
-	srv := natstest.RunServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, js := natstest.Connect(t, srv.ClientURL())
-	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	js, ctx := runStreams(t)
 	pub := bus.NewSegmentPublisher(js, "prod", bus.SegmentOptions{Events: 16})
 	batch := rawEvents(t, 100, 10)
 	huge := rawEvents(t, 1, int(js.Conn().MaxPayload()))
@@ -177,5 +169,40 @@ func TestSegmentPublisherStoresABatchRepublishedOnceAndLeavesOutWhatIsTooLarge(t
 		if n != 1 {
 			t.Fatalf("event %s stored %d times", id, n)
 		}
+	}
+}
+
+// TestPublishSegmentsNamesSegmentsAsTheSourceSaysAndSplitsWhatNoLongerFits
+// checks the cut a source gives: each segment stored under the name it
+// chose, once however often it is re-published, an event too large left
+// out, and a segment larger than the server's max_payload (cut before a
+// restart under a larger one) split rather than refused for ever.
+func TestPublishSegmentsNamesSegmentsAsTheSourceSaysAndSplitsWhatNoLongerFits(t *testing.T) {
+	js, ctx := runStreams(t)
+	pub := bus.NewSegmentPublisher(js, "prod", bus.SegmentOptions{})
+	max := int(js.Conn().MaxPayload())
+	small := rawEvents(t, 10, 10)
+	big := rawEvents(t, 3, max/3) // together larger than a message
+	huge := rawEvents(t, 1, max)
+	batch := append(append(append(small[:5:5], huge...), small[5:]...), big...)
+	ends, ids := []int{11, 14}, []string{"file/a/0-100", "file/a/100-200"}
+	for range 2 {
+		index, _, ok := ingest.TooLarge(pub.PublishSegments(ctx, batch, ends, ids))
+		if !ok || fmt.Sprint(index) != "[5]" {
+			t.Fatalf("PublishSegments left out %v (%v), want the event at 5", index, ok)
+		}
+	}
+	var names []string
+	for _, m := range natstest.Messages(t, js, bus.StreamAudit) {
+		names = append(names, m.Headers().Get("Nats-Msg-Id"))
+	}
+	if got := fmt.Sprint(names); got != "[file/a/0-100 file/a/100-200/0 file/a/100-200/1]" {
+		t.Fatalf("AUDIT holds %s, want the first segment as named and the second split in two", got)
+	}
+	if n := natstest.CountAuditEvents(t, js); n != 13 {
+		t.Fatalf("AUDIT holds %d events, want the 13 that fit", n)
+	}
+	if err := pub.PublishSegments(ctx, batch, ends, ids[:1]); err == nil || !strings.Contains(err.Error(), "2 segment ends but 1 ids") {
+		t.Fatalf("mismatched ends and ids: %v", err)
 	}
 }

@@ -166,3 +166,33 @@ func ConsumerIdle(ctx context.Context, js jetstream.JetStream, stream, consumer 
 	return err == nil && info.AckFloor.Stream >= si.State.LastSeq &&
 		info.NumPending == 0 && info.NumAckPending == 0
 }
+
+// WaitAuditEvents waits until the AUDIT stream holds at least n events,
+// each event of a segment counted, reading each message once.
+func WaitAuditEvents(t testing.TB, js jetstream.JetStream, n int, timeout time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, bus.StreamAudit, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("AUDIT: %v", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		t.Fatalf("AUDIT: %v", err)
+	}
+	defer it.Stop()
+	got := 0
+	go func() { <-ctx.Done(); it.Stop() }()
+	for got < n {
+		m, err := it.Next()
+		if err != nil {
+			t.Fatalf("AUDIT holds %d events, want %d: %v", got, n, err)
+		}
+		events, err := bus.SegmentEvents(m.Headers(), m.Data())
+		if err != nil {
+			t.Fatalf("AUDIT message %s: %v", m.Headers().Get(jetstream.MsgIDHeader), err)
+		}
+		got += len(events)
+	}
+}
