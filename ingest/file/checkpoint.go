@@ -34,6 +34,29 @@ type checkpoint struct {
 	Fingerprint    string    `json:"fingerprint"`
 	FingerprintLen int64     `json:"fingerprintLen"`
 	SavedAt        time.Time `json:"savedAt"`
+	// Intent is what is being published after Offset, recorded before it
+	// is: a restart cuts and names those events the same way again.
+	Intent *intent `json:"intent,omitempty"`
+}
+
+// intent is the write-ahead record of a batch being published: its
+// segments span the file from the checkpoint's Offset to the last of Ends,
+// segment i ending at Ends[i] (and starting where the one before ended).
+// Segment MsgIDs derive from the span and the file's fingerprint, which
+// is recorded as it was: the fingerprint of a file that has grown past
+// its first kilobyte since would name them differently.
+type intent struct {
+	Fingerprint string  `json:"fingerprint"`
+	Ends        []int64 `json:"ends"`
+}
+
+// end is the offset after the last segment.
+func (in *intent) end() int64 { return in.Ends[len(in.Ends)-1] }
+
+// segmentID names the segment spanning [start, end) of the file with
+// fingerprint fp: the same lines always give the same name.
+func segmentID(fp string, start, end int64) string {
+	return fmt.Sprintf("file/%.32s/%d-%d", fp, start, end)
 }
 
 func (c *checkpoint) id() fileID { return fileID{Dev: c.Dev, Ino: c.Ino} }
@@ -72,10 +95,28 @@ func (s checkpointStore) load() (*checkpoint, error) {
 	if err := json.Unmarshal(data, &c); err != nil {
 		return nil, fmt.Errorf("checkpoint %s is corrupt (remove it to start over per start_at): %w", s.path, err)
 	}
+	if c.Intent != nil && !c.Intent.valid(c.Offset) {
+		return nil, fmt.Errorf("checkpoint %s is corrupt (remove it to start over per start_at): intent ends %v do not follow offset %d", s.path, c.Intent.Ends, c.Offset)
+	}
 	if c.Offset < 0 || c.FingerprintLen < 0 || c.FingerprintLen > fingerprintBytes {
 		return nil, fmt.Errorf("checkpoint %s is corrupt (remove it to start over per start_at): offset %d, fingerprintLen %d", s.path, c.Offset, c.FingerprintLen)
 	}
 	return &c, nil
+}
+
+// valid reports whether the segments' ends rise strictly after offset.
+func (in *intent) valid(offset int64) bool {
+	if len(in.Ends) == 0 || in.Fingerprint == "" {
+		return false
+	}
+	prev := offset
+	for _, e := range in.Ends {
+		if e <= prev {
+			return false
+		}
+		prev = e
+	}
+	return true
 }
 
 // save replaces the checkpoint atomically and durably: a crash leaves

@@ -8,6 +8,13 @@
 // events the Publisher has stored. A restart resumes there, also when the
 // log was rotated meanwhile: the checkpointed file is found among the
 // rotated backups by its identity and finished first.
+//
+// Events are stored in segments named by the span of the file they come
+// from. Before a batch is published, its cut is recorded in the checkpoint
+// (a write-ahead intent); a restart re-reads the batch, cuts it where the
+// intent says and names the segments as before, so JetStream drops the
+// copies of those it had stored: a crash between a PubAck and the
+// checkpoint stores nothing twice.
 package file
 
 import (
@@ -88,6 +95,10 @@ type Source struct {
 	ckDir      string
 	log        *slog.Logger
 	metrics    *metrics.Metrics
+
+	// afterStore, when set, is called each time a batch is stored, before
+	// the checkpoint says so: tests kill the process there.
+	afterStore func()
 }
 
 // New checks o and prepares the checkpoint folder.

@@ -76,9 +76,14 @@ func (e *jsEnv) count(t testing.TB, stream string) uint64 {
 	return natstest.Count(t, e.js, stream)
 }
 
-// waitCount waits until stream holds at least n messages.
+// waitCount waits until stream holds at least n messages, or, for AUDIT,
+// n events.
 func (e *jsEnv) waitCount(t testing.TB, stream string, n uint64) {
 	t.Helper()
+	if stream == bus.StreamAudit {
+		natstest.WaitAuditEvents(t, e.js, int(n), waitTimeout)
+		return
+	}
 	deadline := time.Now().Add(waitTimeout)
 	for {
 		got := e.count(t, stream)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +33,10 @@ const (
 	childNATSEnv = "VIGIL_TEST_NATS_URL"
 	childLogEnv  = "VIGIL_TEST_LOG"
 	childDataEnv = "VIGIL_TEST_DATA"
+	// childKillEnv makes the child kill itself with SIGKILL once the
+	// batch it has just stored is acknowledged, before its checkpoint
+	// records that.
+	childKillEnv = "VIGIL_TEST_KILL_AFTER_STORE"
 )
 
 // runChild tails the log named in the environment until killed, or until
@@ -54,6 +59,9 @@ func runChild() int {
 		logger.Error("new", "err", err)
 		return 2
 	}
+	if os.Getenv(childKillEnv) != "" {
+		src.afterStore = func() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) }
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
@@ -71,10 +79,11 @@ type child struct {
 	stdin io.WriteCloser
 }
 
-func startChild(t *testing.T, natsURL, log, data string, stderr io.Writer) *child {
+func startChild(t *testing.T, natsURL, log, data string, stderr io.Writer, env ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", childNATSEnv+"="+natsURL, childLogEnv+"="+log, childDataEnv+"="+data)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -206,4 +215,42 @@ func TestEveryEventOnceAcrossKillsAndRotations(t *testing.T) {
 	if n := env.count(t, bus.StreamDead); n != 0 {
 		t.Errorf("DEAD holds %d messages, want 0", n)
 	}
+}
+
+// TestKillBetweenPubAckAndCheckpoint kills the tailer after JetStream
+// acknowledged a batch's segments and before the checkpoint said so, and
+// lets the log grow before the restart: re-read with more lines behind
+// it, the batch would be cut elsewhere and some of its events stored
+// twice, unless the restart cuts and names it as the intent recorded.
+func TestKillBetweenPubAckAndCheckpoint(t *testing.T) {
+	env := newJS(t)
+	log := filepath.Join(t.TempDir(), "audit.log")
+	data := t.TempDir()
+	want := map[string]bool{}
+	// 100 events: segments of 64 and 36, the second cut by the end of
+	// what was there to read.
+	appendFile(t, log, []byte(events(want, "first", 100)))
+	c := startChild(t, env.url, log, data, io.Discard, childKillEnv+"=1")
+	if err := c.cmd.Wait(); err == nil || c.cmd.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("tailer ended with %v, want killed by SIGKILL after storing its batch", err)
+	}
+	c.stdin.Close()
+	env.expectExactlyOnce(t, want)
+	ck, err := newCheckpointStore(filepath.Join(data, "checkpoints", "file"), log).load()
+	if err != nil || ck == nil {
+		t.Fatalf("checkpoint after the kill: %v, %v", ck, err)
+	}
+	if ck.Offset != 0 || ck.Intent == nil || len(ck.Intent.Ends) != 2 {
+		t.Fatalf("checkpoint after the kill at offset %d with intent %+v, want offset 0 and the 2 segments being published", ck.Offset, ck.Intent)
+	}
+
+	appendFile(t, log, []byte(events(want, "later", 50)))
+	c = startChild(t, env.url, log, data, io.Discard)
+	size := fileSize(t, log)
+	waitFor(t, "the checkpoint at the end of the log", func() bool {
+		ck, err := newCheckpointStore(filepath.Join(data, "checkpoints", "file"), log).load()
+		return err == nil && ck != nil && ck.Offset == size && ck.Intent == nil
+	})
+	c.kill()
+	env.expectExactlyOnce(t, want)
 }

@@ -38,11 +38,17 @@ type tailer struct {
 		id     fileID
 		offset int64
 		ok     bool
+		intent bool
 	}
 
 	batch      []audit.Raw
 	offsets    []int64 // where each event of the batch starts in the file
 	batchBytes int
+	batchStart int64 // where the span of the batch starts in the file
+
+	// replay is the intent of the checkpoint resumed from: the first
+	// batch is cut as it says.
+	replay *intent
 
 	// While data_dir is full, saving is retried with backoff: not before
 	// retryAt; failures counts the attempts that failed.
@@ -167,6 +173,9 @@ func (t *tailer) resume() error {
 		if err := t.use(f, c.path, off); err != nil {
 			return err
 		}
+		if off == ck.Offset && ck.Intent != nil {
+			t.replay = ck.Intent
+		}
 		t.log.Info("resuming from checkpoint", "file", c.path, "offset", off)
 		return nil
 	}
@@ -246,6 +255,7 @@ func (t *tailer) use(f *os.File, name string, off int64) error {
 	t.f, t.id, t.name = f, idOf(fi), name
 	t.rd = newLineReader(f, off, t.src.maxLine, num+1)
 	t.fp, t.fpLen = "", 0
+	t.batchStart, t.replay = off, nil
 	return nil
 }
 
@@ -255,21 +265,18 @@ func (t *tailer) use(f *os.File, name string, off int64) error {
 // A full batch is published in the background while the next one is read
 // and parsed, so that waiting for acknowledgements and decoding overlap;
 // at most one batch is in flight, and it is always waited for before
-// readAvailable returns.
+// readAvailable returns. The checkpoint that records the next batch's
+// intent also records that the one before it is stored.
 func (t *tailer) readAvailable(ctx context.Context) (bool, error) {
 	start := t.rd.ReadPos()
 	var inFlight chan error
-	var inFlightEnd int64
 	wait := func() error {
 		if inFlight == nil {
 			return nil
 		}
 		err := <-inFlight
 		inFlight = nil
-		if err != nil {
-			return err
-		}
-		return t.checkpointAt(inFlightEnd)
+		return err
 	}
 	for {
 		l, err := t.rd.next()
@@ -288,16 +295,16 @@ func (t *tailer) readAvailable(ctx context.Context) (bool, error) {
 			_ = wait()
 			return false, err
 		}
-		if len(t.batch) >= maxBatchEvents || t.batchBytes >= maxBatchBytes {
+		if t.batchFull() {
 			if err := wait(); err != nil {
 				return false, err
 			}
-			batch, offsets := t.batch, t.offsets
-			t.batch = make([]audit.Raw, 0, maxBatchEvents)
-			t.offsets = make([]int64, 0, maxBatchEvents)
-			t.batchBytes = 0
-			inFlight, inFlightEnd = make(chan error, 1), t.rd.Offset()
-			go func() { inFlight <- t.publish(ctx, batch, offsets) }()
+			b, err := t.takeBatch()
+			if err != nil {
+				return false, err
+			}
+			inFlight = make(chan error, 1)
+			go func() { inFlight <- t.publish(ctx, b) }()
 		}
 	}
 	if err := wait(); err != nil {
@@ -307,6 +314,100 @@ func (t *tailer) readAvailable(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	return t.rd.ReadPos() != start, nil
+}
+
+// batchFull reports whether the batch is to be published now: at its
+// bounds, or, re-reading what an intent recorded, once all of that is read.
+func (t *tailer) batchFull() bool {
+	if t.replay != nil {
+		return t.rd.Offset() >= t.replay.end()
+	}
+	return len(t.batch) >= maxBatchEvents || t.batchBytes >= maxBatchBytes
+}
+
+// batch is what takeBatch hands over: events, where they start in the
+// file, and, when the Publisher takes segments, their cut with the
+// segments' names.
+type batch struct {
+	events    []audit.Raw
+	offsets   []int64
+	segmented bool
+	ends      []int
+	ids       []string
+}
+
+// takeBatch hands over the batch read so far, cut into segments, once the
+// checkpoint records the cut.
+func (t *tailer) takeBatch() (batch, error) {
+	b := batch{events: t.batch, offsets: t.offsets}
+	start, end := t.batchStart, t.rd.Offset()
+	t.batch = make([]audit.Raw, 0, maxBatchEvents)
+	t.offsets = make([]int64, 0, maxBatchEvents)
+	t.batchBytes, t.batchStart = 0, end
+	replay := t.replay
+	t.replay = nil
+	sp, ok := t.pub.(ingest.SegmentPublisher)
+	if !ok || len(b.events) == 0 {
+		return b, nil
+	}
+	b.segmented = true
+	var in *intent
+	if replay != nil {
+		in = replay.clip(end)
+	} else if in = t.cut(sp, b, end); len(in.Ends) == 0 {
+		return b, nil // every event too large alone: dead-lettered, not stored
+	}
+	b.ends, b.ids = in.segments(b.offsets, start)
+	return b, t.save(start, in)
+}
+
+// cut is the intent of a batch read afresh: where the Publisher would cut
+// it, each segment spanning the file up to where the next one starts.
+func (t *tailer) cut(sp ingest.SegmentPublisher, b batch, end int64) *intent {
+	in := &intent{Fingerprint: t.fp}
+	ends := sp.Cuts(b.events)
+	for i, e := range ends {
+		if i == len(ends)-1 || e >= len(b.offsets) {
+			in.Ends = append(in.Ends, end)
+			break
+		}
+		in.Ends = append(in.Ends, b.offsets[e])
+	}
+	return in
+}
+
+// clip makes the spans of a replayed intent end at end, where the batch
+// re-read ends: only a file changed since the intent was recorded ends
+// elsewhere, and its last span is then named anew.
+func (in *intent) clip(end int64) *intent {
+	out := &intent{Fingerprint: in.Fingerprint}
+	for _, e := range in.Ends {
+		if e >= end {
+			break
+		}
+		out.Ends = append(out.Ends, e)
+	}
+	out.Ends = append(out.Ends, end)
+	return out
+}
+
+// segments cuts the events of a batch spanning [start, in.end()), which
+// start at offsets, by the spans of in: ends[i] is one past the last event
+// of segment i, ids[i] its name. Spans holding no event are left out.
+func (in *intent) segments(offsets []int64, start int64) (ends []int, ids []string) {
+	spanStart, i := start, 0
+	for _, spanEnd := range in.Ends {
+		first := i
+		for i < len(offsets) && offsets[i] < spanEnd {
+			i++
+		}
+		if i > first {
+			ends = append(ends, i)
+			ids = append(ids, segmentID(in.Fingerprint, spanStart, spanEnd))
+		}
+		spanStart = spanEnd
+	}
+	return ends, ids
 }
 
 // handle turns one line into an event of the batch, or a dead letter.
@@ -356,27 +457,38 @@ func (t *tailer) deadLetter(ctx context.Context, l line, reason string) error {
 // flush publishes the batch and, once the Publisher has stored it,
 // checkpoints the offset after it.
 func (t *tailer) flush(ctx context.Context) error {
-	if len(t.batch) > 0 {
-		if err := t.publish(ctx, t.batch, t.offsets); err != nil {
+	if len(t.batch) > 0 || t.replay != nil {
+		b, err := t.takeBatch()
+		if err != nil {
 			return err
 		}
-		clear(t.batch)
-		t.batch, t.offsets, t.batchBytes = t.batch[:0], t.offsets[:0], 0
+		if len(b.events) > 0 {
+			if err := t.publish(ctx, b); err != nil {
+				return err
+			}
+		}
 	}
 	return t.checkpoint()
 }
 
 // publish stores a batch, retrying until it is stored or ctx is done.
-// offsets are where its events start in the file being read. Events too
-// large to ever be stored are dead-lettered with their beginning: retrying
-// them could never succeed and would stop the log.
-func (t *tailer) publish(ctx context.Context, batch []audit.Raw, offsets []int64) error {
-	return t.retry(ctx, "publish", func(ctx context.Context) error {
-		return ingest.Store(ctx, t.pub, batch, func(ctx context.Context, i int, reason string, sample []byte) error {
-			l := line{Data: sample, Offset: offsets[i], Size: int64(len(batch[i].Data))}
-			return t.deadLetter(ctx, l, reason)
-		})
+// Events too large to ever be stored are dead-lettered with their
+// beginning: retrying them could never succeed and would stop the log.
+func (t *tailer) publish(ctx context.Context, b batch) error {
+	deadLetter := func(ctx context.Context, i int, reason string, sample []byte) error {
+		l := line{Data: sample, Offset: b.offsets[i], Size: int64(len(b.events[i].Data))}
+		return t.deadLetter(ctx, l, reason)
+	}
+	err := t.retry(ctx, "publish", func(ctx context.Context) error {
+		if b.segmented {
+			return ingest.StoreSegments(ctx, t.pub.(ingest.SegmentPublisher), b.events, b.ends, b.ids, deadLetter)
+		}
+		return ingest.Store(ctx, t.pub, b.events, deadLetter)
 	})
+	if err == nil && t.src.afterStore != nil {
+		t.src.afterStore()
+	}
+	return err
 }
 
 // retry calls fn until it succeeds or ctx is done.
@@ -419,7 +531,20 @@ func (t *tailer) checkpoint() error { return t.checkpointAt(t.rd.Offset()) }
 // checkpointAt saves off, in the file being read, as the position to
 // resume from.
 func (t *tailer) checkpointAt(off int64) error {
-	if t.saved.ok && t.saved.id == t.id && t.saved.offset == off {
+	if len(t.batch) == 0 {
+		t.batchStart = off // lines read since the last batch hold no event
+	}
+	return t.save(off, nil)
+}
+
+// save records off as the position to resume from, and in, when not nil,
+// as what is being published after it. While data_dir is full nothing is
+// recorded and publishing goes on: a restart then re-reads from the last
+// checkpoint saved and may cut what followed it differently, storing some
+// events twice on AUDIT (alerts and thresholds count each event once
+// whatever AUDIT holds) but losing none.
+func (t *tailer) save(off int64, in *intent) error {
+	if in == nil && !t.saved.intent && t.saved.ok && t.saved.id == t.id && t.saved.offset == off {
 		return nil
 	}
 	if t.ckFull.failures.Failures() > 0 && time.Now().Before(t.ckFull.retryAt) {
@@ -430,7 +555,7 @@ func (t *tailer) checkpointAt(off int64) error {
 	}
 	ck := &checkpoint{
 		Path: t.path, File: t.name, Dev: t.id.Dev, Ino: t.id.Ino, Offset: off,
-		Fingerprint: t.fp, FingerprintLen: t.fpLen, SavedAt: time.Now().UTC(),
+		Fingerprint: t.fp, FingerprintLen: t.fpLen, SavedAt: time.Now().UTC(), Intent: in,
 	}
 	if fi, err := t.f.Stat(); err == nil {
 		ck.ModAt = fi.ModTime()
@@ -446,7 +571,7 @@ func (t *tailer) checkpointAt(off int64) error {
 		t.log.Info("checkpoint saved again: data_dir has space", "offset", off, "failed_attempts", n)
 		t.ckFull.failures.Reset()
 	}
-	t.saved.id, t.saved.offset, t.saved.ok = t.id, off, true
+	t.saved.id, t.saved.offset, t.saved.ok, t.saved.intent = t.id, off, true, in != nil
 	t.src.metrics.CheckpointOffset.WithLabelValues(t.path).Set(float64(off))
 	return nil
 }

@@ -274,14 +274,12 @@ func (a *App) Run(ctx context.Context) error {
 	if a.roles&RoleIngest != 0 {
 		st := newStage("ingest", failed)
 		for _, s := range a.sources {
-			// The webhook's client re-sends the same batch on a retry, so
-			// its segments are cut the same way again; a file source's
-			// batches are not, until its checkpoint records them.
-			bp := bus.NewPublisher(js, s.cluster)
-			if s.kind == "webhook" {
-				bp = bus.NewSegmentPublisher(js, s.cluster, segmentOptions(a.cfg.NATS))
-			}
-			pub := &meteredPublisher{Publisher: bp, m: a.metrics, source: s.kind, cluster: s.cluster}
+			// Both sources store segments: the webhook's are named by
+			// their events, since its client re-sends the same batch on a
+			// retry; a file's by the span they come from, recorded in its
+			// checkpoint before they are published.
+			bp := bus.NewSegmentPublisher(js, s.cluster, segmentOptions(a.cfg.NATS))
+			pub := &meteredPublisher{SegmentPublisher: bp, m: a.metrics, source: s.kind, cluster: s.cluster}
 			st.goRun(func(ctx context.Context) error {
 				if err := s.src.Run(ctx, pub); err != nil {
 					return fmt.Errorf("%s: %w", s.name, err)

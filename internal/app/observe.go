@@ -18,7 +18,7 @@ const consumerPollInterval = 5 * time.Second
 // meteredPublisher counts what a source stores and how long JetStream took
 // to acknowledge it.
 type meteredPublisher struct {
-	ingest.Publisher
+	ingest.SegmentPublisher
 	m       *metrics.Metrics
 	source  string
 	cluster string
@@ -26,8 +26,17 @@ type meteredPublisher struct {
 
 func (p *meteredPublisher) Publish(ctx context.Context, batch []audit.Raw) error {
 	start := time.Now()
-	err := p.Publisher.Publish(ctx, batch)
-	stored := len(batch)
+	return p.observe(start, len(batch), p.SegmentPublisher.Publish(ctx, batch))
+}
+
+func (p *meteredPublisher) PublishSegments(ctx context.Context, batch []audit.Raw, ends []int, ids []string) error {
+	start := time.Now()
+	return p.observe(start, len(batch), p.SegmentPublisher.PublishSegments(ctx, batch, ends, ids))
+}
+
+// observe counts what a publish of events that started at start stored.
+func (p *meteredPublisher) observe(start time.Time, events int, err error) error {
+	stored := events
 	if tooLarge, _, ok := ingest.TooLarge(err); ok {
 		stored -= len(tooLarge)
 	} else if err != nil {
@@ -39,7 +48,7 @@ func (p *meteredPublisher) Publish(ctx context.Context, batch []audit.Raw) error
 }
 
 func (p *meteredPublisher) DeadLetter(ctx context.Context, source, reason string, data []byte) error {
-	err := p.Publisher.DeadLetter(ctx, source, reason, data)
+	err := p.SegmentPublisher.DeadLetter(ctx, source, reason, data)
 	if err == nil {
 		p.m.IngestMalformed.WithLabelValues(p.source).Inc()
 		p.m.DeadLetters.WithLabelValues("ingest").Inc()
