@@ -18,6 +18,7 @@ func newBenchCmd() *cobra.Command {
 		output     string
 		skip       []string
 		cpuProfile string
+		memProfile string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [--events N] [--output text|json] [--rate R] [--duration D] [--skip e2e,webhook,latency,jq]",
@@ -54,6 +55,11 @@ func newBenchCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if memProfile != "" {
+				if err := writeAllocsProfile(memProfile); err != nil {
+					return err
+				}
+			}
 			if output == "json" {
 				err = r.WriteJSON(cmd.OutOrStdout())
 			} else {
@@ -77,6 +83,7 @@ func newBenchCmd() *cobra.Command {
 	f.StringSliceVar(&skip, "skip", nil, "phases to skip: e2e, webhook, latency, jq")
 	f.StringVar(&opts.TempDir, "tmpdir", "", "where JetStream stores and logs are written (default: the system's temp dir)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
+	f.StringVar(&memProfile, "memprofile", "", "write the allocations of the whole run to this file (for go tool pprof -sample_index=alloc_space)")
 	return cmd
 }
 
@@ -94,4 +101,20 @@ func startCPUProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		_ = f.Close()
 	}, nil
+}
+
+// writeAllocsProfile writes what the run allocated, by where, to path.
+func writeAllocsProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("--memprofile %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("--memprofile %s: %w", path, err)
+	}
+	return nil
 }

@@ -22,6 +22,12 @@ const maxDeadLetterBytes = 512 << 10
 // this are assembled in a separate buffer, bounded by the line limit.
 const readBufferBytes = 64 << 10
 
+// keepLineBytes is the largest buffer of a long line kept for the next
+// one. Events with request and response bodies are often a few hundred
+// KiB; allocating their buffer anew for each cost more than all other
+// reading.
+const keepLineBytes = 1 << 20
+
 // errNoLine means no complete line is available yet: the reader is at the
 // end of the data, possibly in the middle of a line that is still being
 // written.
@@ -118,9 +124,9 @@ func (lr *lineReader) Pending() (line, bool) {
 }
 
 func (lr *lineReader) reset() {
-	if cap(lr.acc) > readBufferBytes {
-		// Give a large line's buffer back rather than keep it for the
-		// life of the file.
+	if cap(lr.acc) > keepLineBytes {
+		// Give a very large line's buffer back rather than keep it for
+		// the life of the file.
 		lr.acc = nil
 	}
 	lr.acc = lr.acc[:0]
