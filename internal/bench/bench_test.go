@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,6 +194,16 @@ func TestRunReportsEveryPhase(t *testing.T) {
 	}
 	if len(r.Targets) != 6 {
 		t.Errorf("%d targets, want the 6 of the issue", len(r.Targets))
+	}
+	if r.PerPhaseRSS {
+		// Sustained load is the latency phase, not the bursts of the
+		// throughput phases.
+		want := fmt.Sprintf("%.0f MiB (latency phase)", float64(r.Latency.PeakRSSBytes)/mib)
+		for _, tg := range r.Targets {
+			if strings.HasPrefix(tg.Figure, "peak RSS") && tg.Measured != want {
+				t.Errorf("peak RSS target measured %q, want %q", tg.Measured, want)
+			}
+		}
 	}
 
 	var text, js bytes.Buffer
