@@ -26,6 +26,10 @@ const (
 	BucketThresholds = "vigil_thresholds"
 	BucketNotify     = "vigil_notify"
 	BucketSilences   = "vigil_silences"
+	// BucketCursors holds where each polling source (EKS) has read to,
+	// and BucketLeases which replica of it polls.
+	BucketCursors = "vigil_ingest_cursors"
+	BucketLeases  = "vigil_ingest_leases"
 
 	// Headers on published messages.
 	HeaderCluster = "Vigil-Cluster"

@@ -118,6 +118,8 @@ func KVConfigs(o StreamOptions) []jetstream.KeyValueConfig {
 		{Bucket: BucketThresholds, Description: "threshold rule windows", TTL: thresholdsTTL, Replicas: replicas, Storage: jetstream.FileStorage},
 		{Bucket: BucketNotify, Description: "notification groups and delivered alert ids", TTL: notifyStateTTL, Replicas: replicas, Storage: jetstream.FileStorage},
 		{Bucket: BucketSilences, Description: "silences and the alerts they silenced", TTL: silencesTTL, Replicas: replicas, Storage: jetstream.FileStorage},
+		{Bucket: BucketCursors, Description: "where each polling ingest source has read to", Replicas: replicas, Storage: jetstream.FileStorage},
+		{Bucket: BucketLeases, Description: "which ingest replica polls each source", TTL: LeaseTTL, Replicas: replicas, Storage: jetstream.FileStorage},
 	}
 }
 
