@@ -22,6 +22,13 @@ type Metrics struct {
 	CheckpointOffset *prometheus.GaugeVec     // path
 	WebhookRequests  *prometheus.CounterVec   // code
 	LimitExceeded    *prometheus.CounterVec   // limit
+	// Polling sources (EKS): how far behind the newest stored event is,
+	// what failed while reading, what the cloud cut or delivered late.
+	IngestLag        *prometheus.GaugeVec   // source, cluster
+	IngestLastEvent  *prometheus.GaugeVec   // source, cluster
+	IngestErrors     *prometheus.CounterVec // source, cluster, reason
+	IngestTruncated  *prometheus.CounterVec // source, cluster
+	IngestLateEvents *prometheus.CounterVec // source, cluster
 
 	// Engine.
 	EventsEvaluated    prometheus.Counter
@@ -83,6 +90,16 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Audit webhook requests, by HTTP status code."}, []string{"code"}),
 		LimitExceeded: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "limit_exceeded_total",
 			Help: "Inputs refused or cut because a configured limit was reached, by limit."}, []string{"limit"}),
+		IngestLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "ingest_lag_seconds",
+			Help: "Time from the newest stored event's own time to when it was stored, by source and cluster."}, []string{"source", "cluster"}),
+		IngestLastEvent: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "ingest_last_event_timestamp_seconds",
+			Help: "Own time of the newest event stored, as a Unix time, by source and cluster."}, []string{"source", "cluster"}),
+		IngestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "ingest_errors_total",
+			Help: "Failed requests of a source to where it reads from, retried, by source, cluster and reason."}, []string{"source", "cluster", "reason"}),
+		IngestTruncated: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "ingest_truncated_total",
+			Help: "Events the log service cut to its size limit, dead-lettered, by source and cluster."}, []string{"source", "cluster"}),
+		IngestLateEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "ingest_late_events_total",
+			Help: "Events the log service made visible after newer ones had been read, caught by the overlap window, by source and cluster."}, []string{"source", "cluster"}),
 		EventsEvaluated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "engine_events_total",
 			Help: "Audit events evaluated by the rule engine."}),
 		RuleMatches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "rule_matches_total",
@@ -129,6 +146,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(
 		m.IngestEvents, m.IngestMalformed, m.DeadLetters, m.PublishDuration, m.CheckpointOffset, m.WebhookRequests, m.LimitExceeded,
+		m.IngestLag, m.IngestLastEvent, m.IngestErrors, m.IngestTruncated, m.IngestLateEvents,
 		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleExceptions, m.AlertsSuppressed, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.ThresholdGroups, m.FutureEvents, m.RulesInfo,
 		m.ConsumerPending, m.ConsumerAckPending,
 		m.NotifyDelivered, m.NotifyFailures, m.NotifyDead, m.NotifyDuplicates, m.NotifyTruncated, m.AlertsSilenced,
