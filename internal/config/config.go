@@ -90,6 +90,9 @@ func (t TLS) Enabled() bool { return t.CA != "" || t.Cert != "" || t.Key != "" |
 type Ingest struct {
 	Files   []FileSource `yaml:"files"`
 	Webhook *Webhook     `yaml:"webhook"`
+	// Sources are the sources that read a managed cluster's audit log
+	// from its cloud, by type (SourceEKS).
+	Sources []Source `yaml:"sources"`
 }
 
 // FileSource is an audit log written by kube-apiserver's --audit-log-path.

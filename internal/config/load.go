@@ -168,6 +168,7 @@ func (c *Config) setDefaults() {
 			w.Cluster = c.Cluster
 		}
 	}
+	c.setSourceDefaults()
 	e := &c.Engine
 	if e.Workers == 0 {
 		e.Workers = 1
@@ -281,6 +282,7 @@ func (c *Config) validate(root *yaml.Node, data []byte) []error {
 			bad([]any{"ingest", "webhook", "max_json_depth"}, "must be between %d and %d, got %d", MinJSONDepth, audit.MaxDepth, w.MaxJSONDepth)
 		}
 	}
+	c.validateSources(root, func(err error) { errs = append(errs, err) })
 	c.validateEngine(bad)
 	if t := c.Metrics.TLS; t.Enabled() {
 		if (t.Cert == "") != (t.Key == "") {
