@@ -80,8 +80,14 @@ func freeAddr(t *testing.T) string {
 
 func startOpts(t *testing.T, cfg *config.Config, logs io.Writer, opts ...app.Option) *running {
 	t.Helper()
+	return startRole(t, cfg, app.RoleAll, logs, opts...)
+}
+
+// startRole runs the roles of vigil in one App until the test stops it.
+func startRole(t *testing.T, cfg *config.Config, roles app.Role, logs io.Writer, opts ...app.Option) *running {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := app.New(cfg, app.RoleAll, logger, opts...)
+	a, err := app.New(cfg, roles, logger, opts...)
 	if err != nil {
 		t.Fatalf("app.New: %v", err)
 	}

@@ -89,10 +89,13 @@ type App struct {
 }
 
 type source struct {
-	kind    string // file, webhook
+	kind    string // file, webhook, eks
 	name    string
 	cluster string
 	src     ingest.Source
+	// bind, when set, gives the source what it keeps in JetStream (a
+	// polling source's cursor and lease) once Run has connected.
+	bind func(ctx context.Context, js jetstream.JetStream) (ingest.Source, error)
 }
 
 // Option changes how an App is built.
@@ -160,8 +163,15 @@ func New(cfg *config.Config, roles Role, logger *slog.Logger, opts ...Option) (_
 			a.sources = append(a.sources, source{kind: "webhook", name: "webhook " + wc.Listen, cluster: wc.Cluster, src: s})
 			a.closers = append(a.closers, s.Close)
 		}
+		for i, sc := range cfg.Ingest.Sources {
+			s, err := a.pollingSource(sc)
+			if err != nil {
+				return nil, fmt.Errorf("ingest.sources[%d]: %w", i, err)
+			}
+			a.sources = append(a.sources, s)
+		}
 		if len(a.sources) == 0 && roles == RoleIngest {
-			return nil, errors.New("vigil ingest: no sources configured (ingest.files or ingest.webhook)")
+			return nil, errors.New("vigil ingest: no sources configured (ingest.files, ingest.webhook or ingest.sources)")
 		}
 	}
 	if roles&RoleNotify != 0 {
@@ -274,11 +284,21 @@ func (a *App) Run(ctx context.Context) error {
 	if a.roles&RoleIngest != 0 {
 		st := newStage("ingest", failed)
 		for _, s := range a.sources {
-			// Both sources store segments: the webhook's are named by
-			// their events, since its client re-sends the same batch on a
-			// retry; a file's by the span they come from, recorded in its
-			// checkpoint before they are published.
+			if s.bind != nil {
+				if s.src, err = s.bind(ctx, js); err != nil {
+					return fmt.Errorf("%s: %w", s.name, err)
+				}
+			}
+			// The file and the webhook store segments: the webhook's are
+			// named by their events, since its client re-sends the same
+			// batch on a retry; a file's by the span they come from,
+			// recorded in its checkpoint before they are published. A
+			// polling source re-reads an overlap cut anew each time, so
+			// it stores each event under its own MsgID.
 			bp := bus.NewSegmentPublisher(js, s.cluster, segmentOptions(a.cfg.NATS))
+			if s.kind == "eks" {
+				bp = bus.NewPublisher(js, s.cluster)
+			}
 			pub := &meteredPublisher{SegmentPublisher: bp, m: a.metrics, source: s.kind, cluster: s.cluster}
 			st.goRun(func(ctx context.Context) error {
 				if err := s.src.Run(ctx, pub); err != nil {

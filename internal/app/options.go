@@ -1,7 +1,10 @@
 package app
 
 import (
+	"time"
+
 	"github.com/vigil-k8s/vigil/engine"
+	"github.com/vigil-k8s/vigil/ingest/eks"
 	"github.com/vigil-k8s/vigil/ingest/file"
 	"github.com/vigil-k8s/vigil/ingest/webhook"
 	"github.com/vigil-k8s/vigil/internal/alert"
@@ -104,6 +107,27 @@ func webhookOptions(w config.Webhook, m *metrics.Metrics) webhook.Options {
 		WriteTimeout:    w.WriteTimeout,
 		IdleTimeout:     w.IdleTimeout,
 		Metrics:         m,
+	}
+}
+
+func eksOptions(s config.Source, m *metrics.Metrics) eks.Options {
+	var overlap time.Duration // nil, in a configuration built in code: the default
+	if s.Overlap != nil {
+		overlap = *s.Overlap
+		if overlap == 0 {
+			overlap = -1 // the configuration's 0 is none; eks.Options' 0 is its default
+		}
+	}
+	return eks.Options{
+		Cluster:      s.Cluster,
+		Region:       s.Region,
+		LogGroup:     s.LogGroup,
+		StreamPrefix: s.StreamPrefix,
+		PollInterval: s.PollInterval,
+		Overlap:      overlap,
+		StartAt:      s.StartAt,
+		Endpoint:     s.Endpoint,
+		Metrics:      m,
 	}
 }
 
