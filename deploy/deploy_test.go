@@ -109,7 +109,7 @@ func kustomizations(t *testing.T) (builds, components []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"base", "overlays/webhook", "overlays/audit-log", "single"} {
+	for _, want := range []string{"base", "overlays/webhook", "overlays/audit-log", "overlays/eks", "single"} {
 		if !slices.Contains(builds, filepath.Join(kubeDir, want)) {
 			t.Fatalf("kustomization %s/%s is missing (found %v)", kubeDir, want, builds)
 		}
@@ -289,6 +289,9 @@ func TestPods(t *testing.T) {
 					if vc.role == "ingest" && vc.cfg.Ingest.Webhook != nil {
 						roles["ingest webhook"] = true
 					}
+					if vc.role == "ingest" && len(vc.cfg.Ingest.Sources) > 0 {
+						roles["ingest eks"] = true
+					}
 					checkMetricsAndProbes(t, b, vc)
 					checkPlacement(t, b, vc)
 					checkVolumes(t, b, vc)
@@ -306,7 +309,7 @@ func TestPods(t *testing.T) {
 	if ran < len(builds) {
 		return // -run chose some of them
 	}
-	for _, want := range []string{"run", "ingest files", "ingest webhook", "worker", "notify"} {
+	for _, want := range []string{"run", "ingest files", "ingest webhook", "ingest eks", "worker", "notify"} {
 		if !roles[want] {
 			t.Errorf("no manifest runs vigil %s; its checks never ran", want)
 		}
@@ -833,6 +836,9 @@ func checkNetwork(t *testing.T, b *build, vc *vigilConfig) {
 		if !egressTo(corev1.ProtocolTCP, httpsPort, nil) {
 			t.Errorf("%s: may not reach Slack or webhook receivers on 443", where)
 		}
+	}
+	if len(vc.cfg.Ingest.Sources) > 0 && (vc.role == "ingest" || vc.role == "run") && !egressTo(corev1.ProtocolTCP, httpsPort, nil) {
+		t.Errorf("%s: may not reach CloudWatch Logs and STS on 443", where)
 	}
 	ingressRules := func(port int32) []networkingv1.NetworkPolicyIngressRule {
 		var out []networkingv1.NetworkPolicyIngressRule
