@@ -296,7 +296,7 @@ func (a *App) Run(ctx context.Context) error {
 			// polling source re-reads an overlap cut anew each time, so
 			// it stores each event under its own MsgID.
 			bp := bus.NewSegmentPublisher(js, s.cluster, segmentOptions(a.cfg.NATS))
-			if s.kind == "eks" {
+			if s.kind == eks.Kind {
 				bp = bus.NewPublisher(js, s.cluster)
 			}
 			pub := &meteredPublisher{SegmentPublisher: bp, m: a.metrics, source: s.kind, cluster: s.cluster}
