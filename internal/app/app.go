@@ -96,6 +96,9 @@ type source struct {
 	// bind, when set, gives the source what it keeps in JetStream (a
 	// polling source's cursor and lease) once Run has connected.
 	bind func(ctx context.Context, js jetstream.JetStream) (ingest.Source, error)
+	// eventIDs stores each event under its own MsgID instead of in
+	// segments: a polling source re-reads an overlap cut anew each time.
+	eventIDs bool
 }
 
 // Option changes how an App is built.
@@ -292,11 +295,9 @@ func (a *App) Run(ctx context.Context) error {
 			// The file and the webhook store segments: the webhook's are
 			// named by their events, since its client re-sends the same
 			// batch on a retry; a file's by the span they come from,
-			// recorded in its checkpoint before they are published. A
-			// polling source re-reads an overlap cut anew each time, so
-			// it stores each event under its own MsgID.
+			// recorded in its checkpoint before they are published.
 			bp := bus.NewSegmentPublisher(js, s.cluster, segmentOptions(a.cfg.NATS))
-			if s.kind == eks.Kind {
+			if s.eventIDs {
 				bp = bus.NewPublisher(js, s.cluster)
 			}
 			pub := &meteredPublisher{SegmentPublisher: bp, m: a.metrics, source: s.kind, cluster: s.cluster}

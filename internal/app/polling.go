@@ -25,9 +25,10 @@ func (a *App) pollingSource(sc config.Source) (source, error) {
 	}
 	holder := leaseHolder()
 	return source{
-		kind:    eks.Kind,
-		name:    "eks " + sc.LogGroup,
-		cluster: sc.Cluster,
+		kind:     eks.Kind,
+		name:     "eks " + sc.LogGroup,
+		cluster:  sc.Cluster,
+		eventIDs: true,
 		bind: func(ctx context.Context, js jetstream.JetStream) (ingest.Source, error) {
 			cursors, err := js.KeyValue(ctx, bus.BucketCursors)
 			if err != nil {
