@@ -144,16 +144,22 @@ func ConvertGKE(record []byte) ([]byte, error) {
 	default:
 		return nil, errors.New("operation.id and insertId: both missing, nothing identifies the request")
 	}
-	verb, err := methodVerb(p.MethodName)
-	if err != nil {
-		return nil, err
+	if path, ok := nonResourceMethod(p.MethodName); ok && p.ResourceName == "" {
+		// Non-resource endpoints are only read: GET.
+		ev.Verb, ev.RequestURI = "get", path
+	} else {
+		verb, err := methodVerb(p.MethodName)
+		if err != nil {
+			return nil, err
+		}
+		ev.Verb = verb
+		ref, uri, err := gkeObject(p.ResourceName, p.MethodName)
+		if err != nil {
+			return nil, err
+		}
+		ev.ObjectRef, ev.RequestURI = ref, uri
 	}
-	ev.Verb = verb
-	ref, uri, err := gkeObject(p.ResourceName, p.MethodName)
-	if err != nil {
-		return nil, err
-	}
-	ev.ObjectRef, ev.RequestURI = ref, uri
+	var err error
 	ev.User.Username = p.AuthenticationInfo.PrincipalEmail
 	if ip := p.RequestMetadata.CallerIP; ip != "" {
 		ev.SourceIPs = []string{ip}

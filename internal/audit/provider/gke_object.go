@@ -85,6 +85,16 @@ func fromMethod(method string) *objectRef {
 	return ref
 }
 
+// nonResourceMethod reads the methodName GKE gives a request for a
+// non-resource path, io.k8s.readyz for /readyz: a single name after io.k8s.
+func nonResourceMethod(method string) (string, bool) {
+	name, ok := strings.CutPrefix(method, "io.k8s.")
+	if !ok || name == "" || strings.Contains(name, ".") {
+		return "", false
+	}
+	return "/" + name, true
+}
+
 // coreGroup is "" for the core API group, which GKE calls "core" in
 // resourceName and io.k8s.core in methodName.
 func coreGroup(g string) string {

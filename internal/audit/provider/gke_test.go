@@ -189,6 +189,10 @@ func TestGKEFieldMapping(t *testing.T) {
 			func(ev *audit.Event) (any, any) {
 				return []any{ref(ev), ev.RequestURI, ev.Verb}, []any{audit.ObjectReference{Resource: "<none>"}, "/readyz", "get"}
 			}},
+		{"non-resource method", map[string]any{"protoPayload.resourceName": deleted, "protoPayload.methodName": "io.k8s.livez"},
+			func(ev *audit.Event) (any, any) {
+				return []any{ref(ev), ev.RequestURI, ev.Verb}, []any{audit.ObjectReference{Resource: "<none>"}, "/livez", "get"}
+			}},
 		{"no resourceName: the method tells", map[string]any{"protoPayload.resourceName": deleted,
 			"protoPayload.methodName": "io.k8s.authorization.rbac.v1.clusterrolebindings.create"},
 			func(ev *audit.Event) (any, any) {
