@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/internal/audit/provider"
 	"github.com/vigil-k8s/vigil/rules"
 )
 
@@ -25,7 +27,10 @@ type ReplayOptions struct {
 	Stdin io.Reader
 	// OnAlert receives each alert once, in log order.
 	OnAlert func(*alert.Alert) error
-	// OnMalformed receives lines that are not audit events; they are skipped.
+	// OnMalformed receives lines, and parts of records, that are not
+	// audit events; they are skipped. errors.Is(err, provider.ErrNotAudit)
+	// tells a record that holds none (another service's, another log
+	// category's) from a bad one.
 	OnMalformed func(file string, line int, err error)
 	// OnRuleError receives rules that failed to evaluate on an event.
 	OnRuleError func(ruleID string, err error)
@@ -33,9 +38,15 @@ type ReplayOptions struct {
 
 // ReplayStats summarises a replay.
 type ReplayStats struct {
-	Events    int
+	Events int
+	// Formats counts the events by the format of the record that held
+	// them.
+	Formats   map[provider.Format]int
 	Malformed int
-	Alerts    int
+	// NotAudit counts the records, or parts of them, that hold no
+	// Kubernetes audit event (provider.ErrNotAudit).
+	NotAudit int
+	Alerts   int
 	// PerRule counts alerts by rule id.
 	PerRule map[string]int
 	// Matches counts the requests each rule's condition held on, by rule
@@ -49,11 +60,16 @@ type ReplayStats struct {
 	RuleErrors map[string]int
 }
 
-// Replay evaluates set over audit log files (JSON lines; a line may also be
-// an EventList) without NATS, with thresholds kept in memory. An alert seen
-// again (a later stage of the same request) is reported once.
+// Replay evaluates set over audit log files without NATS, with thresholds
+// kept in memory. An alert seen again (a later stage of the same request) is
+// reported once. Each line is a record of any format provider.Decode reads,
+// told apart line by line: an Event, an EventList, a GKE LogEntry, an AKS
+// diagnostic record or {"records": [...]} document, a CloudWatch Logs event,
+// output or export line. A file whose first line is only "{" or "[" is
+// JSON documents spanning lines (the output of aws, gcloud or jq .), read
+// whole up to maxReplayLine.
 func Replay(ctx context.Context, set *rules.Set, files []string, opts ReplayOptions) (ReplayStats, error) {
-	st := ReplayStats{PerRule: map[string]int{}, RuleErrors: map[string]int{},
+	st := ReplayStats{Formats: map[provider.Format]int{}, PerRule: map[string]int{}, RuleErrors: map[string]int{},
 		Matches: map[string]int{}, Excepted: map[string]map[string]int{}, Suppressed: map[string]int{}}
 	if opts.OnAlert == nil {
 		return st, errors.New("replay needs an alert handler")
@@ -118,7 +134,11 @@ type replayer struct {
 }
 
 func (r *replayer) malformed(file string, line int, err error) {
-	r.st.Malformed++
+	if errors.Is(err, provider.ErrNotAudit) {
+		r.st.NotAudit++
+	} else {
+		r.st.Malformed++
+	}
 	if r.opts.OnMalformed != nil {
 		r.opts.OnMalformed(file, line, err)
 	}
@@ -127,6 +147,7 @@ func (r *replayer) malformed(file string, line int, err error) {
 func (r *replayer) file(ctx context.Context, name string, in io.Reader) error {
 	br := bufio.NewReaderSize(in, 1<<20)
 	var event audit.Event
+	first := true
 	for line := 1; ; line++ {
 		data, tooLong, err := readLine(br)
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -135,12 +156,55 @@ func (r *replayer) file(ctx context.Context, name string, in io.Reader) error {
 		if tooLong {
 			r.malformed(name, line, fmt.Errorf("line longer than %d bytes", maxReplayLine))
 		} else if data = bytes.TrimSpace(data); len(data) > 0 {
+			if first && (string(data) == "{" || string(data) == "[") {
+				return r.documents(ctx, name, line, data, br, &event)
+			}
+			first = false
 			if err := r.line(ctx, name, line, data, &event); err != nil {
 				return err
 			}
 		}
 		if errors.Is(err, io.EOF) {
 			return nil
+		}
+	}
+}
+
+// documents reads the rest of a file of JSON documents that span lines,
+// from its first line (number line, holding start), each document a
+// record.
+func (r *replayer) documents(ctx context.Context, name string, line int, start []byte, br *bufio.Reader, event *audit.Event) error {
+	data := append(append([]byte{}, start...), '\n')
+	rest, err := io.ReadAll(io.LimitReader(br, maxReplayLine+1-int64(len(data))))
+	if err != nil {
+		return fmt.Errorf("replay %s: %w", name, err)
+	}
+	data = append(data, rest...)
+	if len(data) > maxReplayLine {
+		r.malformed(name, line, fmt.Errorf("a JSON document spanning lines is read whole, and this file is over %d bytes: "+
+			"make it JSON lines (jq -c) to replay it", maxReplayLine))
+		return nil
+	}
+	lineAt := func(off int) int { return line + bytes.Count(data[:off], []byte("\n")) }
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc json.RawMessage
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		end := int(dec.InputOffset())
+		if err != nil {
+			var se *json.SyntaxError
+			if errors.As(err, &se) {
+				end = int(se.Offset)
+			}
+			r.malformed(name, lineAt(min(end, len(data))), fmt.Errorf("malformed JSON document, the rest of the file is skipped: %w", err))
+			return nil
+		}
+		off := end - len(doc)
+		if err := r.record(ctx, name, data[off:end], nil, func(o int) int { return lineAt(off + o) }, event); err != nil {
+			return err
 		}
 	}
 }
@@ -172,30 +236,48 @@ func readLine(br *bufio.Reader) (data []byte, tooLong bool, err error) {
 
 func (r *replayer) line(ctx context.Context, name string, n int, data []byte, event *audit.Event) error {
 	// data is the reader's buffer: the event must copy its strings, as
-	// alerts made from it outlive the next read.
+	// alerts made from it outlive the next read. The apiserver's own
+	// events, the common case, are decoded as they are first.
 	err := audit.DecodeInto(data, event)
-	if errors.Is(err, audit.ErrWrongKind) && bytes.Contains(data, []byte(`"EventList"`)) {
-		raws, lerr := audit.ParseBody(data)
-		if lerr != nil {
-			r.malformed(name, n, lerr)
-			return nil
-		}
-		for i, raw := range raws {
-			if err := audit.DecodeInto(raw.Data, event); err != nil {
-				r.malformed(name, n, fmt.Errorf("items[%d]: %w", i, err))
-				continue
-			}
-			if err := r.event(ctx, event); err != nil {
-				return err
-			}
-		}
+	if err == nil {
+		r.st.Formats[provider.FormatEvent]++
+		return r.event(ctx, event)
+	}
+	return r.record(ctx, name, data, err, func(int) int { return n }, event)
+}
+
+// record evaluates the events of one record, of whatever format, lineOf
+// giving the line of an offset in it. eventErr is the event decoder's
+// error on the whole record, if it was tried: for a record of no known
+// format it says best what is wrong.
+func (r *replayer) record(ctx context.Context, name string, data []byte, eventErr error, lineOf func(int) int, event *audit.Event) error {
+	b, err := provider.Decode(data)
+	if eventErr != nil && (b.Format == "" || b.Format == provider.FormatEvent) {
+		r.malformed(name, lineOf(0), eventErr)
 		return nil
 	}
 	if err != nil {
-		r.malformed(name, n, err)
+		r.malformed(name, lineOf(0), err)
 		return nil
 	}
-	return r.event(ctx, event)
+	for _, it := range b.Items {
+		if it.Err != nil {
+			r.malformed(name, lineOf(it.Offset), it.ItemError())
+			continue
+		}
+		if err := audit.DecodeInto(it.Raw.Data, event); err != nil {
+			if it.Path != "" {
+				err = fmt.Errorf("%s: %w", it.Path, err)
+			}
+			r.malformed(name, lineOf(it.Offset), err)
+			continue
+		}
+		r.st.Formats[b.Format]++
+		if err := r.event(ctx, event); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (r *replayer) event(ctx context.Context, event *audit.Event) error {

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/vigil-k8s/vigil/engine"
 	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/internal/audit/provider"
 	"github.com/vigil-k8s/vigil/rules"
 )
 
@@ -25,7 +28,10 @@ func newReplayCmd() *cobra.Command {
 		Use:   "replay [--rules PATH]... [--with-default] [--output text|json] FILE...",
 		Short: "Evaluate rules over audit log files offline",
 		Long: "Replay evaluates rules over audit log files (JSON lines, as kube-apiserver writes them;\n" +
-			"\"-\" reads stdin) without NATS. Without --rules it uses the embedded default pack;\n" +
+			"\"-\" reads stdin) without NATS. Each line may also be an EventList, a GKE Cloud Audit\n" +
+			"LogEntry, an AKS diagnostic record or {\"records\": [...]} document, or a CloudWatch Logs\n" +
+			"event, output or S3 export line; a file whose first line is \"{\" or \"[\" holds JSON documents\n" +
+			"spanning lines (aws, gcloud, jq . output). Without --rules it uses the embedded default pack;\n" +
 			"--with-default loads the pack together with the --rules files, such as tuning overrides.\n" +
 			"The text summary shows, per rule, the requests it matched, those exceptions and\n" +
 			"suppression windows held back, and the alerts. Malformed lines are reported on stderr and skipped.",
@@ -90,9 +96,32 @@ func textLine(a *alert.Alert) string {
 	return b.String()
 }
 
+// printFormats tells, when the events did not all come as the apiserver's
+// own, which records they came in.
+func printFormats(out io.Writer, st engine.ReplayStats) {
+	if st.Formats[provider.FormatEvent] == st.Events && st.NotAudit == 0 {
+		return
+	}
+	formats := slices.Sorted(maps.Keys(st.Formats))
+	slices.SortStableFunc(formats, func(a, b provider.Format) int { return cmp.Compare(st.Formats[b], st.Formats[a]) })
+	parts := make([]string, 0, len(formats))
+	for _, f := range formats {
+		parts = append(parts, fmt.Sprintf("%d from %s", st.Formats[f], f.Name()))
+	}
+	line := "events: " + strings.Join(parts, ", ")
+	if len(parts) == 0 {
+		line = "no events"
+	}
+	if st.NotAudit > 0 {
+		line += fmt.Sprintf("; %d records held no Kubernetes audit event", st.NotAudit)
+	}
+	fmt.Fprintln(out, line)
+}
+
 func printSummary(cmd *cobra.Command, set *rules.Set, st engine.ReplayStats) {
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "\n%d events, %d alerts, %d malformed lines skipped\n", st.Events, st.Alerts, st.Malformed)
+	printFormats(out, st)
 	ids := make([]string, 0, len(st.Matches))
 	for id := range st.Matches {
 		ids = append(ids, id)
