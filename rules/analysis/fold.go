@@ -1,6 +1,10 @@
 package analysis
 
-import celast "github.com/google/cel-go/common/ast"
+import (
+	celast "github.com/google/cel-go/common/ast"
+
+	"github.com/vigil-k8s/vigil/internal/audit"
+)
 
 // Fold is one analysis of conditions: what each atom means, and how &&, ||
 // and ! combine the meanings of their operands. Unknown is the meaning of
@@ -73,6 +77,9 @@ type Analyzer struct {
 	probes map[string][]string
 	needs  []*folder[constraint]
 	bodies map[string]bodyReads
+	// schema holds the event's value paths, where reads into a body or a
+	// map stop.
+	schema map[string]bool
 	// userGuards and userLits read what a condition demands of the user.
 	userGuards *folder[*guard]
 	userLits   *folder[*Users]
@@ -82,7 +89,10 @@ type Analyzer struct {
 // macros.
 func New(lists map[string][]string, macros map[string]celast.Expr) *Analyzer {
 	a := &Analyzer{lists: lists, macros: macros, read: map[string]*Expr{}, probes: map[string][]string{},
-		bodies: map[string]bodyReads{}}
+		bodies: map[string]bodyReads{}, schema: map[string]bool{}}
+	for _, p := range audit.Paths() {
+		a.schema[p.Path] = true
+	}
 	a.guards = newFolder(a.guardFold(), a.macro)
 	a.userGuards = newFolder(a.userGuardFold(), a.macro)
 	a.userLits = newFolder(userLiteralsFold(), a.macro)

@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"slices"
+	"strings"
 
 	celast "github.com/google/cel-go/common/ast"
 
@@ -26,6 +27,12 @@ type Needs struct {
 	ResponseObject bool
 	// Users is what the condition demands of event.user.
 	Users Users
+	// Fields are the event's values the rule decides on (its condition
+	// and the expressions of its threshold, exceptions and suppression,
+	// through the macros they use; not its output), by their schema path: "user.groups", "objectRef.resource", "requestObject" for any
+	// read inside a body. Sorted; a path read whole leaves out its
+	// members.
+	Fields []string
 }
 
 // Clone returns n with lists of its own.
@@ -33,6 +40,7 @@ func (n Needs) Clone() Needs {
 	for _, l := range n.lists() {
 		*l = slices.Clone(*l)
 	}
+	n.Fields = slices.Clone(n.Fields)
 	n.Users = n.Users.clone()
 	return n
 }
@@ -69,12 +77,18 @@ func (a *Analyzer) Bodies(n *Needs, e celast.Expr) {
 	a.addBodies(n, Read(e, a.lists))
 }
 
-type bodyReads struct{ request, response bool }
+// bodyReads is what an expression reads of the event: whether it reads
+// each body, and the schema paths of all it reads.
+type bodyReads struct {
+	request, response bool
+	paths             []string
+}
 
 func (a *Analyzer) addBodies(n *Needs, x *Expr) {
 	b := a.reads(x, map[string]bool{})
 	n.RequestObject = n.RequestObject || b.request
 	n.ResponseObject = n.ResponseObject || b.response
+	n.Fields = mergeFields(n.Fields, b.paths)
 }
 
 func (a *Analyzer) reads(x *Expr, visiting map[string]bool) bodyReads {
@@ -87,12 +101,44 @@ func (a *Analyzer) reads(x *Expr, visiting map[string]bool) bodyReads {
 			out.response = true
 		}
 	}
+	for _, p := range x.Paths {
+		out.paths = mergeFields(out.paths, []string{schemaPath(a.schema, p)})
+	}
 	for _, name := range x.Macros {
 		m := a.macroBodies(name, visiting)
 		out.request = out.request || m.request
 		out.response = out.response || m.response
+		out.paths = mergeFields(out.paths, m.paths)
 	}
 	return out
+}
+
+// schemaPath is the longest part of path that is a value of the event:
+// requestObject for requestObject.spec.hostNetwork.
+func schemaPath(schema map[string]bool, path string) string {
+	for !schema[path] {
+		i := strings.LastIndexByte(path, '.')
+		if i < 0 {
+			return path
+		}
+		path = path[:i]
+	}
+	return path
+}
+
+// mergeFields adds paths to fields, sorted, leaving out a path whose
+// parent is read whole and the parents of paths read further.
+func mergeFields(fields, paths []string) []string {
+	out := slices.Clone(fields)
+	for _, p := range paths {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return slices.DeleteFunc(out, func(p string) bool {
+		return slices.ContainsFunc(out, func(q string) bool { return strings.HasPrefix(q, p+".") })
+	})
 }
 
 func (a *Analyzer) macroBodies(name string, visiting map[string]bool) bodyReads {

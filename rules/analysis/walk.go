@@ -65,6 +65,10 @@ type Expr struct {
 	// macros it refers to, in the order they appear.
 	Fields []string
 	Macros []string
+	// Paths are the event's values the expression reads, by their dotted
+	// path as written ("user.groups", "requestObject.spec"), has() tests
+	// included: a path and its parents, once each.
+	Paths []string
 }
 
 // Read reads an expression; lists are the rule set's named lists.
@@ -73,6 +77,9 @@ func Read(e celast.Expr, lists map[string][]string) *Expr {
 	celast.PreOrderVisit(e, celast.NewExprVisitor(func(e celast.Expr) {
 		if e.Kind() != celast.SelectKind {
 			return
+		}
+		if path, ok := selectPath(e); ok && !slices.Contains(x.Paths, path) {
+			x.Paths = append(x.Paths, path)
 		}
 		sel := e.AsSelect()
 		if op := sel.Operand(); op.Kind() == celast.IdentKind {
@@ -298,6 +305,21 @@ func fieldPath(e celast.Expr) (string, bool) {
 	}
 	slices.Reverse(parts)
 	return strings.Join(parts, "."), true
+}
+
+// selectPath returns "a.b" for event.a.b and for has(event.a.b).
+func selectPath(e celast.Expr) (string, bool) {
+	if sel := e.AsSelect(); sel.IsTestOnly() {
+		parent, ok := fieldPath(sel.Operand())
+		if !ok {
+			if op := sel.Operand(); op.Kind() != celast.IdentKind || op.AsIdent() != "event" {
+				return "", false
+			}
+			return sel.FieldName(), true
+		}
+		return parent + "." + sel.FieldName(), true
+	}
+	return fieldPath(e)
 }
 
 // String shows the condition as the analyses see it, for tests and

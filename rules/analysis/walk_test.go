@@ -104,3 +104,22 @@ func TestFolds(t *testing.T) {
 		t.Errorf("macro refs: %v, %v", a.MacroRefs("self"), a.MacroRefs("missing"))
 	}
 }
+
+// A rule's Fields are every value of the event it reads, through macros
+// too, to the schema's depth: reads inside a body or a map are reads of
+// it.
+func TestNeedsFields(t *testing.T) {
+	macros := map[string]celast.Expr{
+		"node": parsed(t, `event.user.groups.exists(g, g == "system:nodes") || event.user.username.startsWith("system:node:")`),
+	}
+	a := New(nil, macros)
+	_, needs := a.Condition(parsed(t, `!macros.node && has(event.impersonatedUser) &&
+		has(event.requestObject.spec) && event.requestObject.spec.hostNetwork == true && event.annotations["a"] == "" &&
+		event.objectRef.resource == "pods" && has(event.objectRef.name)`))
+	a.Bodies(&needs, parsed(t, `event.impersonatedUser.username + event.responseObject.status.phase`))
+	want := []string{"annotations", "impersonatedUser.username", "objectRef.name", "objectRef.resource",
+		"requestObject", "responseObject", "user.groups", "user.username"}
+	if !slices.Equal(needs.Fields, want) {
+		t.Errorf("fields %q\n  want %q", needs.Fields, want)
+	}
+}
