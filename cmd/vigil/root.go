@@ -38,6 +38,7 @@ func newRootCmd() *cobra.Command {
 		newRulesCmd(),
 		newReplayCmd(),
 		newPolicyCmd(),
+		newSourcesCmd(),
 		newSilenceCmd(),
 		newBenchCmd(),
 		newVersionCmd(),

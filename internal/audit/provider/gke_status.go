@@ -31,6 +31,29 @@ var rpcToHTTP = map[int64]int64{
 	16: 401, // UNAUTHENTICATED
 }
 
+// httpToRPC is the google.rpc.Code of an HTTP status, as the Google API
+// design guide maps them: what an apiserver answer becomes in a GKE entry.
+// A status missing here is FAILED_PRECONDITION below 500, UNKNOWN above.
+var httpToRPC = map[int64]int64{400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 8, 499: 1, 500: 13, 501: 12, 503: 14, 504: 4}
+
+func rpcOfHTTP(code int64) int64 {
+	if code < 400 {
+		return 0
+	}
+	if rpc, ok := httpToRPC[code]; ok {
+		return rpc
+	}
+	if code < 500 {
+		return 9
+	}
+	return 2
+}
+
+// GKEResponseCode is how an apiserver response code reads once GKE logged
+// it and ConvertGKE read it back, when the entry has no Status body: 201
+// becomes 200, 422 becomes 400.
+func GKEResponseCode(code int64) int64 { return HTTPStatusOfRPC(rpcOfHTTP(code)) }
+
 // HTTPStatusOfRPC is the HTTP status of a google.rpc.Code; 500 for a code
 // code.proto does not define.
 func HTTPStatusOfRPC(code int64) int64 {

@@ -307,3 +307,19 @@ func TestHTTPStatusOfRPCFollowsCodeProto(t *testing.T) {
 		}
 	}
 }
+
+// How the apiserver's answers read once through GKE, and what the
+// coverage's projection of responseStatus.code relies on.
+func TestGKEResponseCode(t *testing.T) {
+	for code, want := range map[int64]int64{101: 200, 200: 200, 201: 200, 400: 400, 401: 401, 403: 403, 404: 404,
+		409: 409, 422: 400, 429: 429, 500: 500, 502: 500, 503: 503, 504: 504} {
+		if got := GKEResponseCode(code); got != want {
+			t.Errorf("GKEResponseCode(%d) = %d, want %d", code, got, want)
+		}
+		ev := decodeGKE(t, patch(t, gkeEntry, map[string]any{"protoPayload.response": deleted,
+			"protoPayload.status": map[string]any{"code": rpcOfHTTP(code)}}))
+		if ev.ResponseCode() != want {
+			t.Errorf("an answer %d converts to %d, want %d", code, ev.ResponseCode(), want)
+		}
+	}
+}
