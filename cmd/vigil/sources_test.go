@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -55,5 +57,37 @@ func TestSourcesCheckRejectsAnUnknownSource(t *testing.T) {
 	_, _, err := run(t, newSourcesCmd(), "", "check", "--source", "openshift")
 	if err == nil || !strings.Contains(err.Error(), `--source "openshift": want one of [gke eks aks aks-admin]`) {
 		t.Errorf("error %v", err)
+	}
+}
+
+// docs/ingest.md shows what `vigil sources check` prints for the default
+// pack; every line it shows must be a line the command prints.
+func TestSourcesCheckOutputInTheDocsIsTrue(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/ingest.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```console\n$ vigil sources check")
+	if !ok {
+		t.Fatal("docs/ingest.md shows no vigil sources check")
+	}
+	block, _, _ := strings.Cut("$ vigil sources check"+rest, "```")
+	runs := strings.Split(block, "$ vigil ")[1:]
+	if len(runs) < 2 {
+		t.Fatalf("want the output of two runs, got %d", len(runs))
+	}
+	for _, r := range runs {
+		cmdline, shown, _ := strings.Cut(r, "\n")
+		args := strings.Fields(cmdline)[1:] // after "sources"
+		out, _, err := run(t, newSourcesCmd(), "", args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		printed := strings.Split(out, "\n")
+		for _, line := range strings.Split(strings.TrimRight(shown, "\n"), "\n") {
+			if line != "  ..." && !slices.Contains(printed, line) {
+				t.Errorf("docs/ingest.md shows for %q a line the command does not print:\n%s\noutput:\n%s", cmdline, line, out)
+			}
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -98,6 +99,65 @@ func TestWrappingSourcesCarryEveryField(t *testing.T) {
 		}
 		if !reflect.DeepEqual(ev, want) {
 			t.Errorf("%s: event changed on the way:\n got  %+v\n want %+v", src.Name, ev, want)
+		}
+	}
+}
+
+// docs/ingest.md's GKE table names every value of an event, says "not
+// logged" of those the GKE source leaves out, and says what is missing of
+// those it gives in part.
+func TestGKETableInTheDocsIsTrue(t *testing.T) {
+	doc, err := os.ReadFile("../../../docs/ingest.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "### GKE: from LogEntry to Event, field by field")
+	if !ok {
+		t.Fatal("docs/ingest.md has no GKE field table")
+	}
+	section, _, _ = strings.Cut(section, "\n### ")
+	missing := map[string]string{} // path: what the "does not give" column says
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		cells := strings.Split(line, "|")
+		parent := ""
+		for _, name := range strings.Split(cells[1], ",") {
+			name = strings.Trim(strings.TrimSpace(name), "`")
+			if strings.HasPrefix(name, ".") {
+				name = parent + name
+			} else if i := strings.LastIndexByte(name, '.'); i > 0 {
+				parent = name[:i]
+			}
+			missing[name] = strings.TrimSpace(cells[3])
+		}
+	}
+	gke := source(t, "gke")
+	for _, p := range audit.Paths() {
+		says, ok := "", false
+		for at := p.Path; !ok && at != ""; {
+			says, ok = missing[at]
+			i := strings.LastIndexByte(at, '.')
+			if i < 0 {
+				break
+			}
+			at = at[:i]
+		}
+		if !ok {
+			if p.Kind != audit.KindObject { // a struct is named by its members
+				t.Errorf("the table does not name %s", p.Path)
+			}
+			continue
+		}
+		c, listed := carriage(gke, p.Path)
+		switch {
+		case listed && c == Absent && !strings.Contains(says, "not logged"):
+			t.Errorf("%s: the table says %q; the GKE source leaves it out", p.Path, says)
+		case listed && c == Partial && says == "":
+			t.Errorf("%s: the table says nothing is missing; the GKE source gives it in part", p.Path)
+		case !listed && strings.Contains(says, "not logged"):
+			t.Errorf("%s: the table says %q; the GKE source carries it", p.Path, says)
 		}
 	}
 }
