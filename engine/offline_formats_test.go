@@ -141,7 +141,11 @@ func TestReplayReadsADocumentSpanningLines(t *testing.T) {
 	}
 	doc := string(out)
 	// Reported at the line of the message that was cut.
-	line := 1 + strings.Count(doc[:strings.Index(doc, `"message": "{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",\"level\":\"Metadata\",\"auditID\":\"cw-2`)], "\n")
+	before, _, ok := strings.Cut(doc, `"message": "{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",\"level\":\"Metadata\",\"auditID\":\"cw-2`)
+	if !ok {
+		t.Fatalf("no cut message in\n%s", doc)
+	}
+	line := 1 + strings.Count(before, "\n")
 	r := replayFile(t, doc+"\n")
 	r.check(t, []string{"pod-exec-or-attach/cw-1", "pod-exec-or-attach/cw-3"},
 		[]string{fmt.Sprintf("%d truncated: events[1].message: cut short by the provider: event cw-2", line)},
@@ -162,7 +166,7 @@ func TestReplayReadsDocumentsOneAfterAnother(t *testing.T) {
 	}
 	first, _ := json.MarshalIndent(entries, "", "  ")
 	second, _ := json.MarshalIndent(entries[:1], "", "  ")
-	content := string(first) + "\n" + strings.Replace(string(second), "gke-1", "gke-3", -1) + "\n{\n  \"records\": [\n    {,\n"
+	content := string(first) + "\n" + strings.ReplaceAll(string(second), "gke-1", "gke-3") + "\n{\n  \"records\": [\n    {,\n"
 	r := replayFile(t, content)
 	brokenAt := strings.Count(content, "\n") // the last line, "{,"
 	r.check(t, []string{"pod-exec-or-attach/gke-1", "pod-exec-or-attach/gke-2", "pod-exec-or-attach/gke-3"},
