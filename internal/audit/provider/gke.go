@@ -144,22 +144,10 @@ func ConvertGKE(record []byte) ([]byte, error) {
 	default:
 		return nil, errors.New("operation.id and insertId: both missing, nothing identifies the request")
 	}
-	if path, ok := nonResourceMethod(p.MethodName); ok && p.ResourceName == "" {
-		// Non-resource endpoints are only read: GET.
-		ev.Verb, ev.RequestURI = "get", path
-	} else {
-		verb, err := methodVerb(p.MethodName)
-		if err != nil {
-			return nil, err
-		}
-		ev.Verb = verb
-		ref, uri, err := gkeObject(p.ResourceName, p.MethodName)
-		if err != nil {
-			return nil, err
-		}
-		ev.ObjectRef, ev.RequestURI = ref, uri
-	}
 	var err error
+	if ev.Verb, ev.ObjectRef, ev.RequestURI, err = gkeRequest(p); err != nil {
+		return nil, err
+	}
 	ev.User.Username = p.AuthenticationInfo.PrincipalEmail
 	if ip := p.RequestMetadata.CallerIP; ip != "" {
 		ev.SourceIPs = []string{ip}
@@ -195,6 +183,20 @@ func ConvertGKE(record []byte) ([]byte, error) {
 		ev.StageTimestamp = ev.RequestReceivedTimestamp
 	}
 	return json.Marshal(&ev)
+}
+
+// gkeRequest reads what was asked of what: the verb, the object and the
+// path.
+func gkeRequest(p *cloudAuditLog) (verb string, ref *objectRef, uri string, err error) {
+	if path, ok := nonResourceMethod(p.MethodName); ok && p.ResourceName == "" {
+		// Non-resource endpoints are only read: GET.
+		return "get", nil, path, nil
+	}
+	if verb, err = methodVerb(p.MethodName); err != nil {
+		return "", nil, "", err
+	}
+	ref, uri, err = gkeObject(p.ResourceName, p.MethodName)
+	return verb, ref, uri, err
 }
 
 // jsonError names the member a type error is about, as the LogEntry's

@@ -78,7 +78,8 @@ type Item struct {
 	// Path is where the part is in the record, as "records[3]" or
 	// "events[0].message"; empty for a record that is one event.
 	Path string
-	// Offset is the byte offset in the record at which the part starts.
+	// Offset is the byte offset at which the part starts in the record,
+	// once the space around the record is trimmed.
 	Offset int
 }
 
