@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vigil-k8s/vigil/ingest/eks"
+	"github.com/vigil-k8s/vigil/internal/audit/provider"
 	"github.com/vigil-k8s/vigil/internal/backoff"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/cloudwatchtest"
@@ -276,6 +277,8 @@ func TestTruncatedEventsAreDeadLetteredWithTheReason(t *testing.T) {
 	}
 }
 
+// TestTruncated checks the truncation check the source uses on messages
+// as CloudWatch delivers them.
 func TestTruncated(t *testing.T) {
 	full := event("x")
 	for _, c := range []struct {
@@ -292,7 +295,7 @@ func TestTruncated(t *testing.T) {
 		{`[1,2`, false},
 		{"", false},
 	} {
-		if got := eks.Truncated([]byte(c.msg)); got != c.want {
+		if got := provider.CloudWatchTruncated([]byte(c.msg)); got != c.want {
 			t.Errorf("Truncated(%.60q) = %v, want %v", c.msg, got, c.want)
 		}
 	}

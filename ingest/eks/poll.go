@@ -14,6 +14,7 @@ import (
 
 	"github.com/vigil-k8s/vigil/ingest"
 	"github.com/vigil-k8s/vigil/internal/audit"
+	"github.com/vigil-k8s/vigil/internal/audit/provider"
 	"github.com/vigil-k8s/vigil/internal/backoff"
 )
 
@@ -137,7 +138,7 @@ func (p *poller) store(ctx context.Context, events []types.FilteredLogEvent) boo
 		raw, err := audit.ParseRaw(msg)
 		if err != nil {
 			reason := err.Error()
-			if Truncated(msg) {
+			if provider.CloudWatchTruncated(msg) {
 				p.s.metrics.IngestTruncated.WithLabelValues(Kind, p.s.opts.Cluster).Inc()
 				reason = fmt.Sprintf("truncated by CloudWatch Logs to %d bytes (events over its size limit are cut): not complete JSON", len(msg))
 			}
