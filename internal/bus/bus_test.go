@@ -40,9 +40,9 @@ func TestEnsureStreamsConcurrentlyCreatesEachOnce(t *testing.T) {
 	for n := range js.StreamNames(ctx).Name() {
 		names = append(names, n)
 	}
-	// 3 streams + 5 KV buckets (KV_vigil_*).
-	if len(names) != 8 {
-		t.Fatalf("streams = %v, want AUDIT, ALERTS, DEAD and five KV buckets", names)
+	// 3 streams + 6 KV buckets (KV_vigil_*).
+	if len(names) != 9 {
+		t.Fatalf("streams = %v, want AUDIT, ALERTS, DEAD and six KV buckets", names)
 	}
 }
 

@@ -30,6 +30,9 @@ const (
 	// and BucketLeases which replica of it polls.
 	BucketCursors = "vigil_ingest_cursors"
 	BucketLeases  = "vigil_ingest_leases"
+	// BucketSources holds when each ingest source last stored an event,
+	// and whether the silence since has been alerted.
+	BucketSources = "vigil_ingest_sources"
 
 	// Headers on published messages.
 	HeaderCluster = "Vigil-Cluster"

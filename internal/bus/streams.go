@@ -27,6 +27,11 @@ const (
 // stays listed for at least that week.
 const silencesTTL = 37 * 24 * time.Hour
 
+// sourcesTTL forgets a source that has stored nothing for this long: one
+// removed from the configuration, or a file source's node gone. A source
+// silent for longer is alerted again, once per TTL.
+const sourcesTTL = 30 * 24 * time.Hour
+
 // Defaults of StreamOptions.
 const (
 	// DefaultDuplicateWindow is how long JetStream remembers a MsgID: it
@@ -120,6 +125,7 @@ func KVConfigs(o StreamOptions) []jetstream.KeyValueConfig {
 		{Bucket: BucketSilences, Description: "silences and the alerts they silenced", TTL: silencesTTL, Replicas: replicas, Storage: jetstream.FileStorage},
 		{Bucket: BucketCursors, Description: "where each polling ingest source has read to", Replicas: replicas, Storage: jetstream.FileStorage},
 		{Bucket: BucketLeases, Description: "which ingest replica polls each source", TTL: LeaseTTL, Replicas: replicas, Storage: jetstream.FileStorage},
+		{Bucket: BucketSources, Description: "when each ingest source last stored an event", TTL: sourcesTTL, Replicas: replicas, Storage: jetstream.FileStorage},
 	}
 }
 
