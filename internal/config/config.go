@@ -93,6 +93,10 @@ type Ingest struct {
 	// Sources are the sources that read a managed cluster's audit log
 	// from its cloud, by type (SourceEKS).
 	Sources []Source `yaml:"sources"`
+	// SilentAfter is how long a source may store no event before it is
+	// alerted (audit-source-silent); off never. Each source may override
+	// it with its own silent_after.
+	SilentAfter *Interval `yaml:"silent_after"`
 }
 
 // FileSource is an audit log written by kube-apiserver's --audit-log-path.
@@ -111,6 +115,8 @@ type FileSource struct {
 	MaxJSONDepth int `yaml:"max_json_depth"`
 	// PollInterval is how often the file is checked when idle.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// SilentAfter overrides ingest.silent_after for this file or glob.
+	SilentAfter *Interval `yaml:"silent_after"`
 }
 
 // Webhook is the receiver for kube-apiserver's audit webhook backend.
@@ -135,6 +141,8 @@ type Webhook struct {
 	ReadTimeout  time.Duration `yaml:"read_timeout"`
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	IdleTimeout  time.Duration `yaml:"idle_timeout"`
+	// SilentAfter overrides ingest.silent_after for the webhook.
+	SilentAfter *Interval `yaml:"silent_after"`
 }
 
 // Engine tunes the workers and their JetStream consumer.

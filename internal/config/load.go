@@ -169,6 +169,7 @@ func (c *Config) setDefaults() {
 		}
 	}
 	c.setSourceDefaults()
+	c.setSilentDefaults()
 	e := &c.Engine
 	if e.Workers == 0 {
 		e.Workers = 1
@@ -283,6 +284,7 @@ func (c *Config) validate(root *yaml.Node, data []byte) []error {
 		}
 	}
 	c.validateSources(root, func(err error) { errs = append(errs, err) })
+	c.validateSilent(root, func(err error) { errs = append(errs, err) })
 	c.validateEngine(bad)
 	if t := c.Metrics.TLS; t.Enabled() {
 		if (t.Cert == "") != (t.Key == "") {

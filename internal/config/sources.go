@@ -39,6 +39,8 @@ type Source struct {
 	Overlap      *time.Duration `yaml:"overlap"`
 	StartAt      string         `yaml:"start_at"`
 	Endpoint     string         `yaml:"endpoint"`
+	// SilentAfter overrides ingest.silent_after for this source.
+	SilentAfter *Interval `yaml:"silent_after"`
 }
 
 // What CloudWatch Logs accepts: log group names of up to 512 of these
