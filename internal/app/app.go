@@ -27,6 +27,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/metrics"
+	"github.com/vigil-k8s/vigil/internal/quiet"
 	"github.com/vigil-k8s/vigil/notify"
 	"github.com/vigil-k8s/vigil/rules"
 )
@@ -99,6 +100,11 @@ type source struct {
 	// eventIDs stores each event under its own MsgID instead of in
 	// segments: a polling source re-reads an overlap cut anew each time.
 	eventIDs bool
+	// timesItself: the source sets its lag and last event metrics from
+	// its own records; for the others the publisher reads the events.
+	timesItself bool
+	// watch raises the source's silence, nil when silent_after is off.
+	watch *quiet.Watch
 }
 
 // Option changes how an App is built.
@@ -156,14 +162,23 @@ func New(cfg *config.Config, roles Role, logger *slog.Logger, opts ...Option) (_
 			if err != nil {
 				return nil, fmt.Errorf("ingest file %s: %w", fc.Path, err)
 			}
-			a.sources = append(a.sources, source{kind: "file", name: "file " + fc.Path, cluster: fc.Cluster, src: s})
+			src := source{kind: "file", name: "file " + fc.Path, cluster: fc.Cluster, src: s}
+			if fc.SilentAfter != nil && !fc.SilentAfter.Off() {
+				key, err := fileWatchKey(cfg.DataDir, fc.Path)
+				if err != nil {
+					return nil, fmt.Errorf("ingest file %s: %w", fc.Path, err)
+				}
+				src.watch = a.watch(key, src.name+" on "+hostname(), fc.Cluster, fc.SilentAfter)
+			}
+			a.sources = append(a.sources, src)
 		}
 		if wc := cfg.Ingest.Webhook; wc != nil {
 			s, err := webhook.New(webhookOptions(*wc, a.metrics), logger.With("source", "webhook"))
 			if err != nil {
 				return nil, fmt.Errorf("ingest webhook: %w", err)
 			}
-			a.sources = append(a.sources, source{kind: "webhook", name: "webhook " + wc.Listen, cluster: wc.Cluster, src: s})
+			a.sources = append(a.sources, source{kind: "webhook", name: "webhook " + wc.Listen, cluster: wc.Cluster, src: s,
+				watch: a.watch(webhookWatchKey(wc.Cluster), "the webhook of cluster "+wc.Cluster, wc.Cluster, wc.SilentAfter)})
 			a.closers = append(a.closers, s.Close)
 		}
 		for i, sc := range cfg.Ingest.Sources {
@@ -300,13 +315,16 @@ func (a *App) Run(ctx context.Context) error {
 			if s.eventIDs {
 				bp = bus.NewPublisher(js, s.cluster)
 			}
-			pub := &meteredPublisher{SegmentPublisher: bp, m: a.metrics, source: s.kind, cluster: s.cluster}
+			pub := &meteredPublisher{SegmentPublisher: bp, m: a.metrics, source: s.kind, cluster: s.cluster, watch: s.watch, eventTimes: !s.timesItself}
 			st.goRun(func(ctx context.Context) error {
 				if err := s.src.Run(ctx, pub); err != nil {
 					return fmt.Errorf("%s: %w", s.name, err)
 				}
 				return nil
 			})
+		}
+		if err := a.runWatches(ctx, st, js); err != nil {
+			return err
 		}
 		stages = append(stages, st)
 	}

@@ -10,41 +10,72 @@ import (
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/metrics"
+	"github.com/vigil-k8s/vigil/internal/quiet"
 )
 
 // consumerPollInterval is how often consumer lag is sampled.
 const consumerPollInterval = 5 * time.Second
 
 // meteredPublisher counts what a source stores and how long JetStream took
-// to acknowledge it.
+// to acknowledge it, and tells the source's silence watch.
 type meteredPublisher struct {
 	ingest.SegmentPublisher
 	m       *metrics.Metrics
 	source  string
 	cluster string
+	watch   *quiet.Watch
+	// eventTimes sets the lag and last event metrics from the newest
+	// event of each batch stored.
+	eventTimes bool
 }
 
 func (p *meteredPublisher) Publish(ctx context.Context, batch []audit.Raw) error {
 	start := time.Now()
-	return p.observe(start, len(batch), p.SegmentPublisher.Publish(ctx, batch))
+	return p.observe(start, batch, p.SegmentPublisher.Publish(ctx, batch))
 }
 
 func (p *meteredPublisher) PublishSegments(ctx context.Context, batch []audit.Raw, ends []int, ids []string) error {
 	start := time.Now()
-	return p.observe(start, len(batch), p.SegmentPublisher.PublishSegments(ctx, batch, ends, ids))
+	return p.observe(start, batch, p.SegmentPublisher.PublishSegments(ctx, batch, ends, ids))
 }
 
-// observe counts what a publish of events that started at start stored.
-func (p *meteredPublisher) observe(start time.Time, events int, err error) error {
-	stored := events
+// observe counts what a publish of batch that started at start stored.
+func (p *meteredPublisher) observe(start time.Time, batch []audit.Raw, err error) error {
+	stored := len(batch)
 	if tooLarge, _, ok := ingest.TooLarge(err); ok {
 		stored -= len(tooLarge)
 	} else if err != nil {
 		return err
 	}
-	p.m.PublishDuration.WithLabelValues(p.source).Observe(time.Since(start).Seconds())
+	now := time.Now()
+	p.m.PublishDuration.WithLabelValues(p.source).Observe(now.Sub(start).Seconds())
 	p.m.IngestEvents.WithLabelValues(p.source, p.cluster).Add(float64(stored))
+	if stored > 0 {
+		p.watch.Saw(now)
+		if p.eventTimes {
+			p.times(now, batch[len(batch)-1])
+		}
+	}
 	return err
+}
+
+// times sets the lag and last event metrics from the last event of a
+// batch, the newest a log or an EventList holds: decoding one event per
+// batch costs little beside storing it.
+func (p *meteredPublisher) times(now time.Time, last audit.Raw) {
+	ev, err := audit.Decode(last.Data)
+	if err != nil {
+		return
+	}
+	t := ev.StageTimestamp
+	if t.IsZero() {
+		t = ev.Time()
+	}
+	if t.IsZero() {
+		return
+	}
+	p.m.IngestLastEvent.WithLabelValues(p.source, p.cluster).Set(float64(t.UnixNano()) / 1e9)
+	p.m.IngestLag.WithLabelValues(p.source, p.cluster).Set(now.Sub(t).Seconds())
 }
 
 func (p *meteredPublisher) DeadLetter(ctx context.Context, source, reason string, data []byte) error {

@@ -25,10 +25,12 @@ func (a *App) pollingSource(sc config.Source) (source, error) {
 	}
 	holder := leaseHolder()
 	return source{
-		kind:     eks.Kind,
-		name:     "eks " + sc.LogGroup,
-		cluster:  sc.Cluster,
-		eventIDs: true,
+		kind:        eks.Kind,
+		name:        "eks " + sc.LogGroup,
+		cluster:     sc.Cluster,
+		eventIDs:    true,
+		timesItself: true,
+		watch:       a.watch(s.Key(), "eks "+sc.LogGroup, sc.Cluster, sc.SilentAfter),
 		bind: func(ctx context.Context, js jetstream.JetStream) (ingest.Source, error) {
 			cursors, err := js.KeyValue(ctx, bus.BucketCursors)
 			if err != nil {

@@ -172,6 +172,11 @@ func TestImportRules(t *testing.T) {
 			mustNot: []string{"engine", "notify", "ingest", "policy", "rules/compile", "rules/analysis", "internal/config"},
 		},
 		{
+			why:     "a source's silence is judged from what it stored, whatever the source, and raised through the publish function it is given",
+			applies: func(p string) bool { return p == "internal/quiet" },
+			mustNot: []string{"engine", "notify", "ingest", "rules", "internal/config"},
+		},
+		{
 			why:     "the rule language does not touch NATS",
 			applies: func(p string) bool { return under(p, "rules", "policy") },
 			tests:   true,

@@ -22,7 +22,7 @@ type Metrics struct {
 	CheckpointOffset *prometheus.GaugeVec     // path
 	WebhookRequests  *prometheus.CounterVec   // code
 	LimitExceeded    *prometheus.CounterVec   // limit
-	// Polling sources (EKS): how far behind the newest stored event is,
+	// Sources: how far behind the newest stored event is (every source);
 	// what failed while reading, what the cloud cut or delivered late.
 	IngestLag        *prometheus.GaugeVec   // source, cluster
 	IngestLastEvent  *prometheus.GaugeVec   // source, cluster

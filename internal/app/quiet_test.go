@@ -1,0 +1,158 @@
+package app_test
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/logtest"
+	"github.com/vigil-k8s/vigil/internal/quiet"
+	"github.com/vigil-k8s/vigil/internal/waittest"
+)
+
+// byRule is what the sink received of one rule: delivery counts by id.
+func (s *sink) byRule(rule string) map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for id, a := range s.alerts {
+		if a.Rule == rule {
+			out[id] = s.counts[id]
+		}
+	}
+	return out
+}
+
+func (s *sink) alert(id string) alert.Alert {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.alerts[id]
+}
+
+// only returns the one id of m, failing unless it was delivered once.
+func only(t *testing.T, what string, m map[string]int) string {
+	t.Helper()
+	if len(m) != 1 {
+		t.Fatalf("%s: %d alerts %v, want one", what, len(m), m)
+	}
+	for id, n := range m {
+		if n != 1 {
+			t.Errorf("%s: %s delivered %d times, want once", what, id, n)
+		}
+		return id
+	}
+	return ""
+}
+
+func quietConfig(t *testing.T, dir, sinkURL string, files ...string) *config.Config {
+	t.Helper()
+	var list []string
+	for _, f := range files {
+		list = append(list, fmt.Sprintf("{path: %s, poll_interval: 20ms}", f))
+	}
+	cfg, err := config.Parse("quiet.yaml", fmt.Appendf(nil, `
+cluster: e2e
+data_dir: %s
+reload: {watch: false}
+ingest:
+  silent_after: 1s
+  files: [%s]
+destinations:
+  - {name: sink, type: webhook, url: %q}
+`, filepath.Join(dir, "data"), strings.Join(list, ", "), sinkURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestAFileThatStopsGrowingIsAnAlert: a running file source whose log
+// stops growing raises audit-source-silent once, a restart during the
+// silence does not raise it again, and lines appended after it raise
+// audit-source-resumed once, all through the pipeline to a webhook.
+func TestAFileThatStopsGrowingIsAnAlert(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "audit.log")
+	s := newSink(t)
+	r := start(t, quietConfig(t, dir, s.srv.URL, logPath), &logtest.Buffer{})
+	appendLines(t, logPath,
+		event("q-1", "ResponseComplete", "system:node:n1", []string{"system:nodes"}, "get", "secrets", "default", "db", 200))
+	waittest.Until(t, 30*time.Second, "audit-source-silent", func() bool { return len(s.byRule(quiet.RuleSilent)) > 0 })
+	silent := only(t, "silence", s.byRule(quiet.RuleSilent))
+	a := s.alert(silent)
+	if a.Severity != alert.SeverityHigh || a.Cluster != "e2e" || a.RunbookURL != quiet.RunbookURL || !strings.Contains(a.Output, "file "+logPath) {
+		t.Errorf("silence alert: %+v", a)
+	}
+
+	// Restarted during the silence, with a second log that never grows:
+	// once that one is alerted, the first has been checked long past its
+	// interval, and must not have been alerted again.
+	r.stop(t)
+	otherPath := filepath.Join(dir, "other.log")
+	if err := os.WriteFile(otherPath, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logtest.Buffer{}
+	r = start(t, quietConfig(t, dir, s.srv.URL, logPath, otherPath), logs)
+	defer func() { r.stop(t) }()
+	waittest.Until(t, 30*time.Second, "the second log's silence", func() bool { return len(s.byRule(quiet.RuleSilent)) > 1 })
+	if n := len(s.byRule(quiet.RuleSilent)); n != 2 {
+		t.Errorf("%d silences after the restart, want 2 (the first log's and the second's): %v", n, s.byRule(quiet.RuleSilent))
+	}
+	if s.snapshot()[silent] != 1 || strings.Contains(logs.String(), silent) {
+		t.Errorf("the first silence was raised again after the restart (delivered %d times)", s.snapshot()[silent])
+	}
+
+	appendLines(t, logPath,
+		event("q-2", "ResponseComplete", "system:node:n1", []string{"system:nodes"}, "get", "secrets", "default", "db", 200))
+	waittest.Until(t, 30*time.Second, "audit-source-resumed", func() bool { return len(s.byRule(quiet.RuleResumed)) > 0 })
+	resumed := only(t, "resumption", s.byRule(quiet.RuleResumed))
+	if a := s.alert(resumed); a.Severity != alert.SeverityInfo || !strings.Contains(a.Output, "file "+logPath) ||
+		strings.TrimPrefix(resumed, quiet.RuleResumed) != strings.TrimPrefix(silent, quiet.RuleSilent) {
+		t.Errorf("resumption %s of silence %s: %+v", resumed, silent, a)
+	}
+}
+
+// TestSourcesReportLagAndLastEvent: the file and the webhook report the
+// own time of the newest event they stored under the metrics the eks
+// source uses.
+func TestSourcesReportLagAndLastEvent(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "audit.log")
+	hookAddr := freeAddr(t)
+	cfg := advConfig(t, dir, fmt.Sprintf(`ingest:
+  files: [{path: %s, poll_interval: 20ms}]
+  webhook: {listen: %q, insecure: true}
+`, logPath, hookAddr))
+	r := start(t, cfg, &logtest.Buffer{})
+	defer r.stop(t)
+	base := "http://" + r.app.MetricsAddr().String()
+
+	appendLines(t, logPath, event("m-1", "ResponseComplete", "alice", appGroups, "get", "pods", "default", "web", 200))
+	ev := strings.Replace(event("m-2", "ResponseComplete", "alice", appGroups, "get", "pods", "default", "web", 200),
+		"2026-03-04T10:00:00.001000Z", "2026-03-04T11:00:00.5Z", 1)
+	if code, err := post(t, "http://"+hookAddr, strings.NewReader(string(eventList(ev))), http.Header{}); err != nil || code != http.StatusOK {
+		t.Fatalf("webhook answered %d (%v)", code, err)
+	}
+	want := map[string]float64{"file": 1772618400.001, "webhook": 1772622000.5}
+	for src, ts := range want {
+		last := fmt.Sprintf(`vigil_ingest_last_event_timestamp_seconds{cluster="adv",source=%q}`, src)
+		waittest.Until(t, 30*time.Second, last, func() bool { return metricNumber(t, scrape(t, base), last) != 0 })
+		body := scrape(t, base)
+		if got := metricNumber(t, body, last); got != ts {
+			t.Errorf("%s = %v, want %v", last, got, ts)
+		}
+		lag := fmt.Sprintf(`vigil_ingest_lag_seconds{cluster="adv",source=%q}`, src)
+		// Measured when the event was stored, before this scrape.
+		since := time.Since(time.UnixMilli(int64(ts * 1e3))).Seconds()
+		if got := metricNumber(t, body, lag); got > since || got < since-60 {
+			t.Errorf("%s = %v, want the time since %v", lag, got, ts)
+		}
+	}
+}
