@@ -21,7 +21,8 @@ import (
 )
 
 // watch is the silence watch of a source named key in the bucket, nil
-// when its silent_after is off.
+// when its silent_after is off (or, in a configuration built in code,
+// not set).
 func (a *App) watch(key, name, cluster string, after *config.Interval) *quiet.Watch {
 	if after == nil || after.Off() {
 		return nil

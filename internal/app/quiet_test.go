@@ -60,6 +60,7 @@ func quietConfig(t *testing.T, dir, sinkURL string, files ...string) *config.Con
 cluster: e2e
 data_dir: %s
 reload: {watch: false}
+metrics: {listen: "127.0.0.1:0"}
 ingest:
   silent_after: 1s
   files: [%s]
@@ -154,5 +155,35 @@ func TestSourcesReportLagAndLastEvent(t *testing.T) {
 		if got := metricNumber(t, body, lag); got > since || got < since-60 {
 			t.Errorf("%s = %v, want the time since %v", lag, got, ts)
 		}
+	}
+}
+
+// TestABacklogAfterDowntimeIsNoSilence: lines written while vigil was down
+// for longer than the interval are read at start-up, and are not a
+// silence; the log going quiet after them is one, once.
+func TestABacklogAfterDowntimeIsNoSilence(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "audit.log")
+	s := newSink(t)
+	cfg := quietConfig(t, dir, s.srv.URL, logPath)
+	r := start(t, cfg, &logtest.Buffer{})
+	appendLines(t, logPath,
+		event("d-1", "ResponseComplete", "system:node:n1", []string{"system:nodes"}, "get", "secrets", "default", "db", 200))
+	// Stored, and recorded as the log's last event on the way out.
+	waittest.Until(t, 30*time.Second, "the event stored", func() bool {
+		return metricNumber(t, scrape(t, "http://"+r.app.MetricsAddr().String()), `vigil_ingest_events_total{cluster="e2e",source="file"}`) == 1
+	})
+	r.stop(t)
+	down := time.Now()
+	waittest.Until(t, 30*time.Second, "downtime past the interval", func() bool { return time.Since(down) > 2*time.Second })
+	appendLines(t, logPath,
+		event("d-2", "ResponseComplete", "system:node:n1", []string{"system:nodes"}, "get", "secrets", "default", "db", 200))
+
+	r = start(t, cfg, &logtest.Buffer{})
+	defer r.stop(t)
+	waittest.Until(t, 30*time.Second, "the silence after the backlog", func() bool { return len(s.byRule(quiet.RuleSilent)) > 0 })
+	only(t, "silences", s.byRule(quiet.RuleSilent))
+	if a := s.byRule(quiet.RuleResumed); len(a) != 0 {
+		t.Errorf("resumed without a silence alerted: %v", a)
 	}
 }

@@ -74,6 +74,10 @@ type Watch struct {
 	// seen is when the newest event this process stored arrived
 	// (Unix nanoseconds), 0 before the first.
 	seen atomic.Int64
+	// started is when Run started: a process that was down gives its
+	// source After to store the backlog it left (a file's lines written
+	// meanwhile) before calling it silent.
+	started time.Time
 }
 
 // New watches src; m counts the alerts raised (nil: none).
@@ -125,6 +129,7 @@ type state struct {
 func (w *Watch) Run(ctx context.Context, kv jetstream.KeyValue, publish Publish) error {
 	t := time.NewTicker(w.check)
 	defer t.Stop()
+	w.started = time.Now()
 	for {
 		if err := w.step(ctx, kv, publish, time.Now()); err != nil && ctx.Err() == nil {
 			w.log.Warn("silence check failed; retrying", "err", err, "retry_in", w.check)
@@ -186,7 +191,7 @@ func (w *Watch) step(ctx context.Context, kv jetstream.KeyValue, publish Publish
 			}
 		}
 		next = state{LastSeen: seen}
-	case !st.Silent && now.Sub(st.LastSeen) >= w.src.After:
+	case !st.Silent && now.Sub(st.LastSeen) >= w.src.After && now.Sub(w.started) >= w.src.After:
 		if err := w.raise(ctx, publish, w.silent(st.LastSeen)); err != nil {
 			return err
 		}
@@ -219,7 +224,7 @@ func (w *Watch) silent(last time.Time) *alert.Alert {
 	a.Title = "An audit source stopped sending events"
 	a.Severity = alert.SeverityHigh
 	a.Tags = []string{"defense-evasion", "T1562"}
-	a.Output = fmt.Sprintf("no audit event from %s for %s; the last arrived at %s", w.src.Name, w.src.After, last.UTC().Format(time.RFC3339))
+	a.Output = fmt.Sprintf("no audit event from %s for more than %s: the last arrived at %s", w.src.Name, w.src.After, last.UTC().Format(time.RFC3339))
 	a.Description = "An apiserver logs lease renewals every few seconds: minutes without an event mean its audit log, webhook backend or cloud log delivery stopped, by failure or on purpose to hide what follows."
 	return a
 }
