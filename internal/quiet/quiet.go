@@ -180,7 +180,10 @@ func (w *Watch) step(ctx context.Context, kv jetstream.KeyValue, publish Publish
 	if err := json.Unmarshal(e.Value(), &st); err != nil {
 		// Never written by vigil: start afresh rather than never alert.
 		w.log.Error("source state unreadable; counting from now", "key", w.src.Key, "err", err)
-		st = state{LastSeen: now}
+		if _, err := kv.Update(ctx, w.src.Key, encode(state{LastSeen: now}), e.Revision()); err != nil {
+			return fmt.Errorf("replace %s: %w", w.src.Key, err)
+		}
+		return nil
 	}
 	next := st
 	switch {
@@ -212,7 +215,7 @@ func (w *Watch) raise(ctx context.Context, publish Publish, a *alert.Alert) erro
 		return fmt.Errorf("raise %s: %w", a.ID, err)
 	}
 	w.metrics.AlertsPublished.WithLabelValues(a.Rule, a.Severity).Inc()
-	w.log.Warn(a.Output, "alert", a.ID)
+	w.log.Warn("source alert raised", "alert", a.ID, "output", a.Output)
 	return nil
 }
 
