@@ -103,24 +103,31 @@ func TestEKSEveryEventOnceAcrossARestart(t *testing.T) {
 	expectOnce(t, s, want)
 }
 
-// TestEKSLeaseTakeover runs two ingest replicas on one log group: only
-// the lease holder polls, and when it stops the other takes over from its
-// cursor, without losing or repeating an alert.
-func TestEKSLeaseTakeover(t *testing.T) {
-	awsEnv(t)
+// startBackend runs a NATS server and vigil's worker and notifier
+// delivering to s, for ingest replicas to run against with the returned
+// nats section. They read no log group: they get a configuration with no
+// source.
+func startBackend(t *testing.T, s *sink, logs *logtest.Buffer) (nats string, r *running) {
+	t.Helper()
 	srv := natstest.RunServer(t)
-	logs := cloudwatchtest.New()
-	s := newSink(t)
-	buf := &logtest.Buffer{}
-	nats := fmt.Sprintf("nats: {url: %q}\n", srv.ClientURL())
-	// The worker and notifier read no log group: they get one with no
-	// source.
+	nats = fmt.Sprintf("nats: {url: %q}\n", srv.ClientURL())
 	backend, err := config.Parse("backend.yaml", fmt.Appendf(nil, "cluster: e2e\ndata_dir: %s\nreload: {watch: false}\n%sdestinations:\n  - {name: sink, type: webhook, url: %q}\n",
 		filepath.Join(t.TempDir(), "data"), nats, s.srv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := startRole(t, backend, app.RoleWorker|app.RoleNotify, buf)
+	return nats, startRole(t, backend, app.RoleWorker|app.RoleNotify, logs)
+}
+
+// TestEKSLeaseTakeover runs two ingest replicas on one log group: only
+// the lease holder polls, and when it stops the other takes over from its
+// cursor, without losing or repeating an alert.
+func TestEKSLeaseTakeover(t *testing.T) {
+	awsEnv(t)
+	logs := cloudwatchtest.New()
+	s := newSink(t)
+	buf := &logtest.Buffer{}
+	nats, w := startBackend(t, s, buf)
 	defer w.stop(t)
 
 	eps := []*cloudwatchtest.Endpoint{logs.Serve(t), logs.Serve(t)}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/internal/app"
+	"github.com/vigil-k8s/vigil/internal/cloudwatchtest"
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/logtest"
 	"github.com/vigil-k8s/vigil/internal/quiet"
@@ -185,5 +187,48 @@ func TestABacklogAfterDowntimeIsNoSilence(t *testing.T) {
 	only(t, "silences", s.byRule(quiet.RuleSilent))
 	if a := s.byRule(quiet.RuleResumed); len(a) != 0 {
 		t.Errorf("resumed without a silence alerted: %v", a)
+	}
+}
+
+// TestReplicasOfAnEKSSourcePageOnce runs two ingest replicas on one log
+// group: only the lease holder reads events, and the other, which stores
+// none, is not a second silence. When the log group goes quiet the silence
+// is delivered once, and so is its end.
+func TestReplicasOfAnEKSSourcePageOnce(t *testing.T) {
+	awsEnv(t)
+	logs := cloudwatchtest.New()
+	s := newSink(t)
+	buf := &logtest.Buffer{}
+	nats, w := startBackend(t, s, buf)
+	defer w.stop(t)
+	for range 2 {
+		cfg, err := config.Parse("eks.yaml", fmt.Appendf(nil, `
+cluster: e2e
+data_dir: %s
+reload: {watch: false}
+%s
+ingest:
+  sources:
+    - {type: eks, endpoint: %q, poll_interval: 20ms, overlap: 1m, start_at: beginning, silent_after: 1s}
+`, filepath.Join(t.TempDir(), "data"), nats, logs.Serve(t).URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := startRole(t, cfg, app.RoleIngest, buf)
+		defer r.stop(t)
+	}
+
+	t0 := time.Now().Add(-5 * time.Second).Truncate(time.Millisecond)
+	s.waitFor(t, deletion(logs, t0, "e-0"))
+	waittest.Until(t, 30*time.Second, "audit-source-silent", func() bool { return len(s.byRule(quiet.RuleSilent)) > 0 })
+	silent := only(t, "silence", s.byRule(quiet.RuleSilent))
+	if a := s.alert(silent); !strings.Contains(a.Output, "eks /aws/eks/e2e/cluster") {
+		t.Errorf("silence does not name the log group: %+v", a)
+	}
+	s.waitFor(t, deletion(logs, time.Now().Truncate(time.Millisecond), "e-1"))
+	waittest.Until(t, 30*time.Second, "audit-source-resumed", func() bool { return len(s.byRule(quiet.RuleResumed)) > 0 })
+	only(t, "resumption", s.byRule(quiet.RuleResumed))
+	if n := s.snapshot()[silent]; n != 1 {
+		t.Errorf("silence %s delivered %d times, want once", silent, n)
 	}
 }
