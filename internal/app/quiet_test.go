@@ -232,3 +232,31 @@ ingest:
 		t.Errorf("silence %s delivered %d times, want once", silent, n)
 	}
 }
+
+// TestAWebhookThatStopsReceivingIsAnAlert: the webhook's silence and its
+// end, each delivered once.
+func TestAWebhookThatStopsReceivingIsAnAlert(t *testing.T) {
+	s := newSink(t)
+	hookAddr := freeAddr(t)
+	r := start(t, advConfig(t, t.TempDir(), fmt.Sprintf(`ingest:
+  webhook: {listen: %q, insecure: true, silent_after: 1s}
+destinations:
+  - {name: sink, type: webhook, url: %q}
+`, hookAddr, s.srv.URL)), &logtest.Buffer{})
+	defer r.stop(t)
+	send := func(auditID string) {
+		t.Helper()
+		body := eventList(event(auditID, "ResponseComplete", "alice", appGroups, "get", "pods", "default", "web", 200))
+		if code, err := post(t, "http://"+hookAddr, strings.NewReader(string(body)), http.Header{}); err != nil || code != http.StatusOK {
+			t.Fatalf("webhook answered %d (%v)", code, err)
+		}
+	}
+	send("w-1")
+	waittest.Until(t, 30*time.Second, "audit-source-silent", func() bool { return len(s.byRule(quiet.RuleSilent)) > 0 })
+	if a := s.alert(only(t, "silence", s.byRule(quiet.RuleSilent))); !strings.Contains(a.Output, "the webhook of cluster adv") {
+		t.Errorf("silence does not name the webhook: %+v", a)
+	}
+	send("w-2")
+	waittest.Until(t, 30*time.Second, "audit-source-resumed", func() bool { return len(s.byRule(quiet.RuleResumed)) > 0 })
+	only(t, "resumption", s.byRule(quiet.RuleResumed))
+}
