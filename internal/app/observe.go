@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,6 +28,11 @@ type meteredPublisher struct {
 	// eventTimes sets the lag and last event metrics from the newest
 	// event of each batch stored.
 	eventTimes bool
+	// newest is the own time of the newest event stored: the logs of a
+	// glob, and the webhook's concurrent requests, store older events
+	// after newer ones.
+	mu     sync.Mutex
+	newest time.Time
 }
 
 func (p *meteredPublisher) Publish(ctx context.Context, batch []audit.Raw) error {
@@ -74,8 +80,13 @@ func (p *meteredPublisher) times(now time.Time, last audit.Raw) {
 	if t.IsZero() {
 		return
 	}
-	p.m.IngestLastEvent.WithLabelValues(p.source, p.cluster).Set(float64(t.UnixNano()) / 1e9)
-	p.m.IngestLag.WithLabelValues(p.source, p.cluster).Set(now.Sub(t).Seconds())
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t.After(p.newest) {
+		p.newest = t
+		p.m.IngestLastEvent.WithLabelValues(p.source, p.cluster).Set(float64(t.UnixNano()) / 1e9)
+		p.m.IngestLag.WithLabelValues(p.source, p.cluster).Set(now.Sub(t).Seconds())
+	}
 }
 
 func (p *meteredPublisher) DeadLetter(ctx context.Context, source, reason string, data []byte) error {

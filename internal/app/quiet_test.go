@@ -158,6 +158,16 @@ func TestSourcesReportLagAndLastEvent(t *testing.T) {
 			t.Errorf("%s = %v, want the time since %v", lag, got, ts)
 		}
 	}
+
+	// An older event stored after a newer one is not the newest.
+	appendLines(t, logPath, strings.Replace(event("m-3", "ResponseComplete", "alice", appGroups, "get", "pods", "default", "web", 200),
+		"2026-03-04T10:00:00.001000Z", "2026-03-04T09:00:00Z", 1))
+	events := `vigil_ingest_events_total{cluster="adv",source="file"}`
+	waittest.Until(t, 30*time.Second, "the older event stored", func() bool { return metricNumber(t, scrape(t, base), events) == 2 })
+	last := `vigil_ingest_last_event_timestamp_seconds{cluster="adv",source="file"}`
+	if got := metricNumber(t, scrape(t, base), last); got != want["file"] {
+		t.Errorf("after an older event, %s = %v, want %v", last, got, want["file"])
+	}
 }
 
 // TestABacklogAfterDowntimeIsNoSilence: lines written while vigil was down
