@@ -22,7 +22,7 @@ ALERTMANAGER_STAMP := bin/.alertmanager-$(lastword $(subst @, ,$(ALERTMANAGER)))
 GOTOOLCHAIN   ?= auto
 export GOTOOLCHAIN
 
-.PHONY: all build run test lint vulncheck bench fuzz clean alertmanager
+.PHONY: all build run test lint vulncheck bench fuzz clean alertmanager e2e-real
 
 all: build
 
@@ -67,6 +67,13 @@ vulncheck:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	./$(BIN) bench
+
+# vigil beside a real kube-apiserver, controller-manager and etcd, with
+# attack scenarios, rotations and a SIGKILL (scripts/e2e-real/run.sh). Not
+# part of `make test`: the first run builds the control plane (about 15
+# minutes), and every run takes a few minutes more.
+e2e-real:
+	bash scripts/e2e-real/run.sh
 
 clean:
 	rm -rf bin .run .cache
