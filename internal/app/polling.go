@@ -18,6 +18,9 @@ import (
 // source's lease polls; its cursor is in JetStream, so another replica
 // (or this one restarted) resumes where it stopped.
 func (a *App) pollingSource(sc config.Source) (source, error) {
+	if sc.Type == config.SourceKafka {
+		return a.kafkaSource(sc)
+	}
 	logger := a.logger.With("role", "ingest")
 	s, err := eks.New(context.Background(), eksOptions(sc, a.metrics), logger)
 	if err != nil {

@@ -15,10 +15,13 @@ import (
 const (
 	// SourceEKS reads an EKS cluster's audit log from CloudWatch Logs.
 	SourceEKS = "eks"
+	// SourceKafka reads audit records from Kafka topics (AKS through the
+	// Event Hubs Kafka endpoint, self-managed pipelines).
+	SourceKafka = "kafka"
 )
 
 // SourceTypes are the source types, in the order errors list them.
-var SourceTypes = []string{SourceEKS}
+var SourceTypes = []string{SourceEKS, SourceKafka}
 
 // Source is a managed cluster's audit log, read from its cloud.
 type Source struct {
@@ -41,6 +44,9 @@ type Source struct {
 	Endpoint     string         `yaml:"endpoint"`
 	// SilentAfter overrides ingest.silent_after for this source.
 	SilentAfter *Interval `yaml:"silent_after"`
+
+	// Kafka (start_at too): see KafkaSource.
+	KafkaSource `yaml:",inline"`
 }
 
 // What CloudWatch Logs accepts: log group names of up to 512 of these
@@ -55,6 +61,9 @@ func (c *Config) setSourceDefaults() {
 		s := &c.Ingest.Sources[i]
 		if s.Cluster == "" {
 			s.Cluster = c.Cluster
+		}
+		if s.Type == SourceKafka {
+			s.setKafkaDefaults()
 		}
 		if s.Type != SourceEKS {
 			continue
@@ -90,6 +99,9 @@ func (c *Config) validateSources(root *yaml.Node, add func(error)) {
 		p := []any{"ingest", "sources", i}
 		switch s.Type {
 		case SourceEKS:
+		case SourceKafka:
+			c.validateKafka(s, p, bad)
+			continue
 		case "":
 			bad(p, "type is required (%s)", strings.Join(SourceTypes, ", "))
 			continue
@@ -98,6 +110,9 @@ func (c *Config) validateSources(root *yaml.Node, add func(error)) {
 			continue
 		}
 		key := func(k string) []any { return append(append([]any{}, p...), k) }
+		if k := s.kafkaSetting(); k != "" {
+			bad(key(k), "is a kafka setting; this source is an eks one")
+		}
 		if s.Region != "" && !regionName.MatchString(s.Region) {
 			bad(key("region"), "%q is not an AWS region (like eu-west-1)", s.Region)
 		}
