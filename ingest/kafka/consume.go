@@ -18,6 +18,15 @@ import (
 	"github.com/vigil-k8s/vigil/internal/backoff"
 )
 
+// Reasons of the errors metric.
+const (
+	reasonUnknownTopic = "unknown_topic"
+	reasonAuth         = "auth"
+)
+
+// connectTimeout bounds one attempt to reach a broker.
+const connectTimeout = 30 * time.Second
+
 // deadLetterBytes bounds the data of a dead letter: a record may be as
 // large as a JetStream message can be, and its dead letter carries
 // headers too.
@@ -49,8 +58,32 @@ type item struct {
 	path string
 }
 
+// connect waits until a broker answers, saying why while none does: the
+// group's own requests fail quietly, retried inside the client, and a
+// wrong password or an unreachable endpoint would only show as silence.
+// It returns false when ctx ended first.
+func (c *consumer) connect(ctx context.Context) bool {
+	err := backoff.Retry(ctx, c.s.opts.Retry, func(ctx context.Context) error {
+		pctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		defer cancel()
+		return c.cl.Ping(pctx)
+	}, backoff.OnRetry(func(err error, attempt int, wait time.Duration) {
+		reason := classify(err)
+		c.s.metrics.IngestErrors.WithLabelValues(Kind, c.s.opts.Cluster, reason).Inc()
+		msg := "no broker answers (some close the connection on a refused authentication); retrying"
+		if reason == reasonAuth {
+			msg = "authentication refused: check sasl (for Event Hubs: username $ConnectionString, the connection string as password); retrying"
+		}
+		c.s.log.Error(msg, "err", err, "reason", reason, "attempt", attempt, "retry_in", wait)
+	}))
+	return err == nil
+}
+
 // consume polls, stores and commits until ctx ends.
 func (c *consumer) consume(ctx context.Context) {
+	if !c.connect(ctx) {
+		return
+	}
 	wait := c.s.opts.Retry.Sequence()
 	for {
 		fetches := c.cl.PollRecords(ctx, c.s.opts.MaxPollRecords)
@@ -82,9 +115,9 @@ func (c *consumer) fetchFailed(ctx context.Context, topic string, p int32, err e
 	c.s.metrics.IngestErrors.WithLabelValues(Kind, c.s.opts.Cluster, reason).Inc()
 	msg := "fetch failed; retrying"
 	switch reason {
-	case "unknown_topic":
+	case reasonUnknownTopic:
 		msg = "topic does not exist (or may not be described); retrying"
-	case "auth":
+	case reasonAuth:
 		msg = "not allowed: check sasl and the topic's and group's ACLs; retrying"
 	}
 	c.s.log.Log(ctx, slog.LevelError, msg, "topic", topic, "partition", p, "err", err, "reason", reason)
@@ -94,10 +127,10 @@ func (c *consumer) fetchFailed(ctx context.Context, topic string, p int32, err e
 func classify(err error) string {
 	switch {
 	case errors.Is(err, kerr.UnknownTopicOrPartition):
-		return "unknown_topic"
-	case errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, kerr.TopicAuthorizationFailed),
+		return reasonUnknownTopic
+	case errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, kerr.IllegalSaslState), errors.Is(err, kerr.UnsupportedSaslMechanism), errors.Is(err, kerr.TopicAuthorizationFailed),
 		errors.Is(err, kerr.GroupAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
-		return "auth"
+		return reasonAuth
 	}
 	var loss *kgo.ErrDataLoss
 	if errors.As(err, &loss) {

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,13 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/vigil-k8s/vigil/internal/app"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/config"
+	"github.com/vigil-k8s/vigil/internal/kafkatest"
 	"github.com/vigil-k8s/vigil/internal/logtest"
 	"github.com/vigil-k8s/vigil/internal/natstest"
 	"github.com/vigil-k8s/vigil/internal/waittest"
@@ -28,70 +26,7 @@ const (
 	kafkaGroup = "vigil-e2e"
 )
 
-// kafka is an in-process Kafka cluster with the topic of an AKS
-// diagnostic setting, in three partitions, and a producer.
-type kafka struct {
-	addr string
-	cl   *kgo.Client
-}
-
-func newKafka(t *testing.T) *kafka {
-	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, kafkaTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	addr := c.ListenAddrs()[0]
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(kafkaTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return &kafka{addr: addr, cl: cl}
-}
-
-// produce writes each value as a record, keyed so that they spread over
-// the partitions.
-func (k *kafka) produce(t *testing.T, values ...string) {
-	t.Helper()
-	var rs []*kgo.Record
-	for i, v := range values {
-		rs = append(rs, &kgo.Record{Key: fmt.Appendf(nil, "k%d-%d", i, time.Now().UnixNano()), Value: []byte(v)})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := k.cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// lag is how many records of the topic the group has not committed, as
-// `kafka-consumer-groups --describe` shows it.
-func (k *kafka) lag(t *testing.T) int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	lags, err := kadm.NewClient(k.cl).Lag(ctx, kafkaGroup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := lags[kafkaGroup]
-	if l.Error() != nil {
-		t.Fatal(l.Error())
-	}
-	var n int64
-	for _, m := range l.Lag.Sorted() {
-		if m.Lag < 0 {
-			t.Fatalf("partition %d: no lag: %v %v", m.Partition, m.Commit, m.End.Err)
-		}
-		n += m.Lag
-	}
-	if len(l.Lag.Sorted()) != 3 {
-		t.Fatalf("group has offsets for %d partitions, want 3", len(l.Lag.Sorted()))
-	}
-	return n
-}
+func newKafka(t *testing.T) *kafkatest.Kafka { return kafkatest.New(t, kafkaTopic, nil) }
 
 func kafkaConfig(t *testing.T, dir, brokers, extra string) *config.Config {
 	t.Helper()
@@ -136,7 +71,7 @@ func deletionRecords(auditID string, aks bool) (alertID string, records []string
 
 // produceDeletions produces n deletions, every other one as an AKS
 // document, and returns their alert ids.
-func (k *kafka) produceDeletions(t *testing.T, prefix string, n int) []string {
+func produceDeletions(k *kafkatest.Kafka, t *testing.T, prefix string, n int) []string {
 	t.Helper()
 	var ids, values []string
 	for i := range n {
@@ -144,7 +79,7 @@ func (k *kafka) produceDeletions(t *testing.T, prefix string, n int) []string {
 		ids = append(ids, id)
 		values = append(values, rs...)
 	}
-	k.produce(t, values...)
+	k.Produce(t, values...)
 	return ids
 }
 
@@ -155,25 +90,25 @@ func TestKafkaEveryEventOnceAcrossARestart(t *testing.T) {
 	k := newKafka(t)
 	dir := t.TempDir()
 	s := newSink(t)
-	cfg := kafkaConfig(t, dir, k.addr, fmt.Sprintf("destinations:\n  - {name: sink, type: webhook, url: %q}\n", s.srv.URL))
+	cfg := kafkaConfig(t, dir, k.Addr, fmt.Sprintf("destinations:\n  - {name: sink, type: webhook, url: %q}\n", s.srv.URL))
 	buf := &logtest.Buffer{}
 
-	want := k.produceDeletions(t, "before", 6)
+	want := produceDeletions(k, t, "before", 6)
 	r := start(t, cfg, buf)
 	s.waitFor(t, want...)
-	want = append(want, k.produceDeletions(t, "running", 4)...)
+	want = append(want, produceDeletions(k, t, "running", 4)...)
 	s.waitFor(t, want...)
 	r.stop(t)
-	if n := k.lag(t); n != 0 {
+	if n := k.Lag(t, kafkaGroup); n != 0 {
 		t.Errorf("after a clean stop the group lags %d records, want 0", n)
 	}
 
-	want = append(want, k.produceDeletions(t, "stopped", 4)...)
+	want = append(want, produceDeletions(k, t, "stopped", 4)...)
 	r = start(t, cfg, buf)
 	s.waitFor(t, want...)
-	want = append(want, k.produceDeletions(t, "after", 2)...)
+	want = append(want, produceDeletions(k, t, "after", 2)...)
 	s.waitFor(t, want...)
-	waittest.Until(t, 30*time.Second, "every record committed", func() bool { return k.lag(t) == 0 })
+	waittest.Until(t, 30*time.Second, "every record committed", func() bool { return k.Lag(t, kafkaGroup) == 0 })
 	r.stop(t)
 	expectOnce(t, s, want)
 }
@@ -195,19 +130,19 @@ func TestKafkaRebalance(t *testing.T) {
 	w := startRole(t, backend, app.RoleWorker|app.RoleNotify, buf)
 	defer w.stop(t)
 
-	first := startRole(t, kafkaConfig(t, t.TempDir(), k.addr, nats), app.RoleIngest, buf)
-	want := k.produceDeletions(t, "one", 6)
+	first := startRole(t, kafkaConfig(t, t.TempDir(), k.Addr, nats), app.RoleIngest, buf)
+	want := produceDeletions(k, t, "one", 6)
 	s.waitFor(t, want...)
 
-	second := startRole(t, kafkaConfig(t, t.TempDir(), k.addr, nats), app.RoleIngest, buf)
-	waittest.Until(t, 30*time.Second, "both members own partitions", func() bool { return k.members(t) == 2 })
-	want = append(want, k.produceDeletions(t, "two", 6)...)
+	second := startRole(t, kafkaConfig(t, t.TempDir(), k.Addr, nats), app.RoleIngest, buf)
+	waittest.Until(t, 30*time.Second, "both members own partitions", func() bool { return k.Members(t, kafkaGroup) == 2 })
+	want = append(want, produceDeletions(k, t, "two", 6)...)
 	s.waitFor(t, want...)
 
 	first.stop(t)
-	want = append(want, k.produceDeletions(t, "three", 6)...)
+	want = append(want, produceDeletions(k, t, "three", 6)...)
 	s.waitFor(t, want...)
-	waittest.Until(t, 30*time.Second, "every record committed", func() bool { return k.lag(t) == 0 })
+	waittest.Until(t, 30*time.Second, "every record committed", func() bool { return k.Lag(t, kafkaGroup) == 0 })
 	second.stop(t)
 	expectOnce(t, s, want)
 	_, js := natstest.Connect(t, srv.ClientURL())
@@ -218,24 +153,6 @@ func TestKafkaRebalance(t *testing.T) {
 	}
 }
 
-// members is how many members of the group own partitions.
-func (k *kafka) members(t *testing.T) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	groups, err := kadm.NewClient(k.cl).DescribeGroups(ctx, kafkaGroup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, m := range groups[kafkaGroup].Members {
-		if a, ok := m.Assigned.AsConsumer(); ok && len(a.Topics) > 0 {
-			n++
-		}
-	}
-	return n
-}
-
 // TestKafkaBadRecordsDeadLetteredAndCommitted produces a record that is
 // not JSON and an AKS document with one bad record among good ones: each
 // bad part is a dead letter naming where it is, the good events raise
@@ -244,29 +161,16 @@ func TestKafkaBadRecordsDeadLetteredAndCommitted(t *testing.T) {
 	k := newKafka(t)
 	srv := natstest.RunServer(t)
 	s := newSink(t)
-	cfg := kafkaConfig(t, t.TempDir(), k.addr, fmt.Sprintf("nats: {url: %q}\ndestinations:\n  - {name: sink, type: webhook, url: %q}\n", srv.ClientURL(), s.srv.URL))
+	cfg := kafkaConfig(t, t.TempDir(), k.Addr, fmt.Sprintf("nats: {url: %q}\ndestinations:\n  - {name: sink, type: webhook, url: %q}\n", srv.ClientURL(), s.srv.URL))
 	good, evs := deletionRecords("good", false)
 	// One partition, so that the offsets are known: 0 the garbage, 1 the
 	// document.
-	k.cl.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(k.addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	k.cl = cl
 	doc := `{"records":[` + aksRecord(evs[0]) + `,` + aksRecord(`{"kind":"Event","stage":"ResponseComplete"}`) + `,` + aksRecord(evs[1]) + `]}`
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, v := range []string{"not json at all", doc} {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: kafkaTopic, Partition: 1, Value: []byte(v)}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	k.ProduceRecords(t, &kgo.Record{Partition: 1, Value: []byte("not json at all")}, &kgo.Record{Partition: 1, Value: []byte(doc)})
 
 	r := startRole(t, cfg, app.RoleAll, &logtest.Buffer{})
 	s.waitFor(t, good)
-	waittest.Until(t, 30*time.Second, "every record committed", func() bool { return k.lag(t) == 0 })
+	waittest.Until(t, 30*time.Second, "both records committed", func() bool { return k.Committed(t, kafkaGroup)[1] == 2 })
 	r.stop(t)
 	expectOnce(t, s, []string{good})
 
@@ -294,7 +198,7 @@ func TestKafkaBadRecordsDeadLetteredAndCommitted(t *testing.T) {
 func TestKafkaAKSCorpus(t *testing.T) {
 	k := newKafka(t)
 	s := newSink(t)
-	cfg := kafkaConfig(t, t.TempDir(), k.addr, fmt.Sprintf("destinations:\n  - {name: sink, type: webhook, url: %q}\n", s.srv.URL))
+	cfg := kafkaConfig(t, t.TempDir(), k.Addr, fmt.Sprintf("destinations:\n  - {name: sink, type: webhook, url: %q}\n", s.srv.URL))
 	records, auditIDs := aksCorpus(t)
 	if len(records) != 34 {
 		t.Fatalf("%d AKS records in the corpus, want 34", len(records))
@@ -303,7 +207,7 @@ func TestKafkaAKSCorpus(t *testing.T) {
 	for i := 17; i < len(records); i += 5 {
 		values = append(values, `{"records":[`+strings.Join(records[i:min(i+5, len(records))], ",")+`]}`)
 	}
-	k.produce(t, values...)
+	k.Produce(t, values...)
 	r := start(t, cfg, &logtest.Buffer{})
 	// What the provider package's corpus test expects of these records.
 	want := map[string]string{
@@ -319,7 +223,7 @@ func TestKafkaAKSCorpus(t *testing.T) {
 		ids = append(ids, rule+"/"+auditIDs[test])
 	}
 	s.waitFor(t, ids...)
-	waittest.Until(t, 30*time.Second, "every record committed", func() bool { return k.lag(t) == 0 })
+	waittest.Until(t, 30*time.Second, "every record committed", func() bool { return k.Lag(t, kafkaGroup) == 0 })
 	r.stop(t)
 	for id, n := range s.snapshot() {
 		if n != 1 {
