@@ -29,8 +29,8 @@ func TestEKSSourceErrorsNameLineAndColumn(t *testing.T) {
 	cases := []struct {
 		name, yaml, want string
 	}{
-		{"no type", "ingest:\n  sources:\n    - region: eu-west-1\n", "v.yaml:3:7: ingest.sources[0]: type is required (eks)"},
-		{"misspelt type", "ingest:\n  sources:\n    - type: ekss\n", `v.yaml:3:13: ingest.sources[0].type: unknown type "ekss" (want eks), did you mean "eks"?`},
+		{"no type", "ingest:\n  sources:\n    - region: eu-west-1\n", "v.yaml:3:7: ingest.sources[0]: type is required (eks, kafka)"},
+		{"misspelt type", "ingest:\n  sources:\n    - type: ekss\n", `v.yaml:3:13: ingest.sources[0].type: unknown type "ekss" (want eks, kafka), did you mean "eks"?`},
 		{"bad region", "ingest:\n  sources:\n    - type: eks\n      region: Ireland\n", `v.yaml:4:15: ingest.sources[0].region: "Ireland" is not an AWS region`},
 		{"bad log group", "ingest:\n  sources:\n    - {type: eks, log_group: 'my group'}\n", `v.yaml:3:30: ingest.sources[0].log_group: "my group" is not a CloudWatch Logs group name`},
 		{"bad prefix", "ingest:\n  sources:\n    - {type: eks, stream_prefix: 'kube-*'}\n", `ingest.sources[0].stream_prefix: "kube-*" cannot start a log stream name`},
