@@ -109,7 +109,7 @@ func kustomizations(t *testing.T) (builds, components []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"base", "overlays/webhook", "overlays/audit-log", "overlays/eks", "single"} {
+	for _, want := range []string{"base", "overlays/webhook", "overlays/audit-log", "overlays/eks", "overlays/kafka", "single"} {
 		if !slices.Contains(builds, filepath.Join(kubeDir, want)) {
 			t.Fatalf("kustomization %s/%s is missing (found %v)", kubeDir, want, builds)
 		}
@@ -289,8 +289,10 @@ func TestPods(t *testing.T) {
 					if vc.role == "ingest" && vc.cfg.Ingest.Webhook != nil {
 						roles["ingest webhook"] = true
 					}
-					if vc.role == "ingest" && len(vc.cfg.Ingest.Sources) > 0 {
-						roles["ingest eks"] = true
+					for _, s := range vc.cfg.Ingest.Sources {
+						if vc.role == "ingest" {
+							roles["ingest "+s.Type] = true
+						}
 					}
 					checkMetricsAndProbes(t, b, vc)
 					checkPlacement(t, b, vc)
@@ -309,7 +311,7 @@ func TestPods(t *testing.T) {
 	if ran < len(builds) {
 		return // -run chose some of them
 	}
-	for _, want := range []string{"run", "ingest files", "ingest webhook", "ingest eks", "worker", "notify"} {
+	for _, want := range []string{"run", "ingest files", "ingest webhook", "ingest eks", "ingest kafka", "worker", "notify"} {
 		if !roles[want] {
 			t.Errorf("no manifest runs vigil %s; its checks never ran", want)
 		}
@@ -604,18 +606,26 @@ func checkVolumes(t *testing.T, b *build, vc *vigilConfig) {
 		}
 		if w := cfg.Ingest.Webhook; w != nil {
 			for _, f := range []string{w.TLS.Cert, w.TLS.Key, w.TLS.ClientCA, w.BearerTokenFile} {
-				if f == "" {
-					continue
+				if f != "" && !fromSecret(vc, f) {
+					t.Errorf("%s: webhook credential %s is not mounted from a Secret", where, f)
 				}
-				if m, _ := mountFor(vc.ctr, f); m != nil {
-					if v := volume(vc.pod, m.Name); v != nil && v.Secret != nil {
-						continue
-					}
-				}
-				t.Errorf("%s: webhook credential %s is not mounted from a Secret", where, f)
 			}
 			if w.TLS.ClientCA == "" && w.BearerTokenFile == "" {
 				t.Errorf("%s: the webhook accepts anyone: set tls.client_ca (kube-apiserver's client certificate) or bearer_token_file", where)
+			}
+		}
+		for _, src := range cfg.Ingest.Sources {
+			var files []string
+			if a := src.SASL; a != nil {
+				files = append(files, a.PasswordFile, a.TokenFile)
+			}
+			if tc := src.TLS; tc != nil {
+				files = append(files, tc.Key)
+			}
+			for _, f := range files {
+				if f != "" && !fromSecret(vc, f) {
+					t.Errorf("%s: %s source credential %s is not mounted from a Secret", where, src.Type, f)
+				}
 			}
 		}
 	}
@@ -626,6 +636,16 @@ func checkVolumes(t *testing.T, b *build, vc *vigilConfig) {
 			}
 		}
 	}
+}
+
+// fromSecret reports whether the file is in a volume of a Secret.
+func fromSecret(vc *vigilConfig, file string) bool {
+	m, _ := mountFor(vc.ctr, file)
+	if m == nil {
+		return false
+	}
+	v := volume(vc.pod, m.Name)
+	return v != nil && v.Secret != nil
 }
 
 func checkRules(t *testing.T, b *build, vc *vigilConfig) {
@@ -837,9 +857,26 @@ func checkNetwork(t *testing.T, b *build, vc *vigilConfig) {
 			t.Errorf("%s: may not reach Slack or webhook receivers on 443", where)
 		}
 	}
-	if len(vc.cfg.Ingest.Sources) > 0 && (vc.role == "ingest" || vc.role == "run") && !egressTo(corev1.ProtocolTCP, httpsPort, nil) {
-		t.Errorf("%s: may not reach CloudWatch Logs and STS on 443", where)
+	for _, src := range vc.cfg.Ingest.Sources {
+		if vc.role != "ingest" && vc.role != "run" {
+			break
+		}
+		switch src.Type {
+		case config.SourceEKS:
+			if !egressTo(corev1.ProtocolTCP, httpsPort, nil) {
+				t.Errorf("%s: may not reach CloudWatch Logs and STS on 443", where)
+			}
+		case config.SourceKafka:
+			for _, b := range src.Brokers {
+				_, port, _ := net.SplitHostPort(b)
+				n, _ := strconv.Atoi(port)
+				if !egressTo(corev1.ProtocolTCP, int32(n), nil) {
+					t.Errorf("%s: may not reach the broker %s", where, b)
+				}
+			}
+		}
 	}
+
 	ingressRules := func(port int32) []networkingv1.NetworkPolicyIngressRule {
 		var out []networkingv1.NetworkPolicyIngressRule
 		for _, np := range ingress {
