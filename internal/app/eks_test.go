@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/vigil-k8s/vigil/ingest/eks"
 	"github.com/vigil-k8s/vigil/internal/app"
 	"github.com/vigil-k8s/vigil/internal/cloudwatchtest"
@@ -107,16 +109,16 @@ func TestEKSEveryEventOnceAcrossARestart(t *testing.T) {
 // delivering to s, for ingest replicas to run against with the returned
 // nats section. They read no log group: they get a configuration with no
 // source.
-func startBackend(t *testing.T, s *sink, logs *logtest.Buffer) (nats string, r *running) {
+func startBackend(t *testing.T, s *sink, logs *logtest.Buffer) (srv *server.Server, nats string, r *running) {
 	t.Helper()
-	srv := natstest.RunServer(t)
+	srv = natstest.RunServer(t)
 	nats = fmt.Sprintf("nats: {url: %q}\n", srv.ClientURL())
 	backend, err := config.Parse("backend.yaml", fmt.Appendf(nil, "cluster: e2e\ndata_dir: %s\nreload: {watch: false}\n%sdestinations:\n  - {name: sink, type: webhook, url: %q}\n",
 		filepath.Join(t.TempDir(), "data"), nats, s.srv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return nats, startRole(t, backend, app.RoleWorker|app.RoleNotify, logs)
+	return srv, nats, startRole(t, backend, app.RoleWorker|app.RoleNotify, logs)
 }
 
 // TestEKSLeaseTakeover runs two ingest replicas on one log group: only
@@ -127,7 +129,7 @@ func TestEKSLeaseTakeover(t *testing.T) {
 	logs := cloudwatchtest.New()
 	s := newSink(t)
 	buf := &logtest.Buffer{}
-	nats, w := startBackend(t, s, buf)
+	_, nats, w := startBackend(t, s, buf)
 	defer w.stop(t)
 
 	eps := []*cloudwatchtest.Endpoint{logs.Serve(t), logs.Serve(t)}

@@ -118,16 +118,9 @@ func TestKafkaEveryEventOnceAcrossARestart(t *testing.T) {
 // comes once.
 func TestKafkaRebalance(t *testing.T) {
 	k := newKafka(t)
-	srv := natstest.RunServer(t)
 	s := newSink(t)
 	buf := &logtest.Buffer{}
-	nats := fmt.Sprintf("nats: {url: %q}\n", srv.ClientURL())
-	backend, err := config.Parse("backend.yaml", fmt.Appendf(nil, "cluster: e2e\ndata_dir: %s\nreload: {watch: false}\n%sdestinations:\n  - {name: sink, type: webhook, url: %q}\n",
-		filepath.Join(t.TempDir(), "data"), nats, s.srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := startRole(t, backend, app.RoleWorker|app.RoleNotify, buf)
+	srv, nats, w := startBackend(t, s, buf)
 	defer w.stop(t)
 
 	first := startRole(t, kafkaConfig(t, t.TempDir(), k.Addr, nats), app.RoleIngest, buf)

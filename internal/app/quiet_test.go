@@ -209,7 +209,7 @@ func TestReplicasOfAnEKSSourcePageOnce(t *testing.T) {
 	logs := cloudwatchtest.New()
 	s := newSink(t)
 	buf := &logtest.Buffer{}
-	nats, w := startBackend(t, s, buf)
+	_, nats, w := startBackend(t, s, buf)
 	defer w.stop(t)
 	for range 2 {
 		cfg, err := config.Parse("eks.yaml", fmt.Appendf(nil, `

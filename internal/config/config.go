@@ -91,7 +91,7 @@ type Ingest struct {
 	Files   []FileSource `yaml:"files"`
 	Webhook *Webhook     `yaml:"webhook"`
 	// Sources are the sources that read a managed cluster's audit log
-	// from its cloud, by type (SourceEKS).
+	// from its cloud, by type (SourceEKS, SourceKafka).
 	Sources []Source `yaml:"sources"`
 	// SilentAfter is how long a source may store no event before it is
 	// alerted (audit-source-silent); off never. Each source may override
