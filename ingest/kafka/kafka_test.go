@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"go.uber.org/goleak"
 
@@ -223,4 +226,55 @@ func TestNewRefusesIncompleteOptions(t *testing.T) {
 	if _, err := kafka.NewSASL("GSSAPI", "u", nil); err == nil || !strings.Contains(err.Error(), `unknown SASL mechanism "GSSAPI"`) {
 		t.Errorf("NewSASL(GSSAPI): %v", err)
 	}
+}
+
+// failCommits makes the broker refuse every offset commit while fail is
+// set.
+func failCommits(k *kafkatest.Kafka, fail *atomic.Bool) {
+	k.Cluster.ControlKey(int16(kmsg.OffsetCommit), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		k.Cluster.KeepControl()
+		if !fail.Load() {
+			return nil, nil, false
+		}
+		req := kreq.(*kmsg.OffsetCommitRequest)
+		resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewOffsetCommitResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewOffsetCommitResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+}
+
+// TestRecordsReadAgainAreStoredOnce: records stored but never committed
+// (as after a crash) are read again by the next member, and JetStream
+// keeps one copy of each event.
+func TestRecordsReadAgainAreStoredOnce(t *testing.T) {
+	k := kafkatest.New(t, topic, nil)
+	var fail atomic.Bool
+	fail.Store(true)
+	failCommits(k, &fail)
+	js := jetStream(t, true)
+	logs := &logtest.Buffer{}
+	k.Produce(t, event("a"), event("b"), event("c"))
+	r := run(t, js, kafka.Options{Brokers: []string{k.Addr}}, logs)
+	natstest.WaitAuditEvents(t, js, 3, 30*time.Second)
+	waittest.Until(t, 30*time.Second, "a commit given up", func() bool { return strings.Contains(logs.String(), "commit failed; giving up") })
+	r.stop(t)
+	if c := k.Committed(t, group); c != [kafkatest.Partitions]int64{-1, -1, -1} {
+		t.Fatalf("committed %v though the broker refused every commit", c)
+	}
+
+	fail.Store(false)
+	k.Produce(t, event("d"))
+	run(t, js, kafka.Options{Brokers: []string{k.Addr}}, logs)
+	waittest.Until(t, 30*time.Second, "every record committed", func() bool { return k.Lag(t, group) == 0 })
+	natstest.ExpectAuditExactlyOnce(t, js, map[string]bool{"a/ResponseComplete": true, "b/ResponseComplete": true, "c/ResponseComplete": true, "d/ResponseComplete": true})
 }

@@ -19,7 +19,9 @@ const Partitions = 3
 
 // Kafka is a one-broker cluster holding one topic.
 type Kafka struct {
-	Addr   string
+	// Cluster is the broker, to inject faults (Cluster.ControlKey).
+	Cluster *kfake.Cluster
+	Addr    string
 	Topic  string
 	Client *kgo.Client
 }
@@ -39,7 +41,7 @@ func New(t testing.TB, topic string, clusterOpts []kfake.Opt, clientOpts ...kgo.
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	return &Kafka{Addr: addr, Topic: topic, Client: cl}
+	return &Kafka{Cluster: c, Addr: addr, Topic: topic, Client: cl}
 }
 
 func timeout() (context.Context, context.CancelFunc) {
