@@ -24,6 +24,11 @@ const (
 	reasonAuth         = "auth"
 )
 
+// finishTimeout bounds how long a stop waits for the batch being stored.
+// Within the 30 s a pod is given to stop, it leaves time to leave the
+// group.
+const finishTimeout = 10 * time.Second
+
 // connectTimeout bounds one attempt to reach a broker.
 const connectTimeout = 30 * time.Second
 
@@ -96,10 +101,9 @@ func (c *consumer) consume(ctx context.Context) {
 			c.fetchFailed(ctx, topic, p, err)
 		})
 		if records := fetches.Records(); len(records) > 0 {
-			if !c.store(ctx, records) {
+			if !c.storeAndCommit(ctx, records) {
 				return
 			}
-			c.commit(ctx)
 		}
 		c.cl.AllowRebalance()
 		if !failed {
@@ -108,6 +112,30 @@ func (c *consumer) consume(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// storeAndCommit stores and commits a batch. A stop while it does so
+// lets it finish, within finishTimeout: its records would otherwise be
+// read again by the next member. It returns false when the batch could
+// not be stored.
+func (c *consumer) storeAndCommit(ctx context.Context, records []*kgo.Record) bool {
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(finishTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-fctx.Done():
+		}
+	})
+	defer stop()
+	if !c.store(fctx, records) {
+		return false
+	}
+	c.commit(fctx)
+	return true
 }
 
 func (c *consumer) fetchFailed(ctx context.Context, topic string, p int32, err error) {
