@@ -45,7 +45,8 @@ type Source struct {
 	// SilentAfter overrides ingest.silent_after for this source.
 	SilentAfter *Interval `yaml:"silent_after"`
 
-	// Kafka (start_at too): see KafkaSource.
+	// Kafka: see KafkaSource. start_at is shared: for kafka, where a
+	// group without committed offsets starts.
 	KafkaSource `yaml:",inline"`
 }
 
