@@ -22,8 +22,8 @@ type Kafka struct {
 	// Cluster is the broker, to inject faults (Cluster.ControlKey).
 	Cluster *kfake.Cluster
 	Addr    string
-	Topic  string
-	Client *kgo.Client
+	Topic   string
+	Client  *kgo.Client
 }
 
 // New starts a cluster with topic in Partitions partitions; clientOpts
