@@ -20,14 +20,19 @@ func (a *App) kafkaSource(sc config.Source) (source, error) {
 	if err != nil {
 		return source{}, err
 	}
+	name := "kafka " + strings.Join(sc.Topics, ",")
 	return source{
 		kind:    kafka.Kind,
-		name:    "kafka " + strings.Join(sc.Topics, ","),
+		name:    name,
 		cluster: sc.Cluster,
 		src:     s,
 		// A record read again after a crash or a rebalance is decoded
 		// anew: only per-event MsgIDs make it a duplicate JetStream drops.
-		eventIDs: true,
+		eventIDs:    true,
+		timesItself: true,
+		// The members of one group share the topics: one silence of theirs
+		// is one alert, whichever member holds the partitions.
+		watch: a.watch("kafka/"+o.Group+"/"+strings.Join(sc.Topics, ","), name+" (group "+o.Group+")", sc.Cluster, sc.SilentAfter),
 	}, nil
 }
 
