@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/smithy-go"
+
+	"github.com/vigil-k8s/vigil/ingest"
 )
 
 // client is what the source calls of CloudWatch Logs.
@@ -47,31 +49,21 @@ func newClient(ctx context.Context, o Options) (client, string, error) {
 	return c, cfg.Region, nil
 }
 
-// Reasons of vigil_ingest_errors_total: a small, fixed set, whatever the
-// service answers.
-const (
-	reasonThrottled    = "throttled"
-	reasonNotFound     = "not_found"
-	reasonAccessDenied = "access_denied"
-	reasonService      = "service_error"
-	reasonRequest      = "request_failed"
-)
-
 // classify names what kind of failure err is, for the metric and the log
 // level: throttling is CloudWatch pacing vigil, the others need a look.
 func classify(err error) string {
 	var api smithy.APIError
 	if !errors.As(err, &api) {
-		return reasonRequest
+		return ingest.ReasonRequest
 	}
 	switch api.ErrorCode() {
 	case "ThrottlingException", "LimitExceededException", "ServiceQuotaExceededException":
-		return reasonThrottled
+		return ingest.ReasonThrottled
 	case "ResourceNotFoundException":
-		return reasonNotFound
+		return ingest.ReasonNotFound
 	case "AccessDeniedException", "UnrecognizedClientException", "ExpiredTokenException",
 		"InvalidClientTokenId", "InvalidSignatureException", "IncompleteSignature", "MissingAuthenticationToken":
-		return reasonAccessDenied
+		return ingest.ReasonAccessDenied
 	}
-	return reasonService
+	return ingest.ReasonService
 }

@@ -218,7 +218,7 @@ func (p *poller) retry(ctx context.Context, what string, op func(context.Context
 		if cloud {
 			reason := classify(err)
 			p.s.metrics.IngestErrors.WithLabelValues(Kind, p.s.opts.Cluster, reason).Inc()
-			if reason == reasonThrottled {
+			if reason == ingest.ReasonThrottled {
 				level = slog.LevelWarn
 			}
 			args = append(args, "reason", reason)
@@ -242,9 +242,9 @@ func (s *Source) checkStreams(ctx context.Context) {
 	})
 	switch {
 	case ctx.Err() != nil:
-	case err != nil && classify(err) == reasonNotFound:
+	case err != nil && classify(err) == ingest.ReasonNotFound:
 		s.log.Error("log group not found: enable the cluster's audit log (aws eks update-cluster-config --logging '{\"clusterLogging\":[{\"types\":[\"audit\"],\"enabled\":true}]}'), or set log_group", "err", err)
-	case err != nil && classify(err) == reasonAccessDenied:
+	case err != nil && classify(err) == ingest.ReasonAccessDenied:
 		s.log.Error("not allowed to read the log group: grant logs:FilterLogEvents and logs:DescribeLogStreams on it", "err", err)
 	case err != nil:
 		s.log.Warn("could not list the log streams", "err", err)
