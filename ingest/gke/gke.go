@@ -71,6 +71,11 @@ type Options struct {
 	// MaxBatchEvents bounds the events of one publish
 	// (DefaultMaxBatchEvents).
 	MaxBatchEvents int
+	// AckExtension, 10s to 600s, is how far each extension of a message's
+	// ack deadline reaches, and so how long Pub/Sub holds back a message
+	// sent on a stream that broke before it arrived; zero leaves it to
+	// the client (a minute at first).
+	AckExtension time.Duration
 	// Retry paces the retries of a subscription that cannot be read and
 	// of a publish or dead letter that failed (DefaultRetry).
 	Retry backoff.Policy
@@ -96,7 +101,7 @@ type Source struct {
 // now: a pod without them fails at start, not at the first message.
 // Nothing is received until Run; Close releases the client.
 func New(ctx context.Context, o Options, logger *slog.Logger) (*Source, error) {
-	project, id, err := subscriptionName(o.Project, o.Subscription)
+	project, id, err := SubscriptionName(o.Project, o.Subscription)
 	if err != nil {
 		return nil, fmt.Errorf("gke source: %w", err)
 	}
@@ -124,6 +129,9 @@ func New(ctx context.Context, o Options, logger *slog.Logger) (*Source, error) {
 	case !o.Retry.Valid():
 		return nil, fmt.Errorf("%s: retry backoff must have 0 < initial <= max, got %+v", where, o.Retry)
 	}
+	if o.AckExtension != 0 && (o.AckExtension < 10*time.Second || o.AckExtension > 600*time.Second) {
+		return nil, fmt.Errorf("%s: ack extension must be between 10s and 600s, got %s", where, o.AckExtension)
+	}
 	if o.Endpoint != "" && strings.Contains(o.Endpoint, "://") {
 		return nil, fmt.Errorf("%s: endpoint must be host:port (gRPC), got %q", where, o.Endpoint)
 	}
@@ -138,10 +146,13 @@ func New(ctx context.Context, o Options, logger *slog.Logger) (*Source, error) {
 	sub := client.Subscriber(o.Subscription)
 	sub.ReceiveSettings.MaxOutstandingMessages = o.MaxOutstandingMessages
 	sub.ReceiveSettings.MaxOutstandingBytes = o.MaxOutstandingBytes
-	// Messages still waiting for JetStream at a stop go back to Pub/Sub at
-	// once, for another replica or the next start, rather than when their
-	// ack deadline expires.
-	sub.ReceiveSettings.ShutdownOptions = &pubsub.ShutdownOptions{Behavior: pubsub.ShutdownBehaviorNackImmediately, Timeout: 10 * time.Second}
+	sub.ReceiveSettings.MaxDurationPerAckExtension = o.AckExtension
+	// A stop waits for the messages in hand, which are nacked as soon as
+	// ctx ends: Pub/Sub delivers them again at once, to another replica or
+	// the next start. (Shutting down with NackImmediately instead drops
+	// the nack of a message that arrives as the stream closes, and Pub/Sub
+	// holds it back until its ack deadline.)
+	sub.ReceiveSettings.ShutdownOptions = &pubsub.ShutdownOptions{Behavior: pubsub.ShutdownBehaviorWaitForProcessing, Timeout: -1}
 	if o.Metrics == nil {
 		o.Metrics = metrics.New(nil)
 	}
@@ -157,9 +168,9 @@ func New(ctx context.Context, o Options, logger *slog.Logger) (*Source, error) {
 	}, nil
 }
 
-// subscriptionName reads a subscription given as an id in project or as
+// SubscriptionName reads a subscription given as an id in project or as
 // its full name.
-func subscriptionName(project, sub string) (string, string, error) {
+func SubscriptionName(project, sub string) (string, string, error) {
 	if sub == "" {
 		return "", "", errors.New("subscription is required")
 	}

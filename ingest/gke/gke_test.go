@@ -61,7 +61,10 @@ func (e *env) start(t *testing.T, pub ingest.Publisher) *running {
 	t.Helper()
 	s, err := gke.New(context.Background(), gke.Options{
 		Project: pubsubtest.Project, Subscription: pubsubtest.Subscription, Cluster: cluster,
-		Retry:         backoff.Policy{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+		Retry: backoff.Policy{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+		// A message sent as the first process's stream closes never
+		// arrives: Pub/Sub delivers it again once this has passed.
+		AckExtension:  10 * time.Second,
 		ClientOptions: e.fake.ClientOptions(), Metrics: e.metrics,
 	}, slog.New(slog.NewTextHandler(e.logs, nil)))
 	if err != nil {
@@ -198,7 +201,7 @@ func TestBadMessagesAreDeadLetteredAndAcked(t *testing.T) {
 		src := m.Headers().Get(bus.HeaderSource)
 		id := src[strings.LastIndex(src, ":")+1:]
 		want, ok := bad[id]
-		if !ok || !strings.HasPrefix(src, "gke:projects/demo/subscriptions/vigil:") {
+		if !ok || !strings.HasPrefix(src, "gke:projects/"+pubsubtest.Project+"/subscriptions/"+pubsubtest.Subscription+":") {
 			t.Errorf("dead letter source %q does not name the subscription and a bad message", src)
 			continue
 		}

@@ -20,9 +20,12 @@ import (
 	"github.com/vigil-k8s/vigil/internal/app"
 	"github.com/vigil-k8s/vigil/internal/config"
 	"github.com/vigil-k8s/vigil/internal/logtest"
+	"github.com/vigil-k8s/vigil/internal/pubsubtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// The Pub/Sub client, linked through the gke source, leaves goroutines of
+// its own behind.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, pubsubtest.IgnoreLeaks()...) }
 
 // sink is a webhook destination that counts deliveries per alert id.
 type sink struct {

@@ -21,6 +21,9 @@ func (a *App) pollingSource(sc config.Source) (source, error) {
 	if sc.Type == config.SourceKafka {
 		return a.kafkaSource(sc)
 	}
+	if sc.Type == config.SourceGKE {
+		return a.gkeSource(sc)
+	}
 	logger := a.logger.With("role", "ingest")
 	s, err := eks.New(context.Background(), eksOptions(sc, a.metrics), logger)
 	if err != nil {

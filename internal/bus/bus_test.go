@@ -14,9 +14,12 @@ import (
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/natstest"
+	"github.com/vigil-k8s/vigil/internal/pubsubtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// The Pub/Sub client, linked through the gke source, leaves goroutines of
+// its own behind.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, pubsubtest.IgnoreLeaks()...) }
 
 func TestEnsureStreamsConcurrentlyCreatesEachOnce(t *testing.T) {
 	srv := natstest.RunServer(t)

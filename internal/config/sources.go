@@ -18,10 +18,13 @@ const (
 	// SourceKafka reads audit records from Kafka topics (AKS through the
 	// Event Hubs Kafka endpoint, self-managed pipelines).
 	SourceKafka = "kafka"
+	// SourceGKE reads a GKE cluster's audit log from the Pub/Sub
+	// subscription its log sink feeds.
+	SourceGKE = "gke"
 )
 
 // SourceTypes are the source types, in the order errors list them.
-var SourceTypes = []string{SourceEKS, SourceKafka}
+var SourceTypes = []string{SourceEKS, SourceGKE, SourceKafka}
 
 // Source is a managed cluster's audit log, read from its cloud.
 type Source struct {
@@ -48,6 +51,14 @@ type Source struct {
 	// Kafka: see KafkaSource. start_at is shared: for kafka, where a
 	// group without committed offsets starts.
 	KafkaSource `yaml:",inline"`
+
+	// GKE: the subscription (an id in project, or its full name), and
+	// bounds of the messages received and not yet stored; endpoint is a
+	// host:port replacing Pub/Sub's.
+	Project                string `yaml:"project"`
+	Subscription           string `yaml:"subscription"`
+	MaxOutstandingMessages int    `yaml:"max_outstanding_messages"`
+	MaxOutstandingBytes    int    `yaml:"max_outstanding_bytes"`
 }
 
 // What CloudWatch Logs accepts: log group names of up to 512 of these
@@ -95,13 +106,16 @@ func (c *Config) validateSources(root *yaml.Node, add func(error)) {
 		line, col := position(root, path)
 		add(fmt.Errorf("%s:%d:%d: %s: %s", c.Path, line, col, pathString(path), fmt.Sprintf(format, args...)))
 	}
-	polled := map[string]int{}
+	polled, subscribed := map[string]int{}, map[string]int{}
 	for i, s := range c.Ingest.Sources {
 		p := []any{"ingest", "sources", i}
 		switch s.Type {
 		case SourceEKS:
 		case SourceKafka:
 			c.validateKafka(s, p, bad)
+			continue
+		case SourceGKE:
+			validateGKE(s, i, p, bad, subscribed)
 			continue
 		case "":
 			bad(p, "type is required (%s)", strings.Join(SourceTypes, ", "))

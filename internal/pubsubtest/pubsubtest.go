@@ -19,7 +19,7 @@ import (
 
 // Names of the fake's project, topic and subscription.
 const (
-	Project      = "demo"
+	Project      = "demo-project"
 	Topic        = "projects/" + Project + "/topics/gke-audit"
 	Subscription = "vigil"
 )

@@ -1,0 +1,28 @@
+package app
+
+import (
+	"context"
+
+	"github.com/vigil-k8s/vigil/ingest/gke"
+	"github.com/vigil-k8s/vigil/internal/config"
+)
+
+// gkeSource builds a source reading a GKE cluster's audit log from Pub/Sub.
+// It needs no lease: replicas share the subscription's messages, and each
+// event's own MsgID makes a redelivered one harmless.
+func (a *App) gkeSource(sc config.Source) (source, error) {
+	s, err := gke.New(context.Background(), gke.Options{
+		Project:                sc.Project,
+		Subscription:           sc.Subscription,
+		Cluster:                sc.Cluster,
+		Endpoint:               sc.Endpoint,
+		MaxOutstandingMessages: sc.MaxOutstandingMessages,
+		MaxOutstandingBytes:    sc.MaxOutstandingBytes,
+		Metrics:                a.metrics,
+	}, a.logger.With("role", "ingest"))
+	if err != nil {
+		return source{}, err
+	}
+	a.closers = append(a.closers, s.Close)
+	return source{kind: gke.Kind, name: "gke " + sc.Subscription, cluster: sc.Cluster, src: s, eventIDs: true}, nil
+}
