@@ -109,7 +109,7 @@ func kustomizations(t *testing.T) (builds, components []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"base", "overlays/webhook", "overlays/audit-log", "overlays/eks", "overlays/kafka", "single"} {
+	for _, want := range []string{"base", "overlays/webhook", "overlays/audit-log", "overlays/eks", "overlays/gke", "overlays/kafka", "single"} {
 		if !slices.Contains(builds, filepath.Join(kubeDir, want)) {
 			t.Fatalf("kustomization %s/%s is missing (found %v)", kubeDir, want, builds)
 		}
@@ -311,7 +311,7 @@ func TestPods(t *testing.T) {
 	if ran < len(builds) {
 		return // -run chose some of them
 	}
-	for _, want := range []string{"run", "ingest files", "ingest webhook", "ingest eks", "ingest kafka", "worker", "notify"} {
+	for _, want := range []string{"run", "ingest files", "ingest webhook", "ingest eks", "ingest gke", "ingest kafka", "worker", "notify"} {
 		if !roles[want] {
 			t.Errorf("no manifest runs vigil %s; its checks never ran", want)
 		}
