@@ -170,9 +170,10 @@ func TestEveryEventOnceAcrossARestart(t *testing.T) {
 }
 
 // TestBadMessagesAreDeadLetteredAndAcked: what is not JSON, an entry of
-// another Google service and an entry that does not convert each go to
-// DEAD with the reason and where they came from, and are acknowledged, so
-// they are not delivered for ever; the good entry beside them is stored.
+// another Google service, an entry that does not convert and a list with a
+// bad item each go to DEAD once, with the reason and where they came from,
+// and are acknowledged, so they are not delivered for ever; the good
+// events beside them are stored.
 func TestBadMessagesAreDeadLetteredAndAcked(t *testing.T) {
 	e := newEnv(t, false)
 	compute := strings.Replace(string(pubsubtest.Deletion("c-1")), `"serviceName":"k8s.io"`, `"serviceName":"compute.googleapis.com"`, 1)
@@ -183,6 +184,11 @@ func TestBadMessagesAreDeadLetteredAndAcked(t *testing.T) {
 		e.fake.Publish([]byte("deployment deleted")): "not JSON",
 		e.fake.Publish([]byte(compute)):              "compute.googleapis.com",
 		e.fake.Publish([]byte(noID)):                 "nothing identifies the request",
+		// Any record the provider package reads is taken: here an
+		// EventList whose second item has no auditID.
+		e.fake.Publish([]byte(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` +
+			`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"list-1","stage":"ResponseComplete","verb":"get"},` +
+			`{"kind":"Event","apiVersion":"audit.k8s.io/v1","stage":"ResponseComplete","verb":"get"}]}`)): "audit EventList: items[1]",
 	}
 	good := e.fake.Publish(pubsubtest.Deletion("ok-1"))
 	e.start(t, bus.NewPublisher(e.js, cluster))
@@ -192,7 +198,7 @@ func TestBadMessagesAreDeadLetteredAndAcked(t *testing.T) {
 		ids = append(ids, id)
 	}
 	waittest.Until(t, 30*time.Second, "every message acknowledged", func() bool { return e.fake.Acked(ids...) })
-	natstest.ExpectAuditExactlyOnce(t, e.js, map[string]bool{"ok-1/ResponseComplete": true})
+	natstest.ExpectAuditExactlyOnce(t, e.js, map[string]bool{"ok-1/ResponseComplete": true, "list-1/ResponseComplete": true})
 	dead := natstest.Messages(t, e.js, bus.StreamDead)
 	if len(dead) != len(bad) {
 		t.Fatalf("%d dead letters, want %d", len(dead), len(bad))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -26,32 +27,24 @@ const maxDeadLetterBytes = 256 << 10
 // not a usable event is dead-lettered first. A message whose events could
 // not be stored before ctx ended is nacked, for Pub/Sub to deliver again.
 func (s *Source) handle(ctx context.Context, b *batcher, m *pubsub.Message) {
-	where := fmt.Sprintf("%s:%s:%s", Kind, s.opts.Subscription, m.ID)
 	batch, err := provider.Decode(m.Data)
-	var raws []audit.Raw
+	var (
+		raws []audit.Raw
+		bad  []string
+	)
 	if err != nil {
-		if !s.deadLetter(ctx, b, where, err.Error(), m.Data) {
-			m.Nack()
-			return
-		}
+		bad = append(bad, err.Error())
 	}
 	for _, it := range batch.Items {
 		if it.Err == nil {
 			raws = append(raws, it.Raw)
-			continue
+		} else {
+			bad = append(bad, it.ItemError().Error())
 		}
-		reason := it.ItemError().Error()
-		if batch.Format != "" {
-			reason = batch.Format.Name() + ": " + reason
-		}
-		at := where
-		if it.Path != "" {
-			at += ":" + it.Path
-		}
-		if !s.deadLetter(ctx, b, at, reason, m.Data) {
-			m.Nack()
-			return
-		}
+	}
+	if len(bad) > 0 && !s.deadLetter(ctx, b, m, batch.Format, bad) {
+		m.Nack()
+		return
 	}
 	if len(raws) > 0 && !b.store(ctx, raws) {
 		m.Nack()
@@ -60,9 +53,22 @@ func (s *Source) handle(ctx context.Context, b *batcher, m *pubsub.Message) {
 	m.Ack()
 }
 
-// deadLetter stores a message, or the part of it at where, that holds no
-// usable event; false when ctx ended first.
-func (s *Source) deadLetter(ctx context.Context, b *batcher, where, reason string, data []byte) bool {
+// maxReasons is how many of the bad items of one message its dead letter
+// names.
+const maxReasons = 10
+
+// deadLetter stores, once, a message that is not a usable event or has
+// parts that are not, with why (bad); false when ctx ended first.
+func (s *Source) deadLetter(ctx context.Context, b *batcher, m *pubsub.Message, format provider.Format, bad []string) bool {
+	where := fmt.Sprintf("%s:%s:%s", Kind, s.opts.Subscription, m.ID)
+	reason := strings.Join(bad[:min(len(bad), maxReasons)], "; ")
+	if len(bad) > maxReasons {
+		reason += fmt.Sprintf("; and %d more", len(bad)-maxReasons)
+	}
+	if format != "" {
+		reason = format.Name() + ": " + reason
+	}
+	data := m.Data
 	s.log.Warn("dead-lettering message", "where", where, "bytes", len(data), "reason", reason)
 	if len(data) > maxDeadLetterBytes {
 		reason = fmt.Sprintf("%s; data is the first %d of its %d bytes", reason, ingest.SampleBytes, len(data))

@@ -36,9 +36,11 @@ destinations:
 }
 
 // TestGKEEveryEventOnceAcrossARestart runs vigil on a GKE cluster's log
-// sink subscription: entries delivered twice, entries sent while vigil is
-// stopped, and a message that is no audit entry. Each deletion raises its
-// alert once, and every message is acknowledged, the bad one too.
+// sink subscription: entries a crashed process held, which Pub/Sub delivers
+// again once their ack deadline expires, entries delivered twice, entries
+// sent while vigil is stopped, and a message that is no audit entry. Each
+// deletion raises its alert once, and every message is acknowledged, the
+// bad one too.
 func TestGKEEveryEventOnceAcrossARestart(t *testing.T) {
 	fake := pubsubtest.New(t, true)
 	s := newSink(t)
@@ -59,6 +61,8 @@ func TestGKEEveryEventOnceAcrossARestart(t *testing.T) {
 	bad := fake.Publish([]byte(`{"protoPayload": "not an AuditLog"}`))
 	msgs = append(msgs, bad)
 
+	crashed := fake.Crash(t, len(msgs))
+
 	r := start(t, cfg, buf)
 	s.waitFor(t, want...)
 	waittest.Until(t, 30*time.Second, "messages acknowledged", func() bool { return fake.Acked(msgs...) })
@@ -71,6 +75,11 @@ func TestGKEEveryEventOnceAcrossARestart(t *testing.T) {
 	waittest.Until(t, 30*time.Second, "messages acknowledged", func() bool { return fake.Acked(msgs...) })
 	r.stop(t)
 	expectOnce(t, s, want)
+	for _, id := range crashed {
+		if fake.Deliveries(id) < 2 {
+			t.Errorf("message %s delivered %d times: the crashed process did not hold it", id, fake.Deliveries(id))
+		}
+	}
 	if !strings.Contains(buf.String(), bad) || !strings.Contains(buf.String(), "dead-lettering") {
 		t.Errorf("log does not say message %s was dead-lettered:\n%s", bad, buf.String())
 	}

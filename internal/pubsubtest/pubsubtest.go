@@ -6,8 +6,11 @@ package pubsubtest
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	"cloud.google.com/go/pubsub/v2"
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
@@ -79,6 +82,40 @@ func (f *Fake) Acked(ids ...string) bool {
 		}
 	}
 	return true
+}
+
+// Crash receives every message published so far, as an ingest process
+// would, and dies holding them: neither acknowledged nor nacked, they come
+// back only once their ack deadline (10 s) expires. It returns their ids.
+func (f *Fake) Crash(t testing.TB, want int) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pubsub.NewClient(ctx, Project, f.ClientOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sub := c.Subscriber(Subscription)
+	sub.ReceiveSettings.MaxDurationPerAckExtension = 10 * time.Second
+	// A timeout of zero stops at once, without nacking what is in hand.
+	sub.ReceiveSettings.ShutdownOptions = &pubsub.ShutdownOptions{Timeout: 0}
+	var mu sync.Mutex
+	var ids []string
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	err = sub.Receive(rctx, func(_ context.Context, m *pubsub.Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		ids = append(ids, m.ID)
+		if len(ids) == want {
+			stop()
+		}
+	})
+	if err != nil || len(ids) < want {
+		t.Fatalf("crashing receiver got %d of %d messages: %v", len(ids), want, err)
+	}
+	return ids
 }
 
 // Deliveries is how many times the message id was delivered.
