@@ -60,7 +60,9 @@ var (
 	// ErrNotAudit marks a well-formed record of a known shape that holds
 	// no Kubernetes audit event: a Cloud Audit entry of another Google
 	// service, an AKS record of another category, CloudWatch's control
-	// message. A source drops it rather than dead-lettering it.
+	// message. Replay counts it apart from malformed input; each source
+	// decides (the gke source dead-letters it: its log sink's filter
+	// should have kept it out).
 	ErrNotAudit = errors.New("not a Kubernetes audit record")
 	// ErrTruncated marks an event that its provider cut short, so that it
 	// is no longer JSON: CloudWatch Logs cuts events over its size limit,
