@@ -24,5 +24,12 @@ func (a *App) gkeSource(sc config.Source) (source, error) {
 		return source{}, err
 	}
 	a.closers = append(a.closers, s.Close)
-	return source{kind: gke.Kind, name: "gke " + sc.Subscription, cluster: sc.Cluster, src: s, eventIDs: true}, nil
+	name := "gke " + sc.Subscription
+	return source{
+		kind: gke.Kind, name: name, cluster: sc.Cluster, src: s,
+		eventIDs: true, timesItself: true,
+		// The replicas share the subscription: one silence of theirs is
+		// one alert, whichever replica Pub/Sub gives the messages to.
+		watch: a.watch("gke/"+sc.Project+"/"+sc.Subscription, name, sc.Cluster, sc.SilentAfter),
+	}, nil
 }
