@@ -51,6 +51,9 @@ func (p *meteredPublisher) observe(start time.Time, batch []audit.Raw, err error
 	if tooLarge, _, ok := ingest.TooLarge(err); ok {
 		stored -= len(tooLarge)
 	} else if err != nil {
+		// The source retries; counted here, a JetStream that cannot
+		// store shows per source whatever the source is.
+		p.m.IngestErrors.WithLabelValues(p.source, p.cluster, ingest.ReasonPublish).Inc()
 		return err
 	}
 	now := time.Now()
