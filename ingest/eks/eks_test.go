@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/backoff"
 	"github.com/vigil-k8s/vigil/internal/bus"
 	"github.com/vigil-k8s/vigil/internal/cloudwatchtest"
+	"github.com/vigil-k8s/vigil/internal/ingesttest"
 	"github.com/vigil-k8s/vigil/internal/logtest"
 	"github.com/vigil-k8s/vigil/internal/metrics"
 	"github.com/vigil-k8s/vigil/internal/natstest"
@@ -74,12 +75,7 @@ func (e *env) kv(t *testing.T, bucket string) jetstream.KeyValue {
 }
 
 // running is one ingest replica polling through the real SDK client.
-type running struct {
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func (e *env) start(t *testing.T, holder string, mod func(*eks.Options)) *running {
+func (e *env) start(t *testing.T, holder string, mod func(*eks.Options)) *ingesttest.Running {
 	t.Helper()
 	o := eks.Options{
 		Cluster:      cluster,
@@ -102,28 +98,7 @@ func (e *env) start(t *testing.T, holder string, mod func(*eks.Options)) *runnin
 	}
 	lease := bus.NewLease(e.kv(t, bus.BucketLeases), src.Key(), holder, bus.LeaseTTL, logger)
 	src = src.With(bus.NewCursors(e.kv(t, bus.BucketCursors)), lease)
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- src.Run(ctx, bus.NewPublisher(e.js, cluster)) }()
-	t.Cleanup(func() { r.stop(t) })
-	return r
-}
-
-func (r *running) stop(t *testing.T) {
-	t.Helper()
-	if r.cancel == nil {
-		return
-	}
-	r.cancel()
-	r.cancel = nil
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not stop within 30s")
-	}
+	return ingesttest.Start(t, src, bus.NewPublisher(e.js, cluster))
 }
 
 func (e *env) waitStored(t *testing.T, n int) {
@@ -179,7 +154,7 @@ func testSameMillisecond(t *testing.T, overlap time.Duration) {
 			t.Errorf("late events counted %v, want 1 (b-late)", n)
 		}
 	}
-	r.stop(t)
+	r.Stop(t)
 
 	// While stopped: one more at the cursor's millisecond and newer ones.
 	e.logs.Put(group, stream1, t0.Add(time.Millisecond), event("c-0"))
@@ -243,7 +218,7 @@ func TestTruncatedEventsAreDeadLetteredWithTheReason(t *testing.T) {
 	r := e.start(t, "replica-a", nil)
 	e.waitStored(t, 1)
 	waittest.Until(t, 30*time.Second, "3 dead letters", func() bool { return natstest.Count(t, e.js, bus.StreamDead) >= 3 })
-	r.stop(t)
+	r.Stop(t)
 	// A restart re-reads them in its overlap: the cursor knows them.
 	e.start(t, "replica-a", nil)
 	calls := e.ep.Calls("FilterLogEvents")

@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-k8s/vigil/internal/audit"
 	"github.com/vigil-k8s/vigil/internal/backoff"
 	"github.com/vigil-k8s/vigil/internal/bus"
+	"github.com/vigil-k8s/vigil/internal/ingesttest"
 	"github.com/vigil-k8s/vigil/internal/logtest"
 	"github.com/vigil-k8s/vigil/internal/metrics"
 	"github.com/vigil-k8s/vigil/internal/natstest"
@@ -52,9 +53,9 @@ func newEnv(t *testing.T, noSub bool) *env {
 
 // running is one ingest process reading the subscription.
 type running struct {
-	cancel context.CancelFunc
-	done   chan error
+	*ingesttest.Running
 	src    *gke.Source
+	closed bool
 }
 
 func (e *env) start(t *testing.T, pub ingest.Publisher) *running {
@@ -70,28 +71,22 @@ func (e *env) start(t *testing.T, pub ingest.Publisher) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1), src: s}
-	go func() { r.done <- s.Run(ctx, pub) }()
+	r := &running{src: s}
+	// Registered before Start's, so run after it: the client is closed
+	// once Run has returned.
 	t.Cleanup(func() { r.stop(t) })
+	r.Running = ingesttest.Start(t, s, pub)
 	return r
 }
 
+// stop stops the process, then closes its Pub/Sub client.
 func (r *running) stop(t *testing.T) {
 	t.Helper()
-	if r.cancel == nil {
+	r.Stop(t)
+	if r.closed {
 		return
 	}
-	r.cancel()
-	r.cancel = nil
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return after its context ended")
-	}
+	r.closed = true
 	if err := r.src.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}

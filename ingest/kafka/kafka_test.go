@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-k8s/vigil/ingest/kafka"
 	"github.com/vigil-k8s/vigil/internal/backoff"
 	"github.com/vigil-k8s/vigil/internal/bus"
+	"github.com/vigil-k8s/vigil/internal/ingesttest"
 	"github.com/vigil-k8s/vigil/internal/kafkatest"
 	"github.com/vigil-k8s/vigil/internal/logtest"
 	"github.com/vigil-k8s/vigil/internal/metrics"
@@ -45,12 +46,7 @@ func event(auditID string) string {
 }
 
 // running is one consumer group member storing into JetStream.
-type running struct {
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func run(t *testing.T, js jetstream.JetStream, o kafka.Options, logs *logtest.Buffer) *running {
+func run(t *testing.T, js jetstream.JetStream, o kafka.Options, logs *logtest.Buffer) *ingesttest.Running {
 	t.Helper()
 	o.Topics, o.Cluster, o.StartAt = []string{topic}, cluster, kafka.StartBeginning
 	if o.Group == "" {
@@ -61,28 +57,7 @@ func run(t *testing.T, js jetstream.JetStream, o kafka.Options, logs *logtest.Bu
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- s.Run(ctx, bus.NewPublisher(js, cluster)) }()
-	t.Cleanup(func() { r.stop(t) })
-	return r
-}
-
-func (r *running) stop(t *testing.T) {
-	t.Helper()
-	if r.cancel == nil {
-		return
-	}
-	r.cancel()
-	r.cancel = nil
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not stop within 30s")
-	}
+	return ingesttest.Start(t, s, bus.NewPublisher(js, cluster))
 }
 
 func jetStream(t *testing.T, streams bool) jetstream.JetStream {
@@ -132,7 +107,7 @@ func TestStopCommitsAndLeaves(t *testing.T) {
 	k.Produce(t, event("a"), event("b"), event("c"))
 	r := run(t, js, kafka.Options{Brokers: []string{k.Addr}, Metrics: m}, &logtest.Buffer{})
 	natstest.WaitAuditEvents(t, js, 3, 30*time.Second)
-	r.stop(t)
+	r.Stop(t)
 	if n := k.Lag(t, group); n != 0 {
 		t.Errorf("group lags %d records after a stop, want 0", n)
 	}
@@ -180,7 +155,7 @@ func TestSASLOverTLS(t *testing.T) {
 			o := kafka.Options{Brokers: []string{k.Addr}, TLS: clientTLS, SASL: mech, Group: "group-" + c.user}
 			r := run(t, js, o, &logtest.Buffer{})
 			natstest.WaitAuditEvents(t, js, 3, 30*time.Second)
-			r.stop(t)
+			r.Stop(t)
 		})
 	}
 
@@ -267,7 +242,7 @@ func TestRecordsReadAgainAreStoredOnce(t *testing.T) {
 	r := run(t, js, kafka.Options{Brokers: []string{k.Addr}}, logs)
 	natstest.WaitAuditEvents(t, js, 3, 30*time.Second)
 	waittest.Until(t, 30*time.Second, "a commit given up", func() bool { return strings.Contains(logs.String(), "commit failed; giving up") })
-	r.stop(t)
+	r.Stop(t)
 	if c := k.Committed(t, group); c != [kafkatest.Partitions]int64{-1, -1, -1} {
 		t.Fatalf("committed %v though the broker refused every commit", c)
 	}
