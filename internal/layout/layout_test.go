@@ -207,7 +207,7 @@ func TestImportRules(t *testing.T) {
 		{
 			why:     "test helpers are for tests",
 			applies: func(p string) bool { return true },
-			mustNot: []string{"internal/natstest", "internal/pkitest", "internal/logtest", "internal/waittest", "internal/disktest", "internal/cloudwatchtest", "internal/ingesttest", "notify/internal/alerttest"},
+			mustNot: []string{"internal/natstest", "internal/pkitest", "internal/logtest", "internal/waittest", "internal/disktest", "internal/cloudwatchtest", "internal/ingesttest", "internal/kafkatest", "internal/pubsubtest", "notify/internal/alerttest"},
 		},
 	}
 	for _, r := range rules {
