@@ -2,15 +2,19 @@ package file
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-k8s/vigil/internal/bus"
+	"github.com/vigil-k8s/vigil/internal/ingesttest"
+	"github.com/vigil-k8s/vigil/internal/logtest"
 	"github.com/vigil-k8s/vigil/internal/metrics"
 )
 
@@ -317,5 +321,33 @@ func TestLineNestedTooDeepIsDeadLettered(t *testing.T) {
 	}
 	if got := value(t, m.LimitExceeded.WithLabelValues("max_json_depth")); got != 1 {
 		t.Errorf(`vigil_limit_exceeded_total{limit="max_json_depth"} = %v, want 1`, got)
+	}
+}
+
+// TestTheRotationLogNamesTheBackup checks that the log line of a finished
+// rotated file names the backup the file became, not the active log's
+// name, which another file has taken.
+func TestTheRotationLogNamesTheBackup(t *testing.T) {
+	env := newJS(t)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "audit.log")
+	want := map[string]bool{}
+	appendFile(t, log, []byte(events(want, "before", 10)))
+	var buf logtest.Buffer
+	src, err := New(Options{Path: log, PollInterval: 10 * time.Millisecond, DataDir: t.TempDir()}, slog.New(slog.NewTextHandler(&buf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingesttest.Start(t, src, env.pub)
+	env.waitCount(t, bus.StreamAudit, 10)
+	backup := filepath.Join(dir, "audit-2026-03-04T10-00-00.000.log")
+	if err := os.Rename(log, backup); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, log, []byte(events(want, "after", 10)))
+	env.waitCount(t, bus.StreamAudit, 20)
+	waitFor(t, "the rotation logged", func() bool { return strings.Contains(buf.String(), "finished rotated file") })
+	if line := buf.String(); !strings.Contains(line, "rotated="+backup) {
+		t.Errorf("rotation logged as\n%s\nwant rotated=%s", line, backup)
 	}
 }

@@ -650,8 +650,9 @@ func (t *tailer) advance() error {
 			return err
 		}
 		next := nextAfter(cands, t.id, cur.ModTime())
+		rotated := rotatedName(cands, t.id, t.name)
 		if next == nil {
-			t.log.Info("finished rotated file; waiting for the log to reappear", "rotated", t.name)
+			t.log.Info("finished rotated file; waiting for the log to reappear", "rotated", rotated)
 			t.close()
 			return nil
 		}
@@ -664,13 +665,25 @@ func (t *tailer) advance() error {
 			f.Close()
 			continue
 		}
-		t.log.Info("finished rotated file", "rotated", t.name, "next", next.path)
+		t.log.Info("finished rotated file", "rotated", rotated, "next", next.path)
 		if err := t.use(f, next.path, 0); err != nil {
 			return err
 		}
 		return t.checkpoint()
 	}
 	return fmt.Errorf("log keeps rotating faster than it can be listed")
+}
+
+// rotatedName is the name the file identified by id has now among the
+// backups: the name it was opened by is the active log's, which another
+// file has taken since. Gone from the folder, it keeps the name it had.
+func rotatedName(cands []candidate, id fileID, opened string) string {
+	for _, c := range cands {
+		if c.id == id && !c.isLog {
+			return c.path
+		}
+	}
+	return opened
 }
 
 // nextAfter picks the file that follows the one identified by id: the one

@@ -173,7 +173,7 @@ func New(cfg *config.Config, roles Role, logger *slog.Logger, opts ...Option) (_
 			a.sources = append(a.sources, src)
 		}
 		if wc := cfg.Ingest.Webhook; wc != nil {
-			s, err := webhook.New(webhookOptions(*wc, a.metrics), logger.With("source", "webhook"))
+			s, err := webhook.New(webhookOptions(*wc, a.metrics), logger)
 			if err != nil {
 				return nil, fmt.Errorf("ingest webhook: %w", err)
 			}

@@ -248,12 +248,27 @@ ingest:
 func TestAWebhookThatStopsReceivingIsAnAlert(t *testing.T) {
 	s := newSink(t)
 	hookAddr := freeAddr(t)
+	logs := &logtest.Buffer{}
 	r := start(t, advConfig(t, t.TempDir(), fmt.Sprintf(`ingest:
   webhook: {listen: %q, insecure: true, silent_after: 1s}
 destinations:
   - {name: sink, type: webhook, url: %q}
-`, hookAddr, s.srv.URL)), &logtest.Buffer{})
+`, hookAddr, s.srv.URL)), logs)
 	defer r.stop(t)
+	// Strict log pipelines refuse a record with a key twice.
+	listening := 0
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if !strings.Contains(line, "webhook receiver listening") {
+			continue
+		}
+		listening++
+		if n := strings.Count(line, "source="); n != 1 {
+			t.Errorf("the webhook logs its source key %d times: %s", n, line)
+		}
+	}
+	if listening != 1 {
+		t.Errorf("the webhook logged %d times that it listens, want once", listening)
+	}
 	send := func(auditID string) {
 		t.Helper()
 		body := eventList(event(auditID, "ResponseComplete", "alice", appGroups, "get", "pods", "default", "web", 200))
