@@ -101,16 +101,22 @@ func newRulesLintCmd() *cobra.Command {
 }
 
 func newRulesTestCmd() *cobra.Command {
-	var withDefault bool
+	var withDefault, onlyDefault bool
 	cmd := &cobra.Command{
-		Use:   "test PATH...",
+		Use:   "test [PATH]...",
 		Short: "Run the tests of rule files, printing pass or FAIL per case",
 		Long: "Test runs every `tests:` case of the given files and folders (with --with-default, of the\n" +
-			"embedded default pack too, with the files' overrides applied). A case fails when the rule's\n" +
-			"verdict differs, its output differs, or the rule failed to evaluate on one of the events.",
-		Args: pathsOrDefault(&withDefault),
+			"embedded default pack too, with the files' overrides applied). Without a path, or with\n" +
+			"--default, it runs the embedded default pack's own tests, from the binary. A case fails\n" +
+			"when the rule's verdict differs, its output differs, or the rule failed to evaluate on one\n" +
+			"of the events.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			set, err := loadForCheck(cmd, args, withDefault)
+			if onlyDefault && len(args) > 0 {
+				return errors.New("--default runs the embedded pack's tests alone; give paths with --with-default instead")
+			}
+			// The pack's own tests ship in the binary: a user checks the
+			// build they run, outside a source checkout.
+			set, err := loadForCheck(cmd, args, withDefault || len(args) == 0)
 			if err != nil {
 				return err
 			}
@@ -137,6 +143,7 @@ func newRulesTestCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&withDefault, "with-default", false, "load the embedded default pack too, for files that use its lists and macros or override it")
+	cmd.Flags().BoolVar(&onlyDefault, "default", false, "run the embedded default pack's tests (what no path does)")
 	return cmd
 }
 

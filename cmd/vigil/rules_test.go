@@ -251,6 +251,16 @@ func TestExportDefaultWritesAPackThatTestsAsItIs(t *testing.T) {
 	if err != nil || lastLine(withDefault) != lastLine(out) {
 		t.Errorf("rules test --with-default: %q, want the exported pack's %q (%v)", lastLine(withDefault), lastLine(out), err)
 	}
+	// The pack's own tests, from the binary, with nothing to point at.
+	for _, args := range [][]string{{"test"}, {"test", "--default"}} {
+		got, _, err := run(t, newRulesCmd(), "", args...)
+		if err != nil || lastLine(got) != lastLine(out) {
+			t.Errorf("rules %v: %q, want the exported pack's %q (%v)", args, lastLine(got), lastLine(out), err)
+		}
+	}
+	if _, _, err := run(t, newRulesCmd(), "", "test", "--default", dir); err == nil || !strings.Contains(err.Error(), "--with-default") {
+		t.Errorf("rules test --default with a path: %v, want it refused, naming --with-default", err)
+	}
 	if _, _, err := run(t, newRulesCmd(), "", "export-default", dir); err == nil || !strings.Contains(err.Error(), "never overwrites") {
 		t.Errorf("a second export into the same folder: %v, want a refusal", err)
 	}
