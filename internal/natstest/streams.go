@@ -168,7 +168,9 @@ func ConsumerIdle(ctx context.Context, js jetstream.JetStream, stream, consumer 
 }
 
 // WaitAuditEvents waits until the AUDIT stream holds at least n events,
-// each event of a segment counted, reading each message once.
+// each event of a segment counted, reading each message once. It pulls in
+// short fetches rather than keep one long-lived iteration, whose pull can
+// be lost on a server busy being killed and restarted around it.
 func WaitAuditEvents(t testing.TB, js jetstream.JetStream, n int, timeout time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -177,22 +179,23 @@ func WaitAuditEvents(t testing.TB, js jetstream.JetStream, n int, timeout time.D
 	if err != nil {
 		t.Fatalf("AUDIT: %v", err)
 	}
-	it, err := cons.Messages()
-	if err != nil {
-		t.Fatalf("AUDIT: %v", err)
-	}
-	defer it.Stop()
-	got := 0
-	go func() { <-ctx.Done(); it.Stop() }()
+	got, messages := 0, 0
 	for got < n {
-		m, err := it.Next()
-		if err != nil {
-			t.Fatalf("AUDIT holds %d events, want %d: %v", got, n, err)
+		if ctx.Err() != nil {
+			t.Fatalf("AUDIT holds %d events in %d messages, want %d", got, messages, n)
 		}
-		events, err := bus.SegmentEvents(m.Headers(), m.Data())
+		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(100*time.Millisecond))
 		if err != nil {
-			t.Fatalf("AUDIT message %s: %v", m.Headers().Get(jetstream.MsgIDHeader), err)
+			time.Sleep(10 * time.Millisecond) // the ordered consumer is being reset: fetch again
+			continue
 		}
-		got += len(events)
+		for m := range batch.Messages() {
+			events, err := bus.SegmentEvents(m.Headers(), m.Data())
+			if err != nil {
+				t.Fatalf("AUDIT message %s: %v", m.Headers().Get(jetstream.MsgIDHeader), err)
+			}
+			got += len(events)
+			messages++
+		}
 	}
 }
