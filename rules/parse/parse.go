@@ -68,6 +68,7 @@ type Meta struct {
 	Enabled    bool
 	Threshold  *Threshold
 	Suppress   *Suppress
+	NewTerms   *NewTerms
 }
 
 // Rule is one entry of rules:, its defaults filled in. An expression that
@@ -85,6 +86,10 @@ type Rule struct {
 	Exceptions []Exception
 	// SuppressBy are the expressions of Suppress.By.
 	SuppressBy []Expr
+	// TermsEntity and TermsValue are the expressions of NewTerms: those
+	// naming the entity, and those whose values must be new for it.
+	TermsEntity []Expr
+	TermsValue  []Expr
 }
 
 // Exception names a case of a rule's condition that raises no alert.
@@ -155,6 +160,7 @@ type (
 		Threshold   yaml.Node `yaml:"threshold"`
 		Exceptions  yaml.Node `yaml:"exceptions"`
 		Suppress    yaml.Node `yaml:"suppress"`
+		NewTerms    yaml.Node `yaml:"new_terms"`
 	}
 	exceptionDoc struct {
 		Name yaml.Node `yaml:"name"`
@@ -467,6 +473,12 @@ func (p *parser) parseRule(n *yaml.Node) {
 		r.Suppress, r.SuppressBy = p.parseSuppress(v, id)
 		if given(&doc.Threshold) {
 			p.problem(v, id, "suppress cannot be combined with threshold: a threshold already alerts once per window")
+		}
+	}
+	if v := &doc.NewTerms; given(v) {
+		p.parseNewTerms(v, &r)
+		if given(&doc.Threshold) || given(&doc.Suppress) {
+			p.problem(v, id, "new_terms cannot be combined with threshold or suppress: a new value alerts once until it is forgotten")
 		}
 	}
 	if r.ID == "" {
