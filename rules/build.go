@@ -184,6 +184,19 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 				r.suppressBy = append(r.suppressBy, p)
 			}
 		}
+		if d.NewTerms != nil {
+			for _, x := range d.TermsEntity {
+				if p := other(x, nil, "new_terms field"); p != nil {
+					r.termsEntity = append(r.termsEntity, p)
+				}
+			}
+			for _, x := range d.TermsValue {
+				if p := other(x, nil, "new_terms field"); p != nil {
+					r.termsValue = append(r.termsValue, p)
+				}
+			}
+			r.termsTag = termsTag(d)
+		}
 		set.rules = append(set.rules, r)
 	}
 	set.index = buildIndex(set.rules)
@@ -286,6 +299,9 @@ func (b *builder) ruleDefs(files []*parse.File) ([]*ruleDef, map[string]*ruleDef
 		o.Apply(&d.Rule)
 		if d.Suppress != nil && d.Threshold != nil {
 			b.problemNode(o.File, o.Node, o.Name, "suppress cannot be combined with threshold: a threshold already alerts once per window")
+		}
+		if d.Suppress != nil && d.NewTerms != nil {
+			b.problemNode(o.File, o.Node, o.Name, "suppress cannot be combined with new_terms: a new value alerts once until it is forgotten")
 		}
 	}
 	return defs, ids

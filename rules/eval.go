@@ -30,6 +30,10 @@ type Match struct {
 	// SuppressKey holds the values of the rule's suppress `by`
 	// expressions; nil when one failed, and the match is not held back.
 	SuppressKey []string
+	// TermsEntity and TermsValue are a first-seen rule's entity and the
+	// value that must be new for it.
+	TermsEntity []string
+	TermsValue  []string
 }
 
 // RuleError is a rule that failed to evaluate on an event. The rule counts
@@ -189,6 +193,16 @@ func evalRule(r *Rule, a *compile.Activation, ev *audit.Event, fail func(*Rule, 
 	}
 	if r.Threshold != nil {
 		if err := thresholdKey(r, a, &m); err != nil {
+			fail(r, err)
+			return Match{}, false
+		}
+	}
+	if r.NewTerms != nil {
+		var err error
+		if m.TermsEntity, err = groupValues(r.termsEntity, r.NewTerms.Entity, "new_terms field", a); err == nil {
+			m.TermsValue, err = groupValues(r.termsValue, r.NewTerms.Value, "new_terms field", a)
+		}
+		if err != nil {
 			fail(r, err)
 			return Match{}, false
 		}

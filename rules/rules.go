@@ -25,6 +25,8 @@ type (
 	// Suppress holds back a group's later matches for a while after one
 	// alerted.
 	Suppress = parse.Suppress
+	// NewTerms makes a rule alert on a value new for its entity.
+	NewTerms = parse.NewTerms
 	// TestCase is one `tests:` entry of a rule file.
 	TestCase = parse.TestCase
 	// Needs is what a rule demands of the events it can match.

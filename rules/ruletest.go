@@ -81,14 +81,16 @@ type TryResult struct {
 }
 
 // Try evaluates one rule, enabled or not, over a sequence of events, as
-// the engine would with fresh threshold state. A match an exception
+// the engine would with fresh threshold state. A first-seen rule fires only
+// if the last event does: those before it are its history. A match an exception
 // suppressed does not fire; suppression windows are left out, since the
 // first match of a group always alerts.
 func (s *Set) Try(r *Rule, events []*audit.Event) TryResult {
 	var res TryResult
 	fail := func(_ *Rule, err error) { res.Errors = append(res.Errors, err) }
 	states := map[string]*WindowState{}
-	for _, ev := range events {
+	terms := map[string]*TermsState{}
+	for i, ev := range events {
 		if !slices.Contains(r.Stages, ev.Stage) {
 			continue
 		}
@@ -98,6 +100,21 @@ func (s *Set) Try(r *Rule, events []*audit.Event) TryResult {
 		}
 		if m.Exception != "" {
 			res.Excepted = append(res.Excepted, m.Exception)
+			continue
+		}
+		if r.NewTerms != nil {
+			// The events before the last are the history the last is
+			// judged against.
+			key := TermsKey(r, m.TermsEntity)
+			st := terms[key]
+			if st == nil {
+				st = &TermsState{}
+				terms[key] = st
+			}
+			o := st.Observe(r.NewTerms, TermsValue(m), ev.AuditID, ev.Time())
+			if i == len(events)-1 && o.Fired != nil {
+				res.Fired, res.Output = true, m.Output
+			}
 			continue
 		}
 		if r.Threshold != nil {

@@ -33,6 +33,12 @@ type Rule struct {
 	// exceptions run, in order, once the condition held.
 	exceptions []exception
 	suppressBy []cel.Program
+	// termsEntity and termsValue compute a first-seen rule's entity and
+	// value; termsTag tells its definition apart, so that a changed rule
+	// learns afresh instead of reading what the old one learned.
+	termsEntity []cel.Program
+	termsValue  []cel.Program
+	termsTag    string
 }
 
 // exception is a compiled exception of a rule.

@@ -39,6 +39,7 @@ type Metrics struct {
 	RuleEvalSeconds    *prometheus.CounterVec // rule
 	AlertsPublished    *prometheus.CounterVec // rule, severity
 	ThresholdEvicted   prometheus.Counter
+	TermsEvicted       *prometheus.CounterVec // rule
 	FutureEvents       prometheus.Counter
 	ThresholdGroups    prometheus.Gauge
 	RulesInfo          *prometheus.GaugeVec // version
@@ -118,6 +119,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Events whose own time is ahead of when they were stored: the writing apiserver's clock runs ahead. Their threshold windows use the stored time."}),
 		ThresholdEvicted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "threshold_groups_evicted_total",
 			Help: "Threshold groups dropped because the group limit (engine.max_threshold_groups) was reached; with JetStream KV, the groups this process created while the bucket was full."}),
+		TermsEvicted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "new_terms_values_evicted_total",
+			Help: "Values a first-seen rule forgot before their time because an entity showed more than its max_values; each may alert again as new."}, []string{"rule"}),
 		ThresholdGroups: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "threshold_groups",
 			Help: "Threshold groups held in the JetStream KV bucket, polled by each worker process."}),
 		RulesInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "rules_info",
@@ -147,7 +150,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.IngestEvents, m.IngestMalformed, m.DeadLetters, m.PublishDuration, m.CheckpointOffset, m.WebhookRequests, m.LimitExceeded,
 		m.IngestLag, m.IngestLastEvent, m.IngestErrors, m.IngestTruncated, m.IngestLateEvents,
-		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleExceptions, m.AlertsSuppressed, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.ThresholdGroups, m.FutureEvents, m.RulesInfo,
+		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleExceptions, m.AlertsSuppressed, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.TermsEvicted, m.ThresholdGroups, m.FutureEvents, m.RulesInfo,
 		m.ConsumerPending, m.ConsumerAckPending,
 		m.NotifyDelivered, m.NotifyFailures, m.NotifyDead, m.NotifyDuplicates, m.NotifyTruncated, m.AlertsSilenced,
 		m.ReloadFailures,

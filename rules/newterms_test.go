@@ -1,0 +1,80 @@
+package rules
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestNewTermsProblemsAtTheirPlace(t *testing.T) {
+	_, err := Compile([]File{{Name: "nt.yaml", Data: []byte(`rules:
+  - id: a
+    severity: low
+    condition: "true"
+    new_terms:
+      fields: []
+      learn: soon
+  - id: b
+    severity: low
+    condition: "true"
+    new_terms:
+      fields: [event.user.username, event.userAgent]
+      forget: 30s
+      max_values: 0
+      per: x
+  - id: c
+    severity: low
+    condition: "true"
+    new_terms: {fields: [event.nope]}
+    suppress: {by: [event.verb], for: 1m}
+`)}})
+	if err == nil {
+		t.Fatal("rules with bad new_terms loaded")
+	}
+	for _, want := range []string{
+		`nt.yaml:6:15: a: new_terms fields must list at least one expression`,
+		`nt.yaml:7:14: a: new_terms learn "soon" is not a duration`,
+		`nt.yaml:13:15: b: new_terms forget "30s" is not a duration from 1m0s`,
+		`nt.yaml:14:19: b: new_terms max_values "0" must be a whole number from 1 to 10000`,
+		`nt.yaml:15:7: b: unknown field "per" (known: fields, by, learn, forget, max_values)`,
+		`nt.yaml:19:16: c: new_terms cannot be combined with threshold or suppress`,
+		`nt.yaml:19:32: c: new_terms field: unknown field "nope"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("problems lack %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestNewTermsRuleTestsJudgeTheLastEventAgainstTheHistory(t *testing.T) {
+	set := compileOne(t, `rules:
+  - id: first-exec
+    severity: medium
+    condition: event.objectRef.subresource == "exec"
+    new_terms:
+      fields: [event.user.username, event.objectRef.namespace]
+tests:
+  - name: an identity's first exec is learned, a second namespace alerts
+    rule: first-exec
+    match: true
+    events:
+      - {auditID: "1", verb: create, user: {username: bob}, objectRef: {resource: pods, subresource: exec, namespace: a}, requestReceivedTimestamp: "2026-01-01T00:00:00Z"}
+      - {auditID: "2", verb: create, user: {username: bob}, objectRef: {resource: pods, subresource: exec, namespace: b}, requestReceivedTimestamp: "2026-01-01T00:01:00Z"}
+  - name: a namespace exec'd before does not
+    rule: first-exec
+    match: false
+    events:
+      - {auditID: "1", verb: create, user: {username: bob}, objectRef: {resource: pods, subresource: exec, namespace: a}, requestReceivedTimestamp: "2026-01-01T00:00:00Z"}
+      - {auditID: "2", verb: create, user: {username: bob}, objectRef: {resource: pods, subresource: exec, namespace: b}, requestReceivedTimestamp: "2026-01-01T00:01:00Z"}
+      - {auditID: "3", verb: create, user: {username: bob}, objectRef: {resource: pods, subresource: exec, namespace: b}, requestReceivedTimestamp: "2026-01-01T00:02:00Z"}
+`)
+	res, err := set.RunTests(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if !r.Passed {
+			t.Errorf("%s: %s", r.Case.Name, r.Why)
+		}
+	}
+}
