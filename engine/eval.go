@@ -35,6 +35,7 @@ type Evaluator struct {
 	onOutcome func(Outcome)
 	m         *metrics.Metrics
 	evals     atomic.Uint64
+	terms     *termsCache
 }
 
 // Outcome is what became of one rule's match on an event.
@@ -76,7 +77,7 @@ func WithMetrics(m *metrics.Metrics) Option {
 
 // NewEvaluator evaluates set, keeping threshold windows in th.
 func NewEvaluator(set *rules.Set, th ThresholdStore, opts ...Option) *Evaluator {
-	e := &Evaluator{set: set, th: th, onError: func(string, error) {}, onOutcome: func(Outcome) {}}
+	e := &Evaluator{set: set, th: th, onError: func(string, error) {}, onOutcome: func(Outcome) {}, terms: newTermsCache(DefaultTermsCacheEntities)}
 	for _, o := range opts {
 		o(e)
 	}
@@ -165,6 +166,18 @@ func (e *Evaluator) decide(ctx context.Context, m rules.Match, ev *audit.Event) 
 		a.Members = slices.Clone(f.Members)
 		o.Alerted = true
 		return a, nil
+	case r.NewTerms != nil:
+		f, err := e.newTerm(ctx, m, ev)
+		if err != nil {
+			return nil, fmt.Errorf("new_terms of rule %s: %w", r.ID, err)
+		}
+		if f == nil {
+			return nil, nil
+		}
+		a := newAlert(r, m.Output, ev)
+		a.ID = rules.TermsAlertID(r, m, f)
+		o.Alerted = true
+		return a, nil
 	}
 	// A match whose group could not be told (SuppressKey nil: a by
 	// expression failed) alerts on its own.
@@ -219,6 +232,32 @@ func (e *Evaluator) observe(ctx context.Context, m rules.Match, ev *audit.Event)
 		return changed
 	})
 	return f, err
+}
+
+// newTerm records the value of a first-seen rule's match for its entity,
+// and returns the firing when the value is new. A sighting the worker's
+// cache shows known is decided without reading the store.
+func (e *Evaluator) newTerm(ctx context.Context, m rules.Match, ev *audit.Event) (*rules.TermFiring, error) {
+	r, at, value := m.Rule, WindowTime(ev), rules.TermsValue(m)
+	key := rules.TermsKey(r, m.TermsEntity)
+	if st, ok := e.terms.get(key); ok && st.Known(r.NewTerms, value, ev.AuditID, at) {
+		return nil, nil
+	}
+	var o rules.TermsObservation
+	var seen rules.TermsState
+	err := update(ctx, e, r.ID, key, func(st *rules.TermsState) bool {
+		o = st.Observe(r.NewTerms, value, ev.AuditID, at)
+		seen = *st
+		return o.Changed
+	})
+	if err != nil {
+		return nil, err
+	}
+	if o.Evicted > 0 {
+		e.m.TermsEvicted.WithLabelValues(r.ID).Add(float64(o.Evicted))
+	}
+	e.terms.put(key, seen)
+	return o.Fired, nil
 }
 
 // suppress passes a match through its group's suppression window: the
