@@ -78,3 +78,42 @@ tests:
 		}
 	}
 }
+
+func TestNewTermsWithEmptyByLearnsOnceForTheWholeRule(t *testing.T) {
+	set := compileOne(t, `rules:
+  - id: first-exec-by-anyone
+    severity: medium
+    condition: event.objectRef.subresource == "exec"
+    new_terms:
+      by: []
+      fields: [event.user.username]
+      learn: 1h
+tests:
+  - name: a user first seen after the rule learned alerts at once
+    rule: first-exec-by-anyone
+    match: true
+    events:
+      - {verb: create, user: {username: alice}, objectRef: {resource: pods, subresource: exec}, requestReceivedTimestamp: "2026-01-01T00:00:00Z"}
+      - {verb: create, user: {username: bob}, objectRef: {resource: pods, subresource: exec}, requestReceivedTimestamp: "2026-01-01T02:00:00Z"}
+  - name: a user seen while the rule learned does not
+    rule: first-exec-by-anyone
+    match: false
+    events:
+      - {verb: create, user: {username: alice}, objectRef: {resource: pods, subresource: exec}, requestReceivedTimestamp: "2026-01-01T00:00:00Z"}
+      - {verb: create, user: {username: bob}, objectRef: {resource: pods, subresource: exec}, requestReceivedTimestamp: "2026-01-01T00:30:00Z"}
+      - {verb: create, user: {username: bob}, objectRef: {resource: pods, subresource: exec}, requestReceivedTimestamp: "2026-01-01T02:00:00Z"}
+`)
+	r, _ := set.Rule("first-exec-by-anyone")
+	if len(r.NewTerms.Entity) != 0 || len(r.NewTerms.Value) != 1 {
+		t.Fatalf("entity %q value %q, want none and the username", r.NewTerms.Entity, r.NewTerms.Value)
+	}
+	res, err := set.RunTests(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range res {
+		if !x.Passed {
+			t.Errorf("%s: %s", x.Case.Name, x.Why)
+		}
+	}
+}
