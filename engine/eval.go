@@ -36,6 +36,7 @@ type Evaluator struct {
 	m         *metrics.Metrics
 	evals     atomic.Uint64
 	terms     *termsCache
+	state     ThresholdStore
 }
 
 // Outcome is what became of one rule's match on an event.
@@ -55,6 +56,12 @@ type Outcome struct {
 // replay's. It may be called from several goroutines at once.
 func WithOutcomes(f func(Outcome)) Option {
 	return func(e *Evaluator) { e.onOutcome = f }
+}
+
+// WithRuleState keeps what first-seen rules learn in s instead of the
+// threshold store: their state outlives the threshold windows' TTL.
+func WithRuleState(s ThresholdStore) Option {
+	return func(e *Evaluator) { e.state = s }
 }
 
 // Option configures an Evaluator.
@@ -84,6 +91,9 @@ func NewEvaluator(set *rules.Set, th ThresholdStore, opts ...Option) *Evaluator 
 	if e.m == nil {
 		e.m = metrics.New(nil)
 	}
+	if e.state == nil {
+		e.state = th
+	}
 	return e
 }
 
@@ -98,6 +108,9 @@ func (e *Evaluator) Set() *rules.Set { return e.set }
 
 // Thresholds is the store the evaluator keeps threshold windows in.
 func (e *Evaluator) Thresholds() ThresholdStore { return e.th }
+
+// RuleState is the store the evaluator keeps first-seen state in.
+func (e *Evaluator) RuleState() ThresholdStore { return e.state }
 
 // Evaluate returns the alerts ev raises. Per-event alerts are identified by
 // rule and auditID, so the stages of one request give the same alert;
@@ -226,7 +239,7 @@ func newAlert(r *rules.Rule, output string, ev *audit.Event) *alert.Alert {
 // observe counts a match into its threshold window.
 func (e *Evaluator) observe(ctx context.Context, m rules.Match, ev *audit.Event) (*rules.Firing, error) {
 	var f *rules.Firing
-	err := update(ctx, e, m.Rule.ID, rules.ThresholdKey(m.Rule.ID, m.GroupKey), func(st *rules.WindowState) bool {
+	err := update(ctx, e, e.th, m.Rule.ID, rules.ThresholdKey(m.Rule.ID, m.GroupKey), func(st *rules.WindowState) bool {
 		var changed bool
 		f, changed = st.Observe(m.Rule.Threshold, alert.NewMember(ev), m.Distinct, WindowTime(ev))
 		return changed
@@ -245,7 +258,7 @@ func (e *Evaluator) newTerm(ctx context.Context, m rules.Match, ev *audit.Event)
 	}
 	var o rules.TermsObservation
 	var seen rules.TermsState
-	err := update(ctx, e, r.ID, key, func(st *rules.TermsState) bool {
+	err := update(ctx, e, e.state, r.ID, key, func(st *rules.TermsState) bool {
 		o = st.Observe(r.NewTerms, value, ev.AuditID, at)
 		seen = *st
 		return o.Changed
@@ -264,7 +277,7 @@ func (e *Evaluator) newTerm(ctx context.Context, m rules.Match, ev *audit.Event)
 // firing when it alerts, nil when the window holds it back, and whether
 // this is the first time the window held this request back.
 func (e *Evaluator) suppress(ctx context.Context, m rules.Match, ev *audit.Event) (f *rules.SuppressFiring, held bool, err error) {
-	err = update(ctx, e, m.Rule.ID, rules.SuppressKey(m.Rule.ID, m.SuppressKey), func(st *rules.SuppressState) bool {
+	err = update(ctx, e, e.th, m.Rule.ID, rules.SuppressKey(m.Rule.ID, m.SuppressKey), func(st *rules.SuppressState) bool {
 		var changed bool
 		f, changed = st.Observe(m.Rule.Suppress, alert.NewMember(ev), WindowTime(ev))
 		held = f == nil && changed
@@ -277,9 +290,9 @@ func (e *Evaluator) suppress(ctx context.Context, m rules.Match, ev *audit.Event
 // workers sharing the store never lose each other's changes. observe
 // changes the state and reports whether it must be stored; it may run
 // more than once, on fresher state, when another worker got there first.
-func update[S any](ctx context.Context, e *Evaluator, ruleID, key string, observe func(*S) bool) error {
+func update[S any](ctx context.Context, e *Evaluator, store ThresholdStore, ruleID, key string, observe func(*S) bool) error {
 	for range maxCASAttempts {
-		val, rev, err := e.th.Get(ctx, key)
+		val, rev, err := store.Get(ctx, key)
 		if err != nil {
 			return err
 		}
@@ -300,7 +313,7 @@ func update[S any](ctx context.Context, e *Evaluator, ruleID, key string, observ
 		if err != nil {
 			return err
 		}
-		if _, err := e.th.Update(ctx, key, data, rev); err != nil {
+		if _, err := store.Update(ctx, key, data, rev); err != nil {
 			if errors.Is(err, ErrConflict) {
 				continue
 			}

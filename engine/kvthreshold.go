@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-k8s/vigil/internal/metrics"
 )
@@ -44,8 +45,9 @@ const DefaultMaxThresholdGroups = 100_000
 // other processes, or expired by the bucket's TTL, within one poll
 // interval while it fills or drains.
 type KVThresholds struct {
-	kv jetstream.KeyValue
-	m  *metrics.Metrics
+	kv          jetstream.KeyValue
+	evicted     prometheus.Counter
+	groupsGauge prometheus.Gauge
 
 	mu     sync.Mutex
 	groups uint64 // estimated groups in the bucket
@@ -63,6 +65,10 @@ type KVOptions struct {
 	// (vigil_threshold_groups_evicted_total). Nil: metrics of its own,
 	// registered nowhere.
 	Metrics *metrics.Metrics
+	// Evicted and Groups replace the threshold metrics, for a store on
+	// another bucket (the rule state).
+	Evicted prometheus.Counter
+	Groups  prometheus.Gauge
 }
 
 // NewKVThresholds is a ThresholdStore on a JetStream KV bucket.
@@ -73,7 +79,13 @@ func NewKVThresholds(kv jetstream.KeyValue, o KVOptions) *KVThresholds {
 	if o.Metrics == nil {
 		o.Metrics = metrics.New(nil)
 	}
-	return &KVThresholds{kv: kv, m: o.Metrics, limit: uint64(max(o.GroupLimit, 0))}
+	if o.Evicted == nil {
+		o.Evicted = o.Metrics.ThresholdEvicted
+	}
+	if o.Groups == nil {
+		o.Groups = o.Metrics.ThresholdGroups
+	}
+	return &KVThresholds{kv: kv, evicted: o.Evicted, groupsGauge: o.Groups, limit: uint64(max(o.GroupLimit, 0))}
 }
 
 // kvKey maps a threshold key (rule id and group values, any characters) to
@@ -134,7 +146,7 @@ func (s *KVThresholds) created() {
 	}
 	s.mu.Unlock()
 	if full {
-		s.m.ThresholdEvicted.Inc()
+		s.evicted.Inc()
 	}
 }
 
@@ -156,7 +168,7 @@ func (s *KVThresholds) Poll(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
-	s.m.ThresholdGroups.Set(float64(n))
+	s.groupsGauge.Set(float64(n))
 	return nil
 }
 

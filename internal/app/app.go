@@ -283,10 +283,13 @@ func (a *App) Run(ctx context.Context) error {
 		return err
 	}
 
-	var thresholds jetstream.KeyValue
+	var thresholds, ruleState jetstream.KeyValue
 	if a.roles&RoleWorker != 0 {
 		if thresholds, err = js.KeyValue(ctx, bus.BucketThresholds); err != nil {
 			return fmt.Errorf("threshold bucket: %w", err)
+		}
+		if ruleState, err = js.KeyValue(ctx, bus.BucketRuleState); err != nil {
+			return fmt.Errorf("rule state bucket: %w", err)
 		}
 	}
 	var dispatcher *notify.Dispatcher
@@ -332,7 +335,10 @@ func (a *App) Run(ctx context.Context) error {
 		st := newStage("worker", failed)
 		th := engine.NewKVThresholds(thresholds, engine.KVOptions{GroupLimit: maxThresholdGroups(a.cfg), Metrics: a.metrics})
 		st.goRun(th.Run)
-		eval := engine.NewReloadable(a.newEvaluator(a.rules, th))
+		rs := engine.NewKVThresholds(ruleState, engine.KVOptions{GroupLimit: maxThresholdGroups(a.cfg), Metrics: a.metrics,
+			Evicted: a.metrics.StateEvicted, Groups: a.metrics.StateEntities})
+		st.goRun(rs.Run)
+		eval := engine.NewReloadable(a.newEvaluator(a.rules, th, rs))
 		a.mu.Lock()
 		a.eval = eval
 		a.mu.Unlock()

@@ -72,7 +72,7 @@ func (a *App) reload(ctx context.Context) (string, error) {
 	}
 	if set != nil {
 		old := eval.Current().Set().Hash()
-		eval.Swap(a.newEvaluator(set, eval.Current().Thresholds()))
+		eval.Swap(a.newEvaluator(set, eval.Current().Thresholds(), eval.Current().RuleState()))
 		if old != set.Hash() {
 			a.metrics.RulesInfo.DeleteLabelValues(old)
 		}
@@ -83,8 +83,8 @@ func (a *App) reload(ctx context.Context) (string, error) {
 	return "", ctx.Err()
 }
 
-func (a *App) newEvaluator(set *rules.Set, th engine.ThresholdStore) *engine.Evaluator {
-	return engine.NewEvaluator(set, th, engine.WithMetrics(a.metrics))
+func (a *App) newEvaluator(set *rules.Set, th, state engine.ThresholdStore) *engine.Evaluator {
+	return engine.NewEvaluator(set, th, engine.WithMetrics(a.metrics), engine.WithRuleState(state))
 }
 
 // RulesVersion is the hash of the rule set the workers run ("" without

@@ -43,9 +43,9 @@ func TestEnsureStreamsConcurrentlyCreatesEachOnce(t *testing.T) {
 	for n := range js.StreamNames(ctx).Name() {
 		names = append(names, n)
 	}
-	// 3 streams + 6 KV buckets (KV_vigil_*).
-	if len(names) != 9 {
-		t.Fatalf("streams = %v, want AUDIT, ALERTS, DEAD and six KV buckets", names)
+	// 3 streams + 7 KV buckets (KV_vigil_*).
+	if len(names) != 10 {
+		t.Fatalf("streams = %v, want AUDIT, ALERTS, DEAD and seven KV buckets", names)
 	}
 }
 

@@ -26,6 +26,9 @@ const (
 	BucketThresholds = "vigil_thresholds"
 	BucketNotify     = "vigil_notify"
 	BucketSilences   = "vigil_silences"
+	// BucketRuleState holds what first-seen rules learned, per entity. It
+	// has no TTL: a value is forgotten by the rule, up to a year later.
+	BucketRuleState = "vigil_rule_state"
 	// BucketCursors holds where each polling source (EKS) has read to,
 	// and BucketLeases which replica of it polls.
 	BucketCursors = "vigil_ingest_cursors"

@@ -56,7 +56,8 @@ type StreamOptions struct {
 	MaxBytes int64
 	// DuplicateWindow is JetStream's MsgID de-duplication window.
 	DuplicateWindow time.Duration
-	// MaxThresholdGroups, when positive, bounds the threshold bucket to
+	// MaxThresholdGroups, when positive, bounds the threshold bucket (and
+	// the first-seen rules' entities in the rule state bucket) to
 	// that many groups: its stream keeps at most that many messages and
 	// discards the oldest, and as each group has one message (history 1)
 	// and every update of a group replaces its message, the server forgets
@@ -121,6 +122,7 @@ func KVConfigs(o StreamOptions) []jetstream.KeyValueConfig {
 	replicas := o.withDefaults().Replicas
 	return []jetstream.KeyValueConfig{
 		{Bucket: BucketThresholds, Description: "threshold rule windows", TTL: thresholdsTTL, Replicas: replicas, Storage: jetstream.FileStorage},
+		{Bucket: BucketRuleState, Description: "what first-seen rules learned, per entity", Replicas: replicas, Storage: jetstream.FileStorage},
 		{Bucket: BucketNotify, Description: "notification groups and delivered alert ids", TTL: notifyStateTTL, Replicas: replicas, Storage: jetstream.FileStorage},
 		{Bucket: BucketSilences, Description: "silences and the alerts they silenced", TTL: silencesTTL, Replicas: replicas, Storage: jetstream.FileStorage},
 		{Bucket: BucketCursors, Description: "where each polling ingest source has read to", Replicas: replicas, Storage: jetstream.FileStorage},
@@ -155,7 +157,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		if err != nil {
 			return fmt.Errorf("key-value bucket %s: %w", kc.Bucket, err)
 		}
-		if kc.Bucket == BucketThresholds && o.MaxThresholdGroups > 0 {
+		if (kc.Bucket == BucketThresholds || kc.Bucket == BucketRuleState) && o.MaxThresholdGroups > 0 {
 			if err := retry(ctx, func() error { return ensureBucketLimit(ctx, js, kc.Bucket, o.MaxThresholdGroups) }); err != nil {
 				return fmt.Errorf("key-value bucket %s: limit to %d keys: %w", kc.Bucket, o.MaxThresholdGroups, err)
 			}

@@ -40,6 +40,8 @@ type Metrics struct {
 	AlertsPublished    *prometheus.CounterVec // rule, severity
 	ThresholdEvicted   prometheus.Counter
 	TermsEvicted       *prometheus.CounterVec // rule
+	StateEntities      prometheus.Gauge
+	StateEvicted       prometheus.Counter
 	FutureEvents       prometheus.Counter
 	ThresholdGroups    prometheus.Gauge
 	RulesInfo          *prometheus.GaugeVec // version
@@ -121,6 +123,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Threshold groups dropped because the group limit (engine.max_threshold_groups) was reached; with JetStream KV, the groups this process created while the bucket was full."}),
 		TermsEvicted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "new_terms_values_evicted_total",
 			Help: "Values a first-seen rule forgot before their time because an entity showed more than its max_values; each may alert again as new."}, []string{"rule"}),
+		StateEntities: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "rule_state_entities",
+			Help: "Entities first-seen rules keep state for, in the rule state bucket, as last read."}),
+		StateEvicted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "rule_state_entities_evicted_total",
+			Help: "Entities of first-seen rules the rule state bucket dropped at its limit (engine.max_threshold_groups); each learns afresh."}),
 		ThresholdGroups: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "threshold_groups",
 			Help: "Threshold groups held in the JetStream KV bucket, polled by each worker process."}),
 		RulesInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "rules_info",
@@ -150,7 +156,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.IngestEvents, m.IngestMalformed, m.DeadLetters, m.PublishDuration, m.CheckpointOffset, m.WebhookRequests, m.LimitExceeded,
 		m.IngestLag, m.IngestLastEvent, m.IngestErrors, m.IngestTruncated, m.IngestLateEvents,
-		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleExceptions, m.AlertsSuppressed, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.TermsEvicted, m.ThresholdGroups, m.FutureEvents, m.RulesInfo,
+		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleExceptions, m.AlertsSuppressed, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.TermsEvicted, m.StateEntities, m.StateEvicted, m.ThresholdGroups, m.FutureEvents, m.RulesInfo,
 		m.ConsumerPending, m.ConsumerAckPending,
 		m.NotifyDelivered, m.NotifyFailures, m.NotifyDead, m.NotifyDuplicates, m.NotifyTruncated, m.AlertsSilenced,
 		m.ReloadFailures,
