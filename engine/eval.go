@@ -140,6 +140,14 @@ func (e *Evaluator) Evaluate(ctx context.Context, ev *audit.Event) ([]*alert.Ale
 	}
 	var out []*alert.Alert
 	for _, m := range matches {
+		if m.Rule.Sequence != nil && m.Exception == "" {
+			as, err := e.sequence(ctx, m, ev)
+			if err != nil {
+				return nil, fmt.Errorf("sequence of rule %s: %w", m.Rule.ID, err)
+			}
+			out = append(out, as...)
+			continue
+		}
 		a, err := e.decide(ctx, m, ev)
 		if err != nil {
 			return nil, err
@@ -271,6 +279,37 @@ func (e *Evaluator) newTerm(ctx context.Context, m rules.Match, ev *audit.Event)
 	}
 	e.terms.put(key, seen)
 	return o.Fired, nil
+}
+
+// sequence adds a match of a sequence rule's steps to its group's state
+// and returns an alert for each sequence it completes, built on the event
+// that completed it and carrying every step's event.
+func (e *Evaluator) sequence(ctx context.Context, m rules.Match, ev *audit.Event) ([]*alert.Alert, error) {
+	r := m.Rule
+	e.m.RuleMatches.WithLabelValues(r.ID).Inc()
+	member := alert.NewMember(ev)
+	member.Time = WindowTime(ev)
+	var fired []rules.SequenceFiring
+	err := update(ctx, e, e.th, r.ID, rules.SequenceKey(r.ID, m.SequenceKey), func(st *rules.SequenceState) bool {
+		var changed bool
+		fired, changed = st.Observe(r.Sequence, m.Steps, member)
+		return changed
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*alert.Alert, 0, len(fired))
+	for _, f := range fired {
+		a := newAlert(r, m.Output, ev)
+		a.ID = rules.SequenceAlertID(r.ID, m.SequenceKey, f)
+		a.Members = slices.Clone(f.Events)
+		a.Steps = slices.Clone(r.Sequence.Steps)
+		a.ElapsedSeconds = int(f.Elapsed() / time.Second)
+		a.WindowSeconds = int(r.Sequence.Within / time.Second)
+		out = append(out, a)
+	}
+	e.onOutcome(Outcome{Rule: r.ID, AuditID: ev.AuditID, Alerted: len(out) > 0})
+	return out, nil
 }
 
 // suppress passes a match through its group's suppression window: the

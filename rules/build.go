@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
@@ -133,12 +134,20 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 	defs, ids := b.ruleDefs(files)
 	for _, d := range defs {
 		r := &Rule{Meta: d.Meta, File: d.file.Name, Line: d.Node.Line}
-		if d.Condition != nil {
-			if ast := env.Check(*d.Condition, r.ID, types.BoolType, "condition", b.probs); ast != nil {
-				r.cond = env.Program(*d.Condition, r.ID, ast, b.limits.Cost, b.probs)
+		cond := d.Condition
+		if d.Sequence != nil {
+			cond = b.sequence(env, d, r)
+		}
+		if cond != nil {
+			if ast := env.Check(*cond, r.ID, types.BoolType, "condition", b.probs); ast != nil {
+				r.cond = env.Program(*cond, r.ID, ast, b.limits.Cost, b.probs)
 				r.guard, r.needs = an.Condition(ast.NativeRep().Expr())
 				r.resources = r.needs.Resources
-				warnUnguardedReads(*d.Condition, r.ID, ast, b.probs)
+				if d.Sequence == nil {
+					// A sequence's steps were read one by one, at
+					// their own positions.
+					warnUnguardedReads(*cond, r.ID, ast, b.probs)
+				}
 			}
 		}
 		if d.Output != nil {
@@ -182,6 +191,11 @@ func (b *builder) build(files []*parse.File, tooLarge prometheus.Counter) *Set {
 		for _, x := range d.SuppressBy {
 			if p := other(x, nil, "suppress by"); p != nil {
 				r.suppressBy = append(r.suppressBy, p)
+			}
+		}
+		for _, x := range d.SequenceBy {
+			if p := other(x, nil, "sequence by"); p != nil {
+				r.sequenceBy = append(r.sequenceBy, p)
 			}
 		}
 		if d.NewTerms != nil {
@@ -263,6 +277,36 @@ func (b *builder) macro(env *compile.Env, m parse.Macro, appends []parse.Expr) *
 	}
 	m.Expr.Text = text
 	return env.Check(m.Expr, "", types.BoolType, "macro "+m.Name, b.probs)
+}
+
+// sequence compiles a sequence rule's steps and returns the condition that
+// lets an event through to them: that of the rule, if it has one, and that
+// of any step. The prefilter and guards are read from it, so they let
+// through what any step may match. Each step is checked on its own, so
+// that its problems are placed at its text; nil when one has a problem.
+func (b *builder) sequence(env *compile.Env, d *ruleDef, r *Rule) *parse.Expr {
+	var alts []string
+	ok := true
+	for _, st := range d.Steps {
+		ast := env.Check(st.Condition, r.ID, types.BoolType, "sequence step "+st.Name, b.probs)
+		if ast == nil {
+			ok = false
+			continue
+		}
+		warnUnguardedReads(st.Condition, r.ID, ast, b.probs)
+		r.steps = append(r.steps, env.Program(st.Condition, r.ID, ast, b.limits.Cost, b.probs))
+		alts = append(alts, "("+st.Condition.Text+")")
+	}
+	if !ok || len(d.Steps) == 0 {
+		return nil
+	}
+	x := d.Steps[0].Condition
+	x.Text = strings.Join(alts, " || ")
+	if d.Condition != nil {
+		x = *d.Condition
+		x.Text = "(" + d.Condition.Text + ") && (" + strings.Join(alts, " || ") + ")"
+	}
+	return &x
 }
 
 // ruleDef is a rule as the overrides left it, with the file that

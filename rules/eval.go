@@ -34,6 +34,10 @@ type Match struct {
 	// value that must be new for it.
 	TermsEntity []string
 	TermsValue  []string
+	// Steps are the indexes of the sequence steps the event matched, and
+	// SequenceKey the values of the sequence's by expressions.
+	Steps       []int
+	SequenceKey []string
 }
 
 // RuleError is a rule that failed to evaluate on an event. The rule counts
@@ -178,6 +182,19 @@ func evalRule(r *Rule, a *compile.Activation, ev *audit.Event, fail func(*Rule, 
 		return Match{}, false
 	}
 	m := Match{Rule: r}
+	for i, p := range r.steps {
+		ok, err := evalBool(p, a)
+		if err != nil {
+			fail(r, fmt.Errorf("sequence step %s: %w", r.Sequence.Steps[i], err))
+			continue
+		}
+		if ok {
+			m.Steps = append(m.Steps, i)
+		}
+	}
+	if r.Sequence != nil && len(m.Steps) == 0 {
+		return Match{}, false
+	}
 	if m.Exception = excepted(r, a, fail); m.Exception != "" {
 		return m, true
 	}
@@ -193,6 +210,13 @@ func evalRule(r *Rule, a *compile.Activation, ev *audit.Event, fail func(*Rule, 
 	}
 	if r.Threshold != nil {
 		if err := thresholdKey(r, a, &m); err != nil {
+			fail(r, err)
+			return Match{}, false
+		}
+	}
+	if r.Sequence != nil {
+		var err error
+		if m.SequenceKey, err = groupValues(r.sequenceBy, r.Sequence.By, "sequence by", a); err != nil {
 			fail(r, err)
 			return Match{}, false
 		}

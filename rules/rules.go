@@ -27,6 +27,8 @@ type (
 	Suppress = parse.Suppress
 	// NewTerms makes a rule alert on a value new for its entity.
 	NewTerms = parse.NewTerms
+	// Sequence makes a rule alert on steps matched in order by one group.
+	Sequence = parse.Sequence
 	// TestCase is one `tests:` entry of a rule file.
 	TestCase = parse.TestCase
 	// Needs is what a rule demands of the events it can match.

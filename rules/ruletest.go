@@ -81,8 +81,8 @@ type TryResult struct {
 }
 
 // Try evaluates one rule, enabled or not, over a sequence of events, as
-// the engine would with fresh threshold state. A first-seen rule fires only
-// if the last event does: those before it are its history. A match an exception
+// the engine would with fresh threshold state. A first-seen or sequence
+// rule fires only if the last event does: those before it are its history. A match an exception
 // suppressed does not fire; suppression windows are left out, since the
 // first match of a group always alerts.
 func (s *Set) Try(r *Rule, events []*audit.Event) TryResult {
@@ -90,6 +90,7 @@ func (s *Set) Try(r *Rule, events []*audit.Event) TryResult {
 	fail := func(_ *Rule, err error) { res.Errors = append(res.Errors, err) }
 	states := map[string]*WindowState{}
 	terms := map[string]*TermsState{}
+	seqs := map[string]*SequenceState{}
 	for i, ev := range events {
 		if !slices.Contains(r.Stages, ev.Stage) {
 			continue
@@ -100,6 +101,20 @@ func (s *Set) Try(r *Rule, events []*audit.Event) TryResult {
 		}
 		if m.Exception != "" {
 			res.Excepted = append(res.Excepted, m.Exception)
+			continue
+		}
+		if r.Sequence != nil {
+			key := SequenceKey(r.ID, m.SequenceKey)
+			st := seqs[key]
+			if st == nil {
+				st = &SequenceState{}
+				seqs[key] = st
+			}
+			mem := alert.NewMember(ev)
+			mem.Time = ev.Time()
+			if fired, _ := st.Observe(r.Sequence, m.Steps, mem); i == len(events)-1 && len(fired) > 0 {
+				res.Fired, res.Output = true, m.Output
+			}
 			continue
 		}
 		if r.NewTerms != nil {

@@ -39,6 +39,10 @@ type Rule struct {
 	termsEntity []cel.Program
 	termsValue  []cel.Program
 	termsTag    string
+	// steps are a sequence rule's step conditions, run once its
+	// condition (the rule's and any step's) held.
+	steps      []cel.Program
+	sequenceBy []cel.Program
 }
 
 // exception is a compiled exception of a rule.

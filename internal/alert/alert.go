@@ -84,8 +84,13 @@ type Alert struct {
 	// Members is a sample of at most MaxMembers of the events behind a
 	// threshold alert (the latest counted in its window) or, for an
 	// alert that opens a suppression window, of the matches the window
-	// before held back (the earliest).
+	// before held back (the earliest); for a sequence, its events, one
+	// per step.
 	Members []Member `json:"members,omitempty"`
+	// Steps names the step of each member of a sequence alert, and
+	// ElapsedSeconds is the time from its first step to its last.
+	Steps          []string `json:"steps,omitempty"`
+	ElapsedSeconds int      `json:"elapsedSeconds,omitempty"`
 }
 
 // ID is the identity of a per-event alert: one request seen at several

@@ -69,6 +69,7 @@ type Meta struct {
 	Threshold  *Threshold
 	Suppress   *Suppress
 	NewTerms   *NewTerms
+	Sequence   *Sequence
 }
 
 // Rule is one entry of rules:, its defaults filled in. An expression that
@@ -90,6 +91,9 @@ type Rule struct {
 	// naming the entity, and those whose values must be new for it.
 	TermsEntity []Expr
 	TermsValue  []Expr
+	// SequenceBy are the expressions of Sequence.By, Steps its steps.
+	SequenceBy []Expr
+	Steps      []Step
 }
 
 // Exception names a case of a rule's condition that raises no alert.
@@ -161,6 +165,7 @@ type (
 		Exceptions  yaml.Node `yaml:"exceptions"`
 		Suppress    yaml.Node `yaml:"suppress"`
 		NewTerms    yaml.Node `yaml:"new_terms"`
+		Sequence    yaml.Node `yaml:"sequence"`
 	}
 	exceptionDoc struct {
 		Name yaml.Node `yaml:"name"`
@@ -481,10 +486,16 @@ func (p *parser) parseRule(n *yaml.Node) {
 			p.problem(v, id, "new_terms cannot be combined with threshold or suppress: a new value alerts once until it is forgotten")
 		}
 	}
+	if v := &doc.Sequence; given(v) {
+		p.parseSequence(v, &r)
+		if given(&doc.Threshold) || given(&doc.Suppress) || given(&doc.NewTerms) {
+			p.problem(v, id, "sequence cannot be combined with threshold, suppress or new_terms")
+		}
+	}
 	if r.ID == "" {
 		p.problem(n, "", "rule has no id")
 	}
-	if r.Condition == nil {
+	if r.Condition == nil && !given(&doc.Sequence) {
 		p.problem(n, id, "rule has no condition")
 	}
 	if !haveSev {

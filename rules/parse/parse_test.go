@@ -36,7 +36,7 @@ func TestDecodeKeepsTheFirstOfRepeatedKeys(t *testing.T) {
 	want := []string{
 		`r.yaml:4:5: r: field "severity" given twice`,
 		`r.yaml:6:5: r: unknown field "titel", did you mean "title"?`,
-		`r.yaml:7:5: r: unknown field "zzzzzzzzzz" (known: id, title, description, runbook_url, severity, tags, condition, output, stages, enabled, threshold, exceptions, suppress, new_terms)`,
+		`r.yaml:7:5: r: unknown field "zzzzzzzzzz" (known: id, title, description, runbook_url, severity, tags, condition, output, stages, enabled, threshold, exceptions, suppress, new_terms, sequence)`,
 	}
 	if !slices.Equal(probs, want) {
 		t.Errorf("problems\n  %s\nwant\n  %s", strings.Join(probs, "\n  "), strings.Join(want, "\n  "))
