@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -76,39 +75,7 @@ func TestSequenceSameAlertsWithOneWorkerOrThree(t *testing.T) {
 			// 0 to 3 within 10 minutes, the rest after; fed newest first.
 			change(user+"-w", user, "daemonsets", base+time.Duration(3+u*2)*time.Minute))
 	}
-	run := func(t *testing.T, workers int) []string {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		store := NewKVThresholds(thresholdBucket(t, 0), KVOptions{})
-		var mu sync.Mutex
-		got := map[string]bool{}
-		var wg sync.WaitGroup
-		for w := range workers {
-			e := NewEvaluator(set, store)
-			wg.Go(func() {
-				for i := len(events) - 1 - w; i >= 0; i -= workers {
-					as, err := e.Evaluate(ctx, events[i])
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					mu.Lock()
-					for _, a := range as {
-						got[a.ID] = true
-					}
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
-		out := make([]string, 0, len(got))
-		for id := range got {
-			out = append(out, id)
-		}
-		slices.Sort(out)
-		return out
-	}
-	one, three := run(t, 1), run(t, 3)
+	one, three := workersAlerts(t, set, events, 1, true), workersAlerts(t, set, events, 3, true)
 	if len(one) != 4 {
 		t.Errorf("one worker raised %d alerts, want 4 (users 0 to 3 within 10 minutes): %v", len(one), one)
 	}

@@ -68,15 +68,7 @@ tests:
       - {auditID: "2", verb: create, user: {username: bob}, objectRef: {resource: pods, subresource: exec, namespace: b}, requestReceivedTimestamp: "2026-01-01T00:01:00Z"}
       - {auditID: "3", verb: create, user: {username: bob}, objectRef: {resource: pods, subresource: exec, namespace: b}, requestReceivedTimestamp: "2026-01-01T00:02:00Z"}
 `)
-	res, err := set.RunTests(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range res {
-		if !r.Passed {
-			t.Errorf("%s: %s", r.Case.Name, r.Why)
-		}
-	}
+	expectTestsPass(t, set)
 }
 
 func TestNewTermsWithEmptyByLearnsOnceForTheWholeRule(t *testing.T) {
@@ -107,13 +99,19 @@ tests:
 	if len(r.NewTerms.Entity) != 0 || len(r.NewTerms.Value) != 1 {
 		t.Fatalf("entity %q value %q, want none and the username", r.NewTerms.Entity, r.NewTerms.Value)
 	}
+	expectTestsPass(t, set)
+}
+
+// expectTestsPass runs the set's rule tests and fails for each that fails.
+func expectTestsPass(t *testing.T, set *Set) {
+	t.Helper()
 	res, err := set.RunTests(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, x := range res {
-		if !x.Passed {
-			t.Errorf("%s: %s", x.Case.Name, x.Why)
+	for _, r := range res {
+		if !r.Passed {
+			t.Errorf("%s: %s", r.Case.Name, r.Why)
 		}
 	}
 }
