@@ -54,6 +54,18 @@ func TestRulesLintPrintsEachProblemAndExits1(t *testing.T) {
 	}
 }
 
+func TestRulesLintPlacesAYAMLSyntaxErrorOnItsLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "broken.yaml")
+	mustWriteFile(t, path, []byte("rules:\n  - id: r\n    severity: low\n    condition: \"true\"\n     output: x\n"), 0o600)
+	out, _, err := run(t, newRulesCmd(), "", "lint", path)
+	if exitCodeOf(err) != 1 {
+		t.Fatalf("exit %d (%v), want 1", exitCodeOf(err), err)
+	}
+	if want := path + ":5:1: invalid YAML: did not find expected key\n"; out != want {
+		t.Errorf("lint printed %q, want %q", out, want)
+	}
+}
+
 func TestRulesLintPrintsWarningsAndExits0(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "warn.yaml")

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -235,7 +236,7 @@ func Parse(src Source, probs *Problems) *File {
 	p := &parser{src: src, f: f, probs: probs}
 	var root yaml.Node
 	if err := yaml.Unmarshal(src.Data, &root); err != nil {
-		p.probs.Add(yamlProblem(src.Name, err))
+		p.probs.Add(yamlProblem(src.Name, src.Data, err))
 		return f
 	}
 	if root.Kind == 0 || len(root.Content) == 0 {
@@ -274,13 +275,47 @@ func Parse(src Source, probs *Problems) *File {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func yamlProblem(file string, err error) Problem {
+// yamlProblem places a syntax error at the line it is on. The line yaml.v3
+// names is that of the construct the error is inside (a mis-indented key
+// deep in a rule is "line 1", where the file's mapping starts), and it
+// gives no column, so the column is 1.
+func yamlProblem(file string, data []byte, err error) Problem {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		return Problem{File: file, Line: line, Col: 1, Message: "invalid YAML: " + m[2]}
+		return Problem{File: file, Line: syntaxErrorLine(data, line, msg), Col: 1, Message: "invalid YAML: " + m[2]}
 	}
 	return Problem{File: file, Message: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// syntaxErrorLine is the first line, from the line yaml.v3 named on, that
+// the file read up to and including it fails with the same error: the line
+// where the parser met the error, since yaml.v3 stops at the first one and
+// what comes after that line cannot change it. The lines are searched by
+// halves; the search only runs for a file that is already rejected.
+func syntaxErrorLine(data []byte, named int, msg string) int {
+	ends := []int{} // ends[i] is the offset just past line i+1
+	for i, b := range data {
+		if b == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(ends) == 0 || ends[len(ends)-1] != len(data) {
+		ends = append(ends, len(data))
+	}
+	if named < 1 || named > len(ends) {
+		return named
+	}
+	lo := named - 1
+	i := lo + sort.Search(len(ends)-lo, func(i int) bool {
+		var n yaml.Node
+		err := yaml.Unmarshal(data[:ends[lo+i]], &n)
+		return err != nil && err.Error() == msg
+	})
+	if i == len(ends) {
+		return named // no prefix fails alike: keep what yaml.v3 said
+	}
+	return i + 1
 }
 
 // decode decodes the mapping n into doc, a pointer to a document. Keys doc

@@ -96,3 +96,24 @@ func TestWarningsDoNotFailALoad(t *testing.T) {
 		t.Errorf("warnings %v", w)
 	}
 }
+
+// TestYAMLSyntaxErrorsKeepTheirLine: yaml.v3 names the line of the mapping
+// the error is inside (line 1 and line 3 here), not the line at fault.
+func TestYAMLSyntaxErrorsKeepTheirLine(t *testing.T) {
+	for _, c := range []struct{ name, file, want string }{{
+		name: "mis-indented key",
+		file: "rules:\n  - id: r\n    severity: low\n    condition: \"true\"\n     output: x\n  - id: s\n",
+		want: "r.yaml:5:1: invalid YAML: did not find expected key",
+	}, {
+		name: "tab",
+		file: "rules:\n  - id: r\n    severity: low\n\tcondition: \"true\"\n  - id: s\n",
+		want: "r.yaml:4:1: invalid YAML: found a tab character that violates indentation",
+	}} {
+		t.Run(c.name, func(t *testing.T) {
+			_, probs := parseText(t, c.file)
+			if len(probs) != 1 || probs[0] != c.want {
+				t.Errorf("problems %q, want %q", probs, c.want)
+			}
+		})
+	}
+}
