@@ -2,19 +2,18 @@ package main
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vigil-k8s/vigil/engine"
 	"github.com/vigil-k8s/vigil/internal/alert"
 	"github.com/vigil-k8s/vigil/internal/audit/provider"
+	"github.com/vigil-k8s/vigil/notify/stdout"
 	"github.com/vigil-k8s/vigil/rules"
 )
 
@@ -45,17 +44,17 @@ func newReplayCmd() *cobra.Command {
 				return err
 			}
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
-			enc := json.NewEncoder(out)
-			onAlert := func(a *alert.Alert) error { return enc.Encode(a) }
-			if output == "text" {
-				onAlert = func(a *alert.Alert) error {
-					_, err := fmt.Fprintln(out, textLine(a))
-					return err
-				}
+			// An alert reads the same here as from a running vigil.
+			printer, err := stdout.New(out, stdout.WithFormat(output))
+			if err != nil {
+				return err
 			}
 			st, err := engine.Replay(cmd.Context(), set, args, engine.ReplayOptions{
-				Stdin:   cmd.InOrStdin(),
-				OnAlert: onAlert,
+				Stdin: cmd.InOrStdin(),
+				OnAlert: func(a *alert.Alert) error {
+					_, err := printer.Notify(cmd.Context(), a)
+					return err
+				},
 				OnMalformed: func(file string, line int, err error) {
 					fmt.Fprintf(errOut, "%s:%d: skipped: %v\n", file, line, err)
 				},
@@ -81,19 +80,6 @@ func newReplayCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&withDefault, "with-default", false, "load the embedded default pack together with the --rules files")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json (one alert object per line)")
 	return cmd
-}
-
-func textLine(a *alert.Alert) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %-8s %s: %s", a.Time.Format(time.RFC3339), strings.ToUpper(a.Severity), a.Rule, a.Output)
-	if a.Window != "" {
-		fmt.Fprintf(&b, " [%d in %s]", a.Count, a.Window)
-	}
-	if a.Suppressed > 0 {
-		fmt.Fprintf(&b, " [%d more held back before]", a.Suppressed)
-	}
-	fmt.Fprintf(&b, " (auditID %s)", a.AuditID)
-	return b.String()
 }
 
 // printFormats tells, when the events did not all come as the apiserver's

@@ -13,8 +13,14 @@ func TestReplayTellsFormatsApartAndCountsThem(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"CRITICAL secrets-listed-cluster-wide: Secrets listed across all namespaces: mallory@example.com list secrets (200) (auditID g1)",
-		"LOW      deployment-deleted-in-default: bob deleted deployment default/web (auditID k1)",
+		"2026-03-04T10:00:00Z critical secrets-listed-cluster-wide: Secrets listed across all namespaces: mallory@example.com list secrets (200)\n" +
+			"    A list or watch of Secrets in every namespace dumps every credential of the cluster.\n" +
+			"    runbook: https://github.com/vigil-k8s/vigil/blob/main/docs/rules.md#secrets-secretsyaml\n" +
+			"    auditID: g1\n",
+		" low      deployment-deleted-in-default: bob deleted deployment default/web\n" +
+			"    A deployment in default was deleted.\n" +
+			"    runbook: https://github.com/vigil-k8s/vigil/blob/main/docs/rules.md#workloads-workloadsyaml\n" +
+			"    auditID: k1\n",
 		"2 events, 3 alerts, 1 malformed lines skipped\n",
 		"events: 1 from AKS diagnostic record, 1 from GKE LogEntry; 1 records held no Kubernetes audit event\n",
 	} {

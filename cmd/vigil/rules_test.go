@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,9 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vigil-k8s/vigil/internal/alert"
+	"github.com/vigil-k8s/vigil/notify/stdout"
 )
 
 func run(t *testing.T, cmd *cobra.Command, stdin string, args ...string) (string, string, error) {
@@ -180,13 +184,56 @@ func TestReplayTextWithRulesFromStdin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "LOW      any-delete: any-delete: minikube-user delete secrets default/example-secret (200)") ||
+	alertText := "2020-04-21T17:58:49Z low      any-delete: any-delete: minikube-user delete secrets default/example-secret (200)\n" +
+		"    groups: system:masters, system:authenticated\n" +
+		"    authorization: allow\n" +
+		"    auditID: d1df3fa9-497f-49cf-bd48-60a651df8075\n\n"
+	if !strings.HasPrefix(out, alertText) ||
 		!strings.Contains(out, "1 events, 1 alerts, 0 malformed lines skipped") ||
 		!strings.Contains(out, "      1       1         0          0  low      any-delete") {
 		t.Errorf("text output:\n%s", out)
 	}
 	if strings.Contains(out, "deployment") {
 		t.Errorf("--rules must replace the default pack:\n%s", out)
+	}
+}
+
+// Replay prints an alert as a running vigil's stdout receiver does: the
+// text of each alert is stdout.Line of the alert replay --output json gives.
+func TestReplayPrintsAlertsAsStdoutDoes(t *testing.T) {
+	const log = "../../../shared/corpus/falco-trace-files/delete_secret.json"
+	rulesPath := filepath.Join(t.TempDir(), "r.yaml")
+	mustWriteFile(t, rulesPath, []byte("rules:\n  - id: any-delete\n    description: Something was deleted.\n    severity: low\n    condition: event.verb == \"delete\"\n"), 0o600)
+	text, _, err := run(t, newReplayCmd(), "", "--rules", rulesPath, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _, err := run(t, newReplayCmd(), "", "--rules", rulesPath, "--output", "json", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a alert.Alert
+	if err := json.Unmarshal([]byte(js), &a); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	n, err := stdout.New(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Notify(context.Background(), &a); err != nil {
+		t.Fatal(err)
+	}
+	want := "2020-04-21T17:58:49Z low      any-delete: any-delete: minikube-user delete secrets default/example-secret (200)\n" +
+		"    Something was deleted.\n" +
+		"    groups: system:masters, system:authenticated\n" +
+		"    authorization: allow\n" +
+		"    auditID: d1df3fa9-497f-49cf-bd48-60a651df8075\n"
+	if buf.String() != want {
+		t.Errorf("stdout printed\n%s\nwant\n%s", buf.String(), want)
+	}
+	if !strings.HasPrefix(text, want+"\n") {
+		t.Errorf("replay printed\n%s\nwant it to start with\n%s", text, want)
 	}
 }
 

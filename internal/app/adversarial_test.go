@@ -308,9 +308,11 @@ destinations:
 
 	sink.waitFor(t, 60*time.Second, want...)
 	// Stopping leaves undelivered alerts for the next start, so wait until
-	// Slack and stdout have had every one.
+	// Slack and stdout have had every one. Stdout's lines but those of an
+	// alert's indented context are one per alert.
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
-		if len(sl.all()) >= len(want) && len(sl.allPosts()) >= len(want) && strings.Count(stdout.String(), "\n") >= len(want) {
+		printed := strings.Count(stdout.String(), "\n") - strings.Count(stdout.String(), "\n    ")
+		if len(sl.all()) >= len(want) && len(sl.allPosts()) >= len(want) && printed >= len(want) {
 			break
 		}
 	}

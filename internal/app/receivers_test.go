@@ -231,7 +231,10 @@ func TestNoDestinationsPrintsToStdout(t *testing.T) {
 	if err := engine.PublishAlerts(ctx, js, alerts); err != nil {
 		t.Fatal(err)
 	}
-	waittest.Until(t, 20*time.Second, "three lines", func() bool { return strings.Count(out.String(), "\n") == 3 })
+	// Each alert is a line of its own, its context indented below it.
+	waittest.Until(t, 20*time.Second, "three alert lines", func() bool {
+		return strings.Count(out.String(), "\n")-strings.Count(out.String(), "\n    ") == 3
+	})
 	for _, a := range alerts {
 		if !strings.Contains(out.String(), a.Output) {
 			t.Errorf("stdout lacks %q:\n%s", a.Output, out.String())

@@ -99,10 +99,13 @@ const reset = "\x1b[0m"
 
 // Line renders one alert as
 //
-//	time severity rule: output (user verb resource ns/name)
+//	time severity rule: output
 //
 // followed, when the alert has them, by indented lines of its context:
-// description, runbook, groups, authorization and members.
+// description, runbook, groups, impersonation, authorization, audit ID and
+// members. The user, verb and object are left to the output, which names
+// them already (a rule's own output as much as the default one). Both a
+// running vigil and replay print alerts with it.
 //
 // Every value comes from an audit event an attacker may shape, so control
 // characters are escaped: a crafted user agent must not be able to rewrite
@@ -120,29 +123,6 @@ func Line(a *alert.Alert, color bool) string {
 	b.WriteString(Escape(a.Rule))
 	b.WriteString(": ")
 	b.WriteString(Escape(a.Output))
-	var ctx []string
-	user := a.User
-	if a.ImpersonatedUser != "" {
-		user += " as " + a.ImpersonatedUser
-	}
-	res := a.Resource
-	if a.Subresource != "" {
-		res += "/" + a.Subresource
-	}
-	obj := a.Name
-	if a.Namespace != "" {
-		obj = a.Namespace + "/" + a.Name
-	}
-	for _, s := range []string{user, a.Verb, res, obj} {
-		if s != "" {
-			ctx = append(ctx, Escape(s))
-		}
-	}
-	if len(ctx) > 0 {
-		b.WriteString(" (")
-		b.WriteString(strings.Join(ctx, " "))
-		b.WriteByte(')')
-	}
 	if a.Count > 1 {
 		fmt.Fprintf(&b, " x%d", a.Count)
 		if a.Window != "" {
@@ -165,8 +145,8 @@ const contextIndent = "    "
 
 // contextLines are what a responder needs beyond the alert's line, each
 // escaped: why the rule matters, where its runbook is, the groups and the
-// authorization of the request, and a threshold's or suppression's
-// members.
+// authorization of the request, its audit ID, and a threshold's or
+// suppression's members.
 func contextLines(a *alert.Alert) []string {
 	var out []string
 	add := func(label, v string) {
@@ -177,14 +157,20 @@ func contextLines(a *alert.Alert) []string {
 	add("", a.Description)
 	add("runbook: ", a.RunbookURL)
 	add("groups: ", strings.Join(a.UserGroups, ", "))
+	// An output need not say the request was impersonated; the line
+	// does, as the default output would.
 	if len(a.ImpersonatedGroups) > 0 {
 		add("as "+Escape(a.ImpersonatedUser)+" in groups: ", strings.Join(a.ImpersonatedGroups, ", "))
+	} else {
+		add("as ", a.ImpersonatedUser)
 	}
 	authz := a.AuthorizationDecision
 	if a.AuthorizationReason != "" {
 		authz = strings.TrimSpace(authz + " " + a.AuthorizationReason)
 	}
 	add("authorization: ", authz)
+	// The event's ID, to find it in the audit log.
+	add("auditID: ", a.AuditID)
 	for _, m := range a.Members {
 		res := m.Resource
 		if m.Subresource != "" {

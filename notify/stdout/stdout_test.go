@@ -28,9 +28,15 @@ func TestTextLine(t *testing.T) {
 	if _, err := n.Notify(context.Background(), a, b, c); err != nil {
 		t.Fatal(err)
 	}
-	want := "2024-02-19T01:13:32Z high     secret-read-by-non-node: system:serviceaccount:default:app get secrets default/db (system:serviceaccount:default:app get secrets default/db)\n" +
-		"2024-02-19T01:13:32Z high     secret-read-by-non-node: system:serviceaccount:default:app get secrets default/db (system:serviceaccount:default:app as system:admin get nodes/proxy node-1) x20 in 5m0s\n" +
-		"2024-02-19T01:13:32Z high     secret-read-by-non-node: system:serviceaccount:default:app get secrets default/db (system:serviceaccount:default:app get secrets default/db) (+11 held back before)\n"
+	// The output names the user, verb and object; the line does not say
+	// them again.
+	want := "2024-02-19T01:13:32Z high     secret-read-by-non-node: system:serviceaccount:default:app get secrets default/db\n" +
+		"    auditID: 3f9e34f0-52e8-44bc-88fb-10ae742d2a0a\n" +
+		"2024-02-19T01:13:32Z high     secret-read-by-non-node: system:serviceaccount:default:app get secrets default/db x20 in 5m0s\n" +
+		"    as system:admin\n" +
+		"    auditID: 3f9e34f0-52e8-44bc-88fb-10ae742d2a0a\n" +
+		"2024-02-19T01:13:32Z high     secret-read-by-non-node: system:serviceaccount:default:app get secrets default/db (+11 held back before)\n" +
+		"    auditID: 3f9e34f0-52e8-44bc-88fb-10ae742d2a0a\n"
 	if got := buf.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
@@ -43,15 +49,17 @@ func TestTextEscapesControlCharacters(t *testing.T) {
 	n, _ := New(&buf)
 	a := alerttest.Sample()
 	a.Output = "ok\n2024-01-01T00:00:00Z critical forged: \x1b[2Jcleared\u2028"
-	a.User = "bad\xffutf8\r"
+	a.ImpersonatedUser = "bad\xffutf8\r"
 	if _, err := n.Notify(context.Background(), a); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") {
-		t.Errorf("one alert became %d lines: %q", strings.Count(out, "\n"), out)
+	// The alert's line, then its impersonation and audit ID, indented.
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 3 || !strings.HasSuffix(out, "\n") || !strings.HasPrefix(lines[1], "    ") || !strings.HasPrefix(lines[2], "    ") {
+		t.Errorf("one alert became %d lines: %q", len(lines), out)
 	}
-	if strings.ContainsAny(out[:len(out)-1], "\n\r\x1b\u2028") {
+	if strings.ContainsAny(strings.Join(lines, ""), "\n\r\x1b\u2028") {
 		t.Errorf("control characters left in %q", out)
 	}
 	for _, want := range []string{`ok\n2024`, `\x1b[2J`, `\u2028`, `bad\xffutf8\r`} {
@@ -142,12 +150,13 @@ func TestTextContextLines(t *testing.T) {
 	if _, err := n.Notify(context.Background(), a); err != nil {
 		t.Fatal(err)
 	}
-	want := "2024-02-19T01:13:32Z high     secret-read-by-non-node: system:serviceaccount:default:app get secrets default/db (system:serviceaccount:default:app as system:admin get secrets default/db) x2 in 1m0s\n" +
+	want := "2024-02-19T01:13:32Z high     secret-read-by-non-node: system:serviceaccount:default:app get secrets default/db x2 in 1m0s\n" +
 		`    Secrets read by a workload.\n2024-01-01T00:00:00Z critical forged: x` + "\n" +
 		"    runbook: https://wiki.example.com/runbooks/secret-read\n" +
 		"    groups: system:serviceaccounts, system:authenticated\n" +
 		"    as system:admin in groups: system:masters\n" +
 		`    authorization: allow RBAC: allowed by ClusterRoleBinding "x" of ClusterRole "cluster-admin" to User "alice"` + "\n" +
+		"    auditID: 3f9e34f0-52e8-44bc-88fb-10ae742d2a0a\n" +
 		"    member: 2024-02-19T01:13:32Z alice delete namespaces foo\n" +
 		`    member: 2024-02-19T01:13:33Z alice get pods/log n/p\x1b[2J` + "\n"
 	if got := buf.String(); got != want {
