@@ -318,7 +318,7 @@ func (a *App) Run(ctx context.Context) error {
 			if s.eventIDs {
 				bp = bus.NewPublisher(js, s.cluster)
 			}
-			pub := &meteredPublisher{SegmentPublisher: bp, m: a.metrics, source: s.kind, cluster: s.cluster, watch: s.watch, eventTimes: !s.timesItself}
+			pub := newMeteredPublisher(bp, a.metrics, s.kind, s.cluster, s.watch, !s.timesItself)
 			st.goRun(func(ctx context.Context) error {
 				if err := s.src.Run(ctx, pub); err != nil {
 					return fmt.Errorf("%s: %w", s.name, err)

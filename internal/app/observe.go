@@ -17,10 +17,19 @@ import (
 // consumerPollInterval is how often consumer lag is sampled.
 const consumerPollInterval = 5 * time.Second
 
-// meteredPublisher counts what a source stores and how long JetStream took
-// to acknowledge it, and tells the source's silence watch.
-type meteredPublisher struct {
+// countingPublisher is a SegmentPublisher that says what JetStream did
+// with each event: stored, or dropped as a copy of one it held.
+type countingPublisher interface {
 	ingest.SegmentPublisher
+	PublishCounted(ctx context.Context, batch []audit.Raw) (bus.Stored, error)
+	PublishSegmentsCounted(ctx context.Context, batch []audit.Raw, ends []int, ids []string) (bus.Stored, error)
+}
+
+// meteredPublisher counts what a source stores, and what JetStream dropped
+// as already stored, and how long JetStream took to acknowledge it, and
+// tells the source's silence watch. Every source publishes through one.
+type meteredPublisher struct {
+	countingPublisher
 	m       *metrics.Metrics
 	source  string
 	cluster string
@@ -35,22 +44,33 @@ type meteredPublisher struct {
 	newest time.Time
 }
 
+func newMeteredPublisher(pub countingPublisher, m *metrics.Metrics, source, cluster string, watch *quiet.Watch, eventTimes bool) *meteredPublisher {
+	// Shown at 0 from the start, so that an increase is seen from the
+	// first event.
+	m.IngestEvents.WithLabelValues(source, cluster)
+	m.IngestDuplicates.WithLabelValues(source, cluster)
+	return &meteredPublisher{countingPublisher: pub, m: m, source: source, cluster: cluster, watch: watch, eventTimes: eventTimes}
+}
+
 func (p *meteredPublisher) Publish(ctx context.Context, batch []audit.Raw) error {
 	start := time.Now()
-	return p.observe(start, batch, p.SegmentPublisher.Publish(ctx, batch))
+	stored, err := p.PublishCounted(ctx, batch)
+	return p.observe(start, batch, stored, err)
 }
 
 func (p *meteredPublisher) PublishSegments(ctx context.Context, batch []audit.Raw, ends []int, ids []string) error {
 	start := time.Now()
-	return p.observe(start, batch, p.SegmentPublisher.PublishSegments(ctx, batch, ends, ids))
+	stored, err := p.PublishSegmentsCounted(ctx, batch, ends, ids)
+	return p.observe(start, batch, stored, err)
 }
 
-// observe counts what a publish of batch that started at start stored.
-func (p *meteredPublisher) observe(start time.Time, batch []audit.Raw, err error) error {
-	stored := len(batch)
-	if tooLarge, _, ok := ingest.TooLarge(err); ok {
-		stored -= len(tooLarge)
-	} else if err != nil {
+// observe counts what a publish of batch that started at start stored, and
+// what JetStream dropped as copies of events it held. Counted even when
+// the publish failed: what it stored is a copy on the retry.
+func (p *meteredPublisher) observe(start time.Time, batch []audit.Raw, stored bus.Stored, err error) error {
+	p.m.IngestEvents.WithLabelValues(p.source, p.cluster).Add(float64(stored.Events))
+	p.m.IngestDuplicates.WithLabelValues(p.source, p.cluster).Add(float64(stored.Duplicates))
+	if _, _, ok := ingest.TooLarge(err); err != nil && !ok {
 		// The source retries; counted here, a JetStream that cannot
 		// store shows per source whatever the source is.
 		p.m.IngestErrors.WithLabelValues(p.source, p.cluster, ingest.ReasonPublish).Inc()
@@ -58,8 +78,9 @@ func (p *meteredPublisher) observe(start time.Time, batch []audit.Raw, err error
 	}
 	now := time.Now()
 	p.m.PublishDuration.WithLabelValues(p.source).Observe(now.Sub(start).Seconds())
-	p.m.IngestEvents.WithLabelValues(p.source, p.cluster).Add(float64(stored))
-	if stored > 0 {
+	// A source whose events another one stored first still hears from its
+	// apiserver: duplicates are no silence.
+	if stored.Events+stored.Duplicates > 0 {
 		p.watch.Saw(now)
 		if p.eventTimes {
 			p.times(now, batch[len(batch)-1])
@@ -93,7 +114,7 @@ func (p *meteredPublisher) times(now time.Time, last audit.Raw) {
 }
 
 func (p *meteredPublisher) DeadLetter(ctx context.Context, source, reason string, data []byte) error {
-	err := p.SegmentPublisher.DeadLetter(ctx, source, reason, data)
+	err := p.countingPublisher.DeadLetter(ctx, source, reason, data)
 	if err == nil {
 		p.m.IngestMalformed.WithLabelValues(p.source).Inc()
 		p.m.DeadLetters.WithLabelValues("ingest").Inc()

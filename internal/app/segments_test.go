@@ -62,6 +62,16 @@ func TestAnEventListSentTwiceRaisesEachAlertOnce(t *testing.T) {
 	if got := metricNumber(t, scrape(t, base), "vigil_engine_events_total"); got != n {
 		t.Errorf("vigil_engine_events_total = %v, want %d: the second batch was stored again", got, n)
 	}
+	// The copy shows as duplicates, not as events stored.
+	body := scrape(t, base)
+	for sample, want := range map[string]float64{
+		`vigil_ingest_events_total{cluster="adv",source="webhook"}`:     n,
+		`vigil_ingest_duplicates_total{cluster="adv",source="webhook"}`: n,
+	} {
+		if got := metricNumber(t, body, sample); got != want {
+			t.Errorf("%s = %v, want %v", sample, got, want)
+		}
+	}
 	got := sink.snapshot()
 	for _, id := range want {
 		if got[id] != 1 {

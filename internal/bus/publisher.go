@@ -69,12 +69,31 @@ func (e *TooLargeError) Limit() string {
 	return fmt.Sprintf("the NATS server's max_payload (%d bytes)", e.MaxPayload)
 }
 
+// Stored is what JetStream did with the events of one publish.
+type Stored struct {
+	// Events is how many events are new on AUDIT.
+	Events int
+	// Duplicates is how many events JetStream already held under their
+	// message's MsgID and dropped. A segment is dropped whole, so every
+	// event of a duplicate segment is a duplicate.
+	Duplicates int
+}
+
 // Publish sends the batch asynchronously and waits for every PubAck. An
 // event larger than a NATS message is left out, the others are sent, and
 // the error is then a *TooLargeError naming it; any other failure means
 // some events may not be stored and the whole batch is to be retried
 // (MsgIDs make the retry harmless).
 func (p *Publisher) Publish(ctx context.Context, batch []audit.Raw) error {
+	_, err := p.PublishCounted(ctx, batch)
+	return err
+}
+
+// PublishCounted is Publish, saying how many of the events were new on
+// AUDIT and how many JetStream dropped as copies of what it held. With an
+// error it counts the messages acknowledged before it: those stored by a
+// failed attempt are duplicates of the retry.
+func (p *Publisher) PublishCounted(ctx context.Context, batch []audit.Raw) (Stored, error) {
 	if p.segments != nil {
 		return p.publishSegments(ctx, batch)
 	}
@@ -89,20 +108,21 @@ func (p *Publisher) Publish(ctx context.Context, batch []audit.Raw) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("publish %s: %w", r.MsgID(), err)
+			return Stored{}, fmt.Errorf("publish %s: %w", r.MsgID(), err)
 		}
 		futures = append(futures, f)
 	}
-	if err := waitAll(ctx, futures); err != nil {
-		return err
+	stored, err := waitAcks(ctx, futures, nil)
+	if err != nil {
+		return stored, err
 	}
 	if len(tooLarge) > 0 {
-		return &TooLargeError{Index: tooLarge, MaxPayload: p.js.Conn().MaxPayload()}
+		return stored, &TooLargeError{Index: tooLarge, MaxPayload: p.js.Conn().MaxPayload()}
 	}
-	return nil
+	return stored, nil
 }
 
-func (p *Publisher) publishSegments(ctx context.Context, batch []audit.Raw) error {
+func (p *Publisher) publishSegments(ctx context.Context, batch []audit.Raw) (Stored, error) {
 	maxPayload := p.js.Conn().MaxPayload()
 	segments, tooLarge := Cut(batch, p.segmentOptions(), int(maxPayload))
 	return p.storeSegments(ctx, segments, tooLarge, maxPayload)
@@ -131,8 +151,15 @@ func (p *Publisher) Cuts(batch []audit.Raw) []int {
 // restart) is split, its parts named ids[i]+"/<part>", so that it is
 // still stored rather than retried for ever.
 func (p *Publisher) PublishSegments(ctx context.Context, batch []audit.Raw, ends []int, ids []string) error {
+	_, err := p.PublishSegmentsCounted(ctx, batch, ends, ids)
+	return err
+}
+
+// PublishSegmentsCounted is PublishSegments, counting as PublishCounted
+// does.
+func (p *Publisher) PublishSegmentsCounted(ctx context.Context, batch []audit.Raw, ends []int, ids []string) (Stored, error) {
 	if len(ends) != len(ids) {
-		return fmt.Errorf("%d segment ends but %d ids", len(ends), len(ids))
+		return Stored{}, fmt.Errorf("%d segment ends but %d ids", len(ends), len(ids))
 	}
 	maxPayload := p.js.Conn().MaxPayload()
 	limit := int(maxPayload) - headerReserve
@@ -167,25 +194,28 @@ func (p *Publisher) PublishSegments(ctx context.Context, batch []audit.Raw, ends
 	return p.storeSegments(ctx, segments, tooLarge, maxPayload)
 }
 
-func (p *Publisher) storeSegments(ctx context.Context, segments []Segment, tooLarge []int, maxPayload int64) error {
+func (p *Publisher) storeSegments(ctx context.Context, segments []Segment, tooLarge []int, maxPayload int64) (Stored, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(segments))
+	events := make([]int, 0, len(segments))
 	for _, s := range segments {
 		msg := &nats.Msg{Subject: p.subject, Data: s.Data, Header: nats.Header{}}
 		msg.Header.Set(HeaderCluster, p.cluster)
 		msg.Header.Set(HeaderSegment, SegmentFormat)
 		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(s.MsgID))
 		if err != nil {
-			return fmt.Errorf("publish segment %s of %d events: %w", s.MsgID, s.Events, err)
+			return Stored{}, fmt.Errorf("publish segment %s of %d events: %w", s.MsgID, s.Events, err)
 		}
 		futures = append(futures, f)
+		events = append(events, s.Events)
 	}
-	if err := waitAll(ctx, futures); err != nil {
-		return err
+	stored, err := waitAcks(ctx, futures, events)
+	if err != nil {
+		return stored, err
 	}
 	if len(tooLarge) > 0 {
-		return &TooLargeError{Index: tooLarge, MaxPayload: maxPayload, Reserve: headerReserve}
+		return stored, &TooLargeError{Index: tooLarge, MaxPayload: maxPayload, Reserve: headerReserve}
 	}
-	return nil
+	return stored, nil
 }
 
 // DeadLetter stores input that is not a usable audit event, with where it
@@ -229,7 +259,16 @@ var ErrAckTimeout = errors.New("JetStream did not acknowledge within " + AckTime
 const maxDistinctErrors = 4
 
 func waitAll(ctx context.Context, futures []jetstream.PubAckFuture) error {
+	_, err := waitAcks(ctx, futures, nil)
+	return err
+}
+
+// waitAcks waits for the PubAcks of futures and counts the events they
+// stored, and those JetStream dropped as duplicates: events[i] is how many
+// events message i holds, all of them 1 when events is nil.
+func waitAcks(ctx context.Context, futures []jetstream.PubAckFuture, events []int) (Stored, error) {
 	var (
+		stored Stored
 		errs   []error // distinct by message
 		seen   = map[string]bool{}
 		failed int
@@ -238,7 +277,16 @@ func waitAll(ctx context.Context, futures []jetstream.PubAckFuture) error {
 	defer timeout.Stop()
 	for i, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			n := 1
+			if events != nil {
+				n = events[i]
+			}
+			if ack.Duplicate {
+				stored.Duplicates += n
+			} else {
+				stored.Events += n
+			}
 		case err := <-f.Err():
 			failed++
 			if msg := err.Error(); !seen[msg] && len(errs) < maxDistinctErrors {
@@ -246,17 +294,17 @@ func waitAll(ctx context.Context, futures []jetstream.PubAckFuture) error {
 				errs = append(errs, err)
 			}
 		case <-ctx.Done():
-			return ctx.Err()
+			return stored, ctx.Err()
 		case <-timeout.C:
 			errs = append(errs, ErrAckTimeout)
 			failed += len(futures) - i
-			return fmt.Errorf("%d of %d messages not stored: %w", failed, len(futures), errors.Join(errs...))
+			return stored, fmt.Errorf("%d of %d messages not stored: %w", failed, len(futures), errors.Join(errs...))
 		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d of %d messages not stored: %w", failed, len(futures), errors.Join(errs...))
+		return stored, fmt.Errorf("%d of %d messages not stored: %w", failed, len(futures), errors.Join(errs...))
 	}
-	return nil
+	return stored, nil
 }
 
 // AlertSubject is the ALERTS subject of an alert of that severity and

@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -204,5 +205,40 @@ func TestPublishSegmentsNamesSegmentsAsTheSourceSaysAndSplitsWhatNoLongerFits(t 
 	}
 	if err := pub.PublishSegments(ctx, batch, ends, ids[:1]); err == nil || !strings.Contains(err.Error(), "2 segment ends but 1 ids") {
 		t.Fatalf("mismatched ends and ids: %v", err)
+	}
+}
+
+// TestPublishCountedSaysWhatJetStreamAlreadyHeld: a message JetStream
+// drops by its MsgID counts its events as duplicates, all of a segment's.
+func TestPublishCountedSaysWhatJetStreamAlreadyHeld(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := natstest.Connect(t, srv.ClientURL())
+	ctx := context.Background()
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	single := bus.NewPublisher(js, "c1")
+	if _, err := single.PublishCounted(ctx, rawEvents(t, 3, 10)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := single.PublishCounted(ctx, rawEvents(t, 5, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (bus.Stored{Events: 2, Duplicates: 3}); got != want {
+		t.Errorf("5 events, 3 of them stored before: %+v, want %+v", got, want)
+	}
+
+	segs := bus.NewSegmentPublisher(js, "c1", bus.SegmentOptions{})
+	batch := rawEvents(t, 30, 10)
+	if _, err := segs.PublishSegmentsCounted(ctx, batch[:20], []int{12, 20}, []string{"s/a", "s/b"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = segs.PublishSegmentsCounted(ctx, batch, []int{12, 20, 30}, []string{"s/a", "s/b", "s/c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (bus.Stored{Events: 10, Duplicates: 20}); got != want {
+		t.Errorf("segments of 12, 8 and 10 events, the first two stored before: %+v, want %+v", got, want)
 	}
 }

@@ -14,8 +14,12 @@ const namespace = "vigil"
 // Metrics are vigil's metrics. The names are documented in
 // docs/operations.md and used by deploy/grafana-dashboard.json.
 type Metrics struct {
-	// Ingest.
+	// Ingest. IngestDuplicates counts the events a source published that
+	// AUDIT already held, which JetStream dropped: a metric of its own
+	// rather than a label of IngestEvents, so that summing IngestEvents
+	// still counts each stored event once.
 	IngestEvents     *prometheus.CounterVec   // source, cluster
+	IngestDuplicates *prometheus.CounterVec   // source, cluster
 	IngestMalformed  *prometheus.CounterVec   // source
 	DeadLetters      *prometheus.CounterVec   // stage: ingest, engine, notify
 	PublishDuration  *prometheus.HistogramVec // source
@@ -80,7 +84,9 @@ const (
 func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		IngestEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "ingest_events_total",
-			Help: "Audit events stored on the AUDIT stream, by source and cluster."}, []string{"source", "cluster"}),
+			Help: "Audit events stored on the AUDIT stream, new to it, by source and cluster."}, []string{"source", "cluster"}),
+		IngestDuplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "ingest_duplicates_total",
+			Help: "Audit events published that the AUDIT stream already held under the same message id, dropped by JetStream, by source and cluster."}, []string{"source", "cluster"}),
 		IngestMalformed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "ingest_malformed_total",
 			Help: "Input lines or items that were not valid audit events, by source."}, []string{"source"}),
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "dead_letters_total",
@@ -154,7 +160,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		return m
 	}
 	reg.MustRegister(
-		m.IngestEvents, m.IngestMalformed, m.DeadLetters, m.PublishDuration, m.CheckpointOffset, m.WebhookRequests, m.LimitExceeded,
+		m.IngestEvents, m.IngestDuplicates, m.IngestMalformed, m.DeadLetters, m.PublishDuration, m.CheckpointOffset, m.WebhookRequests, m.LimitExceeded,
 		m.IngestLag, m.IngestLastEvent, m.IngestErrors, m.IngestTruncated, m.IngestLateEvents,
 		m.EventsEvaluated, m.RuleMatches, m.RuleErrors, m.RuleExceptions, m.AlertsSuppressed, m.RuleEvalSeconds, m.AlertsPublished, m.ThresholdEvicted, m.TermsEvicted, m.StateEntities, m.StateEvicted, m.ThresholdGroups, m.FutureEvents, m.RulesInfo,
 		m.ConsumerPending, m.ConsumerAckPending,
