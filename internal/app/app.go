@@ -271,9 +271,9 @@ func (a *App) Run(ctx context.Context) error {
 		return err
 	}
 	defer stop()
-	nc, js, err := bus.Connect(url, opts...)
-	if err != nil {
-		return err
+	nc, js := a.connect(ctx, url, opts)
+	if nc == nil {
+		return nil
 	}
 	defer nc.Close()
 	a.mu.Lock()
@@ -386,6 +386,26 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.logger.Info("vigil stopped")
 	return runErr
+}
+
+// connect connects to NATS, waiting for it for as long as it takes like
+// provision, and saying at once why each attempt failed. It returns nil
+// only when ctx is done, which is a clean stop.
+func (a *App) connect(ctx context.Context, url string, opts []nats.Option) (*nats.Conn, jetstream.JetStream) {
+	var nc *nats.Conn
+	var js jetstream.JetStream
+	_ = backoff.Retry(ctx, provisionBackoff, func(context.Context) error {
+		var err error
+		nc, js, err = bus.Connect(url, opts...)
+		return err
+	}, backoff.OnRetry(func(err error, _ int, wait time.Duration) {
+		a.logger.Warn("cannot connect to NATS; retrying", "url", bus.RedactURL(url), "err", err, "retry_in", wait)
+	}))
+	if nc != nil && ctx.Err() != nil {
+		nc.Close()
+		return nil, nil
+	}
+	return nc, js
 }
 
 // provision creates the streams and buckets, waiting for JetStream for as

@@ -33,7 +33,7 @@ func Connect(cfg *config.Config, name string, logger *slog.Logger) (*nats.Conn, 
 	if err != nil {
 		return nil, nil, err
 	}
-	opts = append(opts, nats.RetryOnFailedConnect(false), nats.MaxReconnects(0), nats.Timeout(clientConnectTimeout))
+	opts = append(opts, nats.MaxReconnects(0), nats.Timeout(clientConnectTimeout))
 	nc, js, err := bus.Connect(url, opts...)
 	if err != nil {
 		hint := ""

@@ -19,8 +19,8 @@ import (
 )
 
 // TestStartsBeforeNATS starts vigil against a NATS that is not running
-// yet: it waits, says so, and once NATS is up provisions JetStream and
-// alerts as usual, without a restart.
+// yet: it waits, says at once where it cannot connect and why, and once
+// NATS is up provisions JetStream and alerts as usual, without a restart.
 func TestStartsBeforeNATS(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -59,8 +59,19 @@ destinations:
 		}
 	}()
 
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(logs.String(), "JetStream not available yet") {
+	url := fmt.Sprintf("url=nats://127.0.0.1:%d", port)
+	waiting := func() bool {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "cannot connect to NATS") && strings.Contains(line, url) && strings.Contains(line, "connection refused") {
+				return true
+			}
+		}
+		return false
+	}
+	// Well before the 10s a JetStream request to a NATS not there takes to
+	// time out.
+	deadline := time.Now().Add(5 * time.Second)
+	for !waiting() {
 		select {
 		case err := <-done:
 			t.Fatalf("Run ended while NATS was down: %v\n%s", err, logs.String())

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -185,4 +187,33 @@ func runStreams(t testing.TB) (jetstream.JetStream, context.Context) {
 		t.Fatal(err)
 	}
 	return js, ctx
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://127.0.0.1:4222":              "nats://127.0.0.1:4222",
+		"nats://alice:s3cret@nats:4222":      "nats://alice:xxxxx@nats:4222",
+		"nats://t0ken@nats:4222":             "nats://xxxxx@nats:4222",
+		"nats://a:p@n1:4222, nats://n2:4222": "nats://a:xxxxx@n1:4222,nats://n2:4222",
+		"nats://a:p%zz@n1:4222":              "(unparsable URL with credentials)",
+	} {
+		if got := bus.RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestConnectSaysWhy: a refused connection is reported as such, not as
+// nats.go's "no servers available".
+func TestConnectSaysWhy(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	_, _, err = bus.Connect("nats://" + addr)
+	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), addr) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Connect to a closed port: %v, want the dial error naming %s on one line", err, addr)
+	}
 }

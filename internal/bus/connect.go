@@ -1,8 +1,13 @@
 package bus
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,14 +34,15 @@ type Credentials struct {
 
 // ClientOptions are the connection options for an external NATS presenting
 // c: credentials, nkey, user/password, TLS 1.2+, and reconnecting forever
-// (a NATS outage must not stop vigil; it waits and resumes).
+// once connected (a NATS outage must not stop vigil; it waits and resumes).
+// The first connection is not retried here: nats.go would hide why it
+// failed, so the caller retries Connect and reports each failure.
 func ClientOptions(c Credentials, name string, logger *slog.Logger) ([]nats.Option, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		AsyncErrors(logger),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
-		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				logger.Warn("NATS disconnected", "err", err)
@@ -71,9 +77,33 @@ func ClientOptions(c Credentials, name string, logger *slog.Logger) ([]nats.Opti
 // publishing: at most MaxAsyncPending unacknowledged, each given up after
 // AckTimeout, so that a stream that cannot write (a full disk) fails its
 // publishers instead of filling the pending window for good.
+//
+// A failed connection's error is the dial error ("connection refused"),
+// not nats.go's "no servers available for connection", which it
+// substitutes for a refused dial.
 func Connect(url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	var o nats.Options
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, nil, fmt.Errorf("connect to NATS: %w", err)
+		}
+	}
+	var dials *dialRecorder
+	if o.CustomDialer == nil && o.InProcessServer == nil {
+		timeout := o.Timeout
+		if timeout == 0 {
+			timeout = nats.DefaultTimeout
+		}
+		dials = &dialRecorder{d: net.Dialer{Timeout: timeout}}
+		opts = append(opts, nats.SetCustomDialer(dials))
+	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
+		if errors.Is(err, nats.ErrNoServers) && dials != nil {
+			if derr := dials.failures(); derr != nil {
+				err = derr
+			}
+		}
 		return nil, nil, fmt.Errorf("connect to NATS: %w", err)
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(MaxAsyncPending), jetstream.WithPublishAsyncTimeout(AckTimeout))
@@ -95,4 +125,73 @@ func AsyncErrors(logger *slog.Logger) nats.Option {
 		}
 		logger.Warn("NATS asynchronous error", "subject", subject, "err", err)
 	})
+}
+
+// dialRecorder dials like nats.go's default dialer and keeps the errors,
+// so that a failed connection can say why.
+type dialRecorder struct {
+	d    net.Dialer
+	mu   sync.Mutex
+	errs []error
+}
+
+func (r *dialRecorder) Dial(network, address string) (net.Conn, error) {
+	c, err := r.d.Dial(network, address)
+	if err != nil {
+		r.mu.Lock()
+		r.errs = append(r.errs, err)
+		r.mu.Unlock()
+	}
+	return c, err
+}
+
+// failures are the dial errors so far, on one line, or nil.
+func (r *dialRecorder) failures() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.errs) == 0 {
+		return nil
+	}
+	return dialErrors(append([]error(nil), r.errs...))
+}
+
+// dialErrors joins errors with "; " rather than errors.Join's newlines,
+// which a log line would show escaped.
+type dialErrors []error
+
+func (e dialErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e dialErrors) Unwrap() []error { return e }
+
+// RedactURL is a NATS URL, or comma-separated list of them, fit for a log:
+// a password, or a user alone (which NATS takes as a token), is replaced.
+func RedactURL(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		u, err := url.Parse(p)
+		if err != nil {
+			if strings.Contains(p, "@") {
+				parts[i] = "(unparsable URL with credentials)"
+			}
+			continue
+		}
+		if u.User == nil {
+			parts[i] = p
+			continue
+		}
+		if _, ok := u.User.Password(); ok {
+			parts[i] = u.Redacted()
+		} else {
+			u.User = url.User("xxxxx")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
 }
