@@ -224,11 +224,12 @@ func (l Limits) itemBytes() int { return min(l.FieldBytes, MaxItemBytes) }
 func (l Limits) Fields() int { return boundedFields + l.withDefaults().SourceIPs }
 
 // Bytes is the most the bounded strings of an alert can add up to: the
-// fields at FieldBytes, the groups and the members' strings at
+// fields at FieldBytes, the groups, the members' strings and the step
+// names at
 // min(FieldBytes, MaxItemBytes), and the runbook URL.
 func (l Limits) Bytes() int {
 	d := l.withDefaults()
-	items := 2*d.Groups + MaxMembers*memberStrings
+	items := 2*d.Groups + MaxMembers*(memberStrings+1) // a step name per member
 	return l.Fields()*d.FieldBytes + items*d.itemBytes() + MaxRunbookURL
 }
 
@@ -296,6 +297,7 @@ func (a *Alert) BoundTo(l Limits) Cut {
 			cut.Fields = true
 		}
 	}
+	cutList(&a.Steps, MaxMembers, &cut.Members)
 	return cut
 }
 
