@@ -264,21 +264,11 @@ func workload(t *testing.T, n int) [][]byte {
 		out = append(out, b)
 	}
 	attack := func(id, user, verb, resource, ns, name string, code int, at time.Time) {
-		for _, stage := range []string{"RequestReceived", "ResponseComplete"} {
-			ev := map[string]any{
-				"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": id, "stage": stage,
-				"requestURI": "/api/v1/namespaces/" + ns + "/" + resource + "/" + name, "verb": verb,
-				"user":      map[string]any{"username": user, "groups": []string{"system:authenticated"}},
-				"sourceIPs": []string{"10.9.9.9"}, "userAgent": "curl/8.5.0",
-				"objectRef":                map[string]any{"resource": resource, "namespace": ns, "name": name, "apiVersion": "v1"},
-				"requestReceivedTimestamp": at.Format(time.RFC3339Nano), "stageTimestamp": at.Format(time.RFC3339Nano),
-			}
-			if resource == "deployments" {
-				ev["objectRef"].(map[string]any)["apiGroup"] = "apps"
-			}
-			if stage != "RequestReceived" {
-				ev["responseStatus"] = map[string]any{"code": code}
-			}
+		r := request{id: id, user: user, userAgent: "curl/8.5.0", verb: verb, resource: resource, ns: ns, name: name, code: code, at: at}
+		if resource == "deployments" {
+			r.apiGroup = "apps"
+		}
+		for _, ev := range r.events() {
 			add(ev)
 		}
 	}
@@ -301,6 +291,52 @@ func workload(t *testing.T, n int) [][]byte {
 		}
 	}
 	return out[:n]
+}
+
+// request is one API request, as the tests' workloads make them up.
+type request struct {
+	id, user, userAgent, verb string
+	resource, apiGroup        string
+	ns, name                  string
+	code                      int
+	at                        time.Time
+}
+
+// events are the request's audit events at Metadata level, as
+// kube-apiserver logs them: RequestReceived, then ResponseComplete with the
+// response code.
+func (r request) events() []map[string]any {
+	uri := "/api/v1"
+	if r.apiGroup != "" {
+		uri = "/apis/" + r.apiGroup + "/v1"
+	}
+	if r.ns != "" {
+		uri += "/namespaces/" + r.ns
+	}
+	uri += "/" + r.resource
+	if r.name != "" {
+		uri += "/" + r.name
+	}
+	out := make([]map[string]any, 0, 2)
+	for _, stage := range []string{"RequestReceived", "ResponseComplete"} {
+		objectRef := map[string]any{"resource": r.resource, "namespace": r.ns, "name": r.name, "apiVersion": "v1"}
+		if r.apiGroup != "" {
+			objectRef["apiGroup"] = r.apiGroup
+		}
+		ev := map[string]any{
+			"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": r.id, "stage": stage,
+			"requestURI": uri, "verb": r.verb,
+			"user":      map[string]any{"username": r.user, "groups": []string{"system:authenticated"}},
+			"sourceIPs": []string{"10.9.9.9"}, "userAgent": r.userAgent,
+			"objectRef":                objectRef,
+			"requestReceivedTimestamp": r.at.Format(time.RFC3339Nano), "stageTimestamp": r.at.Format(time.RFC3339Nano),
+		}
+		if stage != "RequestReceived" {
+			ev["responseStatus"] = map[string]any{"code": r.code}
+		}
+		out = append(out, ev)
+	}
+	return out
 }
 
 // writeEvents writes events to path as an audit log, one per line.
