@@ -105,11 +105,7 @@ func (s *Set) Try(r *Rule, events []*audit.Event) TryResult {
 		}
 		if r.Sequence != nil {
 			key := SequenceKey(r.ID, m.SequenceKey)
-			st := seqs[key]
-			if st == nil {
-				st = &SequenceState{}
-				seqs[key] = st
-			}
+			st := stateOf(seqs, key)
 			mem := alert.NewMember(ev)
 			mem.Time = ev.Time()
 			if fired, _ := st.Observe(r.Sequence, m.Steps, mem); i == len(events)-1 && len(fired) > 0 {
@@ -121,11 +117,7 @@ func (s *Set) Try(r *Rule, events []*audit.Event) TryResult {
 			// The events before the last are the history the last is
 			// judged against.
 			key := TermsKey(r, m.TermsEntity)
-			st := terms[key]
-			if st == nil {
-				st = &TermsState{}
-				terms[key] = st
-			}
+			st := stateOf(terms, key)
 			o := st.Observe(r.NewTerms, TermsValue(m), ev.AuditID, ev.Time())
 			if i == len(events)-1 && o.Fired != nil {
 				res.Fired, res.Output = true, m.Output
@@ -134,11 +126,7 @@ func (s *Set) Try(r *Rule, events []*audit.Event) TryResult {
 		}
 		if r.Threshold != nil {
 			key := ThresholdKey(r.ID, m.GroupKey)
-			st := states[key]
-			if st == nil {
-				st = &WindowState{}
-				states[key] = st
-			}
+			st := stateOf(states, key)
 			if f, _ := st.Observe(r.Threshold, alert.Member{AuditID: ev.AuditID}, m.Distinct, ev.Time()); f == nil {
 				continue
 			}
@@ -154,4 +142,14 @@ func (s *Set) Try(r *Rule, events []*audit.Event) TryResult {
 func (s *Set) TryRule(r *Rule, events []*audit.Event) (bool, string, []error) {
 	res := s.Try(r, events)
 	return res.Fired, res.Output, res.Errors
+}
+
+// stateOf is the state kept under key, created empty the first time.
+func stateOf[S any](states map[string]*S, key string) *S {
+	st := states[key]
+	if st == nil {
+		st = new(S)
+		states[key] = st
+	}
+	return st
 }
